@@ -1,0 +1,46 @@
+"""Bananas: a distributed task queue for Python on Redis, with routed priority queues."""
+
+from bananas.client import AsyncClient, Client
+from bananas.client.inspect import QueueDepth, QueueStats
+from bananas.config import WorkerSettings
+from bananas.core.job import Job, JobStatus
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
+from bananas.errors import (
+    BananasError,
+    ConfigurationError,
+    InvalidPriorityError,
+    InvalidRoutingKeyError,
+    MalformedJobError,
+    PayloadError,
+    ValidationError,
+)
+from bananas.worker.registry import Registry
+from bananas.worker.service import Worker
+from bananas.worker.signals import Fail, Retry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ROUTING_KEY",
+    "AsyncClient",
+    "BananasError",
+    "Client",
+    "ConfigurationError",
+    "Fail",
+    "InvalidPriorityError",
+    "InvalidRoutingKeyError",
+    "Job",
+    "JobStatus",
+    "MalformedJobError",
+    "PayloadError",
+    "Priority",
+    "QueueDepth",
+    "QueueStats",
+    "Registry",
+    "Retry",
+    "ValidationError",
+    "Worker",
+    "WorkerSettings",
+    "validate_routing_key",
+]

@@ -1,0 +1,3 @@
+from bananas.cli.main import main
+
+main()

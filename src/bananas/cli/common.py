@@ -1,0 +1,100 @@
+"""Shared pieces of the CLI: logging with masked secrets, app loading, error exits."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+import click
+import redis.exceptions
+
+from bananas.errors import BananasError, ConfigurationError
+from bananas.redis.connection import DEFAULT_REDIS_URL, mask_secrets, validate_url
+from bananas.worker.registry import Registry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr, no traceback, then exit."""
+    click.echo(f"bananas: error: {message}", err=True)
+    sys.exit(code)
+
+
+def resolve_redis_url(flag: str | None) -> str:
+    url = flag or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    try:
+        return validate_url(url, "--redis-url" if flag else "REDIS_URL")
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
+@contextmanager
+def friendly_errors(redis_url: str | None = None) -> Iterator[None]:
+    """Turn expected failures into one-line messages with secrets masked."""
+    try:
+        yield
+    except (BananasError, ValueError) as exc:
+        fail(mask_secrets(str(exc), redis_url))
+    except redis.exceptions.ConnectionError as exc:
+        fail(f"cannot reach Redis: {mask_secrets(str(exc), redis_url)}", code=3)
+    except redis.exceptions.RedisError as exc:
+        fail(f"Redis error: {mask_secrets(str(exc), redis_url)}", code=3)
+
+
+redis_url_option = click.option(
+    "--redis-url", default=None, help="Redis URL (default: $REDIS_URL, then redis://localhost:6379)."
+)
+
+
+class SecretMaskingFilter(logging.Filter):
+    def __init__(self, url: str | None) -> None:
+        super().__init__()
+        self.url = url
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message, self.url)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def setup_logging(level: str, redis_url: str | None) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    handler.addFilter(SecretMaskingFilter(redis_url))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level.upper())
+    except ValueError:
+        fail(f"BANANAS_LOG_LEVEL: unknown log level {level!r}")
+
+
+def load_registry(spec: str) -> Registry:
+    """Import ``module:attribute`` and check that it is a ``Registry``."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        fail(f"APP must be 'module:attribute' naming a Registry, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        fail(f"cannot import module {module_name!r} for APP {spec!r}: {exc}")
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            fail(f"module {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if callable(target) and not isinstance(target, Registry):
+        target = target()
+    if not isinstance(target, Registry):
+        fail(f"APP {spec!r} is a {type(target).__name__}, not a bananas.Registry")
+    return target

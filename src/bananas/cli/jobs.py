@@ -1,0 +1,125 @@
+"""``bananas submit``, ``bananas queues``, ``bananas job``: producer-side commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+import orjson
+
+from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
+from bananas.client import Client
+from bananas.core.job import DEFAULT_MAX_RETRIES
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
+
+
+def _parse_payload(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        fail(f"--payload is not valid JSON: {exc}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON payloads")
+
+
+@click.command()
+@click.argument("name")
+@click.option("--payload", default="null", show_default=True, help="The job's payload, as JSON.")
+@click.option("--priority", default="normal", show_default=True, help="high, normal or low.")
+@click.option("--routing-key", default=DEFAULT_ROUTING_KEY, show_default=True, help="Worker pool to send it to.")
+@click.option(
+    "--max-retries", type=int, default=None, help="Retries after the first attempt (default $MAX_RETRIES or 3)."
+)
+@click.option("--delay", type=float, default=None, help="Run after this many seconds instead of now.")
+@click.option("--description", default=None, help="Free text stored with the job.")
+@redis_url_option
+def submit(
+    name: str,
+    payload: str,
+    priority: str,
+    routing_key: str,
+    max_retries: int | None,
+    delay: float | None,
+    description: str | None,
+    redis_url: str | None,
+) -> None:
+    """Submit job NAME; prints its id."""
+    url = resolve_redis_url(redis_url)
+    value = _parse_payload(payload)
+    if max_retries is None:
+        env = os.environ.get("MAX_RETRIES", "").strip()
+        try:
+            max_retries = int(env) if env else DEFAULT_MAX_RETRIES
+        except ValueError:
+            fail(f"MAX_RETRIES: expected a whole number, got {env!r}")
+    with friendly_errors(url):
+        prio = Priority.parse(priority)
+        with Client(url) as client:
+            if delay is not None:
+                job_id = client.schedule_job(
+                    name, value, delay=delay, priority=prio, routing_key=routing_key,
+                    max_retries=max_retries, description=description,
+                )  # fmt: skip
+            else:
+                job_id = client.submit_job(
+                    name, value, prio, routing_key=routing_key, max_retries=max_retries, description=description
+                )
+    click.echo(job_id)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@redis_url_option
+def queues(as_json: bool, redis_url: str | None) -> None:
+    """Ready jobs per routing key and priority, plus scheduled, in flight and dead."""
+    url = resolve_redis_url(redis_url)
+    with friendly_errors(url), Client(url) as client:
+        stats = client.queue_stats()
+    if as_json:
+        data = {
+            "queues": [
+                {"routing_key": q.routing_key, "priority": q.priority.value, "ready": q.ready,
+                 "legacy": q.legacy, "key": q.key}
+                for q in stats.queues
+            ],
+            "scheduled": stats.scheduled,
+            "processing": stats.processing,
+            "dead": stats.dead,
+        }  # fmt: skip
+        click.echo(json.dumps(data, indent=2))
+        return
+    routed = [q for q in stats.queues if not q.legacy]
+    width = max([len("ROUTING KEY"), *(len(q.routing_key) for q in routed)])
+    click.echo(f"{'ROUTING KEY':<{width}}  {'HIGH':>8}  {'NORMAL':>8}  {'LOW':>8}  {'TOTAL':>8}")
+    for key in sorted({q.routing_key for q in routed}):
+        counts = [_routed(stats, key, p) for p in Priority]
+        click.echo(f"{key:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}")
+    legacy = [q for q in stats.queues if q.legacy]
+    if any(q.ready for q in legacy):
+        counts = [next(q.ready for q in legacy if q.priority is p) for p in Priority]
+        label = "(legacy)"
+        click.echo(f"{label:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}")
+    click.echo(f"\nscheduled: {stats.scheduled}   processing: {stats.processing}   dead: {stats.dead}")
+
+
+def _routed(stats: Any, key: str, priority: Priority) -> int:
+    return next((q.ready for q in stats.queues if q.routing_key == key and q.priority is priority and not q.legacy), 0)
+
+
+@click.command()
+@click.argument("job_id")
+@redis_url_option
+def job(job_id: str, redis_url: str | None) -> None:
+    """Print the record of job JOB_ID as JSON."""
+    url = resolve_redis_url(redis_url)
+    with friendly_errors(url), Client(url) as client:
+        found = client.get_job(job_id)
+    if found is None:
+        fail(f"no job with id {job_id!r} (never existed, or its record expired)", code=1)
+    sys.stdout.write(orjson.dumps(found.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -1,0 +1,24 @@
+"""Entry point of the ``bananas`` command."""
+
+from __future__ import annotations
+
+import click
+
+from bananas.cli import demo, jobs, worker
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bananas")
+def cli() -> None:
+    """Bananas: a distributed task queue on Redis with routed priority queues."""
+
+
+cli.add_command(worker.worker)
+cli.add_command(jobs.submit)
+cli.add_command(jobs.queues)
+cli.add_command(jobs.job)
+cli.add_command(demo.demo)
+
+
+def main() -> None:
+    cli(prog_name="bananas")

@@ -1,0 +1,95 @@
+"""``bananas worker APP``: run a worker (or a supervised pool of worker processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+
+import click
+
+from bananas.cli.common import fail, load_registry, setup_logging
+from bananas.config import WorkerSettings
+from bananas.errors import ConfigurationError
+from bananas.worker.registry import Registry
+from bananas.worker.service import Worker
+from bananas.worker.supervisor import Supervisor
+
+log = logging.getLogger("bananas.cli")
+
+
+@click.command()
+@click.argument("app")
+@click.option(
+    "--routing-keys", default=None, help="Comma list in order of preference ($WORKER_ROUTING_KEYS, default 'default')."
+)
+@click.option("--priorities", default=None, help="Comma list, e.g. high,normal,low ($WORKER_PRIORITIES).")
+@click.option("--concurrency", default=None, help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).")
+@click.option("--processes", default=None, help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).")
+@click.option("--redis-url", default=None, help="Redis URL ($REDIS_URL, default redis://localhost:6379).")
+@click.option(
+    "--job-timeout", default=None, help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables)."
+)
+@click.option("--lease-seconds", default=None, help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30).")
+@click.option(
+    "--shutdown-grace",
+    default=None,
+    help="Seconds to let running jobs finish on SIGTERM ($WORKER_SHUTDOWN_GRACE, default 30).",
+)
+@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
+def worker(
+    app: str,
+    routing_keys: str | None,
+    priorities: str | None,
+    concurrency: str | None,
+    processes: str | None,
+    redis_url: str | None,
+    job_timeout: str | None,
+    lease_seconds: str | None,
+    shutdown_grace: str | None,
+    log_level: str | None,
+) -> None:
+    """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
+    try:
+        settings = WorkerSettings.from_env(
+            os.environ,
+            routing_keys=routing_keys,
+            priorities=priorities,
+            concurrency=concurrency,
+            processes=processes,
+            redis_url=redis_url,
+            job_timeout=job_timeout,
+            lease_seconds=lease_seconds,
+            shutdown_grace=shutdown_grace,
+        )
+    except ConfigurationError as exc:
+        fail(str(exc))
+    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", settings.redis_url)
+    registry = load_registry(app)
+    if settings.processes > 1:
+        code = Supervisor(app, settings, log_level=log_level).run()
+        sys.exit(code)
+    run_worker(registry, settings)
+
+
+def run_worker(registry: Registry, settings: WorkerSettings) -> None:
+    async def main() -> None:
+        await Worker(registry, settings).run(install_signal_handlers=True)
+
+    _install_fast_loop()
+    asyncio.run(main())
+    logging.shutdown()
+    if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        # A sync handler past the grace period cannot be interrupted; its job was handed
+        # back already, so leave without waiting for the thread.
+        os._exit(0)
+
+
+def _install_fast_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

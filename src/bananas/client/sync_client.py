@@ -1,0 +1,139 @@
+"""The blocking client."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from bananas.client.core import ClientCore
+from bananas.client.inspect import QueueStats, depth_plan, parse_depths
+from bananas.core import codec
+from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.job import DEFAULT_MAX_RETRIES, Job
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
+from bananas.redis import connection, keys
+from bananas.redis.runner import SyncRunner, raise_first_error
+
+
+class Client:
+    """Submit jobs and read their state.
+
+    ``redis_url`` defaults to ``$REDIS_URL``, then ``redis://localhost:6379``.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES,
+        clock: Clock = SYSTEM_CLOCK,
+        redis_client: redis.Redis | None = None,
+    ) -> None:
+        self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
+        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock)
+        self.redis = redis_client or connection.sync_client(self.redis_url)
+        self._runner = SyncRunner(self.redis)
+
+    def __repr__(self) -> str:
+        return f"Client({connection.mask_url(self.redis_url)!r})"
+
+    def submit_job(
+        self,
+        name: str,
+        payload: Any,
+        priority: Priority | str = Priority.NORMAL,
+        *,
+        routing_key: str = DEFAULT_ROUTING_KEY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        description: str | None = None,
+    ) -> str:
+        """Queue a job on ``routing_key`` at ``priority``; returns its id."""
+        job_id, call = self._core.submit(
+            name,
+            payload,
+            priority,
+            routing_key=routing_key,
+            max_retries=max_retries,
+            description=description,
+        )
+        self._runner.run(call)
+        return job_id
+
+    def submit_job_with_route(self, name: str, payload: Any, priority: Priority | str, routing_key: str) -> str:
+        """The seed's ``SubmitJobWithRoute``: ``submit_job`` with a positional routing key."""
+        return self.submit_job(name, payload, priority, routing_key=routing_key)
+
+    def schedule_job(
+        self,
+        name: str,
+        payload: Any,
+        *,
+        run_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        routing_key: str = DEFAULT_ROUTING_KEY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        description: str | None = None,
+    ) -> str:
+        """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
+        job_id, call = self._core.schedule(
+            name,
+            payload,
+            run_at=run_at,
+            delay=delay,
+            priority=priority,
+            routing_key=routing_key,
+            max_retries=max_retries,
+            description=description,
+        )
+        self._runner.run(call)
+        return job_id
+
+    def submit_many(
+        self,
+        name: str,
+        payloads: Sequence[Any],
+        priority: Priority | str = Priority.NORMAL,
+        *,
+        routing_key: str = DEFAULT_ROUTING_KEY,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+    ) -> list[str]:
+        """Queue one job per payload in one round trip; all are validated first."""
+        ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
+        if batch:
+            raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
+        return ids
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job's current record, or ``None`` if there is none (or it expired)."""
+        raw = self.redis.get(keys.job(job_id))
+        return None if raw is None else Job.from_record(raw, job_id=job_id)
+
+    def queue_stats(self) -> QueueStats:
+        """Ready jobs per routing key and priority (every key seen), scheduled, in flight, dead."""
+        routing_keys = sorted(k.decode() for k in self.redis.smembers(keys.ROUTING_KEYS))  # type: ignore[union-attr]
+        plan = depth_plan(routing_keys)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in plan.list_keys:
+            pipe.llen(key)
+        pipe.zcard(keys.SCHEDULED)
+        pipe.zcard(keys.LEASES)
+        pipe.llen(keys.DEAD)
+        return parse_depths(plan, pipe.execute())
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,204 @@
+"""The job model and its JSON record (``bananas:job:{id}``).
+
+The record is the wire format other clients share (see docs/WIRE_FORMAT.md). Fields
+this version does not know are kept in ``Job.extra`` and written back unchanged, so a
+newer producer's data survives a trip through an older worker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from bananas.core import codec
+from bananas.core.clock import format_time, parse_time
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY, normalize_routing_key, validate_routing_key
+from bananas.errors import MalformedJobError, ValidationError
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DEFAULT_MAX_RETRIES = 3
+
+# Fields with a meaning in this version; everything else in a record goes to ``extra``.
+_KNOWN = frozenset(
+    {
+        "id",
+        "name",
+        "description",
+        "payload",
+        "status",
+        "priority",
+        "routing_key",
+        "created_at",
+        "updated_at",
+        "scheduled_for",
+        "attempts",
+        "max_retries",
+        "error",
+    }
+)
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(slots=True)
+class Job:
+    """One unit of work. ``payload`` is the decoded JSON value."""
+
+    id: str
+    name: str
+    payload: Any
+    priority: Priority
+    routing_key: str
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    attempts: int = 0
+    max_retries: int = DEFAULT_MAX_RETRIES
+    description: str | None = None
+    scheduled_for: datetime | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def set_routing_key(self, key: str, *, now: datetime | None = None) -> None:
+        """Change the routing key after validating it; bumps ``updated_at``."""
+        self.routing_key = validate_routing_key(key)
+        self.updated_at = now or datetime.now(self.updated_at.tzinfo)
+
+    def touch(self, now: datetime) -> None:
+        self.updated_at = now
+
+    # -- the record ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = dict(self.extra) if self.extra else {}
+        record["id"] = self.id
+        record["name"] = self.name
+        if self.description is not None:
+            record["description"] = self.description
+        record["payload"] = self.payload
+        record["status"] = self.status.value
+        record["priority"] = self.priority.value
+        record["routing_key"] = self.routing_key
+        record["created_at"] = format_time(self.created_at)
+        record["updated_at"] = format_time(self.updated_at)
+        if self.scheduled_for is not None:
+            record["scheduled_for"] = format_time(self.scheduled_for)
+        record["attempts"] = self.attempts
+        record["max_retries"] = self.max_retries
+        if self.error is not None:
+            record["error"] = self.error
+        return record
+
+    def to_record(self) -> bytes:
+        return codec.dumps(self.to_dict())
+
+    @classmethod
+    def from_record(cls, raw: bytes | str, *, job_id: str | None = None) -> Job:
+        """Read a record written by any Bananas producer; raise ``MalformedJobError``."""
+        try:
+            data = codec.loads(raw)
+        except codec.JSONDecodeError as exc:
+            raise MalformedJobError(f"record is not valid JSON ({exc})", job_id) from None
+        if not isinstance(data, dict):
+            raise MalformedJobError(f"record is JSON but not an object (got {type(data).__name__})", job_id)
+        return cls.from_dict(data, job_id=job_id)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, job_id: str | None = None) -> Job:
+        record_id = data.get("id")
+        if not isinstance(record_id, str) or not record_id:
+            raise MalformedJobError("record has no id", job_id)
+        if job_id is not None and record_id != job_id:
+            raise MalformedJobError(f"record id {record_id!r} does not match its key", job_id)
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise MalformedJobError("record has no job name", record_id)
+        try:
+            priority = Priority.parse(data.get("priority") or "normal")
+            routing_key = normalize_routing_key(data.get("routing_key"))
+            status = JobStatus(data.get("status") or "pending")
+            created = parse_time(data.get("created_at"))
+            updated = parse_time(data.get("updated_at")) or created
+            scheduled_for = parse_time(data.get("scheduled_for"))
+            attempts = int(data.get("attempts") or 0)
+            max_retries = data.get("max_retries")
+            max_retries = DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries)
+        except (ValueError, TypeError) as exc:
+            raise MalformedJobError(f"record has an invalid field: {exc}", record_id) from None
+        if created is None or updated is None:
+            raise MalformedJobError("record has no created_at time", record_id)
+        description = data.get("description")
+        error = data.get("error")
+        extra = {k: v for k, v in data.items() if k not in _KNOWN}
+        return cls(
+            id=record_id,
+            name=name,
+            payload=data.get("payload"),
+            priority=priority,
+            routing_key=routing_key,
+            status=status,
+            created_at=created,
+            updated_at=updated,
+            attempts=attempts,
+            max_retries=max_retries,
+            # Older SDKs write "" for unset optional fields; "" and absent mean the same.
+            description=description or None,
+            scheduled_for=scheduled_for,
+            error=error or None,
+            extra=extra,
+        )
+
+
+def new_job(
+    name: str,
+    payload: Any,
+    priority: Priority | str,
+    routing_key: str,
+    *,
+    now: datetime,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    description: str | None = None,
+    max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES,
+    job_id: str | None = None,
+) -> Job:
+    """Build a validated pending job. Raises a ``ValidationError`` subclass on bad input."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"job name must be a non-empty string, got {name!r}")
+    if len(name) > 256:
+        raise ValidationError(f"job name is {len(name)} characters long, the maximum is 256")
+    prio = Priority.parse(priority)
+    validate_routing_key(routing_key)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValidationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    if description is not None and not isinstance(description, str):
+        raise ValidationError(f"description must be a string, got {type(description).__name__}")
+    codec.check_payload(payload, max_bytes=max_payload_bytes)
+    return Job(
+        id=job_id or new_job_id(),
+        name=name,
+        payload=payload,
+        priority=prio,
+        routing_key=routing_key or DEFAULT_ROUTING_KEY,
+        status=JobStatus.PENDING,
+        created_at=now,
+        updated_at=now,
+        max_retries=max_retries,
+        description=description,
+    )

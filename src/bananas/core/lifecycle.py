@@ -1,0 +1,75 @@
+"""What happens to a job at each step of its life. Pure: the worker applies the result.
+
+pending/scheduled --dequeue--> processing --ok--> completed
+                                    |--error, attempts <= max_retries--> scheduled (retry)
+                                    `--error, no retries left / permanent--> failed (dead letters)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bananas.core.clock import to_datetime
+from bananas.core.job import Job, JobStatus
+from bananas.core.retry import RetryPolicy, should_retry
+
+
+class Verdict(StrEnum):
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class FailureDecision:
+    verdict: Verdict
+    due: float | None = None  # Unix seconds, for RETRY
+
+
+def mark_started(job: Job, now: datetime) -> None:
+    job.attempts += 1
+    job.status = JobStatus.PROCESSING
+    job.scheduled_for = None
+    job.updated_at = now
+
+
+def mark_completed(job: Job, now: datetime) -> None:
+    job.status = JobStatus.COMPLETED
+    job.error = None
+    job.updated_at = now
+
+
+def mark_pending(job: Job, now: datetime) -> None:
+    job.status = JobStatus.PENDING
+    job.scheduled_for = None
+    job.updated_at = now
+
+
+def decide_failure(
+    job: Job,
+    now: float,
+    policy: RetryPolicy,
+    *,
+    permanent: bool = False,
+    retry_in: float | None = None,
+    rng: random.Random | None = None,
+) -> FailureDecision:
+    """Retry with backoff while retries remain, unless the failure is permanent."""
+    if permanent or not should_retry(job.attempts, job.max_retries):
+        return FailureDecision(Verdict.DEAD)
+    delay = policy.delay(job.attempts, rng) if retry_in is None else max(0.0, retry_in)
+    return FailureDecision(Verdict.RETRY, now + delay)
+
+
+def apply_failure(job: Job, decision: FailureDecision, error: str, now: float) -> None:
+    job.error = error
+    job.updated_at = to_datetime(now)
+    if decision.verdict is Verdict.RETRY:
+        assert decision.due is not None
+        job.status = JobStatus.SCHEDULED
+        job.scheduled_for = to_datetime(decision.due)
+    else:
+        job.status = JobStatus.FAILED
+        job.scheduled_for = None

@@ -1,0 +1,70 @@
+"""The exceptions Bananas raises, in one tree.
+
+::
+
+    BananasError
+    ├── ConfigurationError          a setting (env var, flag, file) has a bad value
+    ├── ValidationError (ValueError) input to the API is wrong; nothing was written
+    │   ├── InvalidRoutingKeyError
+    │   ├── InvalidPriorityError
+    │   └── PayloadError            not JSON-serializable, NaN/Infinity, too large
+    ├── MalformedJobError           a record found in Redis cannot be read as a job
+    └── ConnectionError             Redis could not be reached (password masked)
+
+Control-flow signals raised *by handlers* (``Retry``, ``Fail``) live in
+``bananas.worker.signals``: they are not errors of Bananas itself.
+"""
+
+from __future__ import annotations
+
+
+class BananasError(Exception):
+    """Base class of every error Bananas raises."""
+
+
+class ConfigurationError(BananasError):
+    """A configuration value is invalid. The message names the setting."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {message}")
+
+
+class ValidationError(BananasError, ValueError):
+    """Input to a Bananas API is invalid. Nothing was written to Redis."""
+
+
+class InvalidRoutingKeyError(ValidationError):
+    """A routing key breaks the rule: 1 to 64 characters of A-Z a-z 0-9 _ -."""
+
+    def __init__(self, key: object, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"invalid routing key {key!r}: {reason} (a routing key is 1 to 64 characters of A-Z a-z 0-9 _ -)"
+        )
+
+
+class InvalidPriorityError(ValidationError):
+    """A priority is not one of high, normal, low."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        super().__init__(f"unknown priority {value!r}: expected one of 'high', 'normal', 'low'")
+
+
+class PayloadError(ValidationError):
+    """A payload cannot cross the wire as JSON."""
+
+
+class MalformedJobError(BananasError):
+    """A job record in Redis is not a readable job (not JSON, not an object, no id...)."""
+
+    def __init__(self, reason: str, job_id: str | None = None) -> None:
+        self.reason = reason
+        self.job_id = job_id
+        super().__init__(reason if job_id is None else f"job {job_id}: {reason}")
+
+
+class ConnectionError(BananasError):
+    """Redis could not be reached. The message never contains the password."""

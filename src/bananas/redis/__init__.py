@@ -1,0 +1,1 @@
+"""Everything that talks to Redis. The only package that imports redis-py."""

@@ -1,0 +1,123 @@
+"""Builders of script calls: which keys and arguments each atomic operation takes.
+
+Pure functions (no I/O), shared by the sync client, the async client and the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bananas.core.job import Job
+from bananas.core.routing import QueueRef
+from bananas.redis import keys
+from bananas.redis.scripts import Call, ScriptName
+
+
+def ready_queue_of(job: Job) -> str:
+    return keys.route_queue(job.routing_key, job.priority)
+
+
+def submit(job: Job, record: bytes) -> Call:
+    return Call(
+        ScriptName.SUBMIT,
+        (keys.job(job.id), ready_queue_of(job), keys.ROUTING_KEYS),
+        (job.id, record, job.routing_key, keys.route_notify_channel(job.routing_key)),
+    )
+
+
+def submit_many(jobs: Sequence[Job], records: Sequence[bytes]) -> Call:
+    """All jobs share one routing key and priority (that of the first)."""
+    first = jobs[0]
+    args: list[str | bytes] = [first.routing_key, keys.route_notify_channel(first.routing_key)]
+    for job, record in zip(jobs, records, strict=True):
+        args.append(job.id)
+        args.append(record)
+    return Call(
+        ScriptName.SUBMIT_MANY,
+        (*(keys.job(j.id) for j in jobs), ready_queue_of(first), keys.ROUTING_KEYS),
+        tuple(args),
+    )
+
+
+def schedule(job: Job, record: bytes, due: float) -> Call:
+    return Call(
+        ScriptName.SCHEDULE,
+        (keys.job(job.id), keys.SCHEDULED, keys.ROUTING_KEYS),
+        (job.id, record, repr(due), job.routing_key, keys.SCHEDULED_NOTIFY_CHANNEL),
+    )
+
+
+def dequeue(queues: Sequence[QueueRef], deadline_ms: int, token: str, count: int) -> Call:
+    return Call(
+        ScriptName.DEQUEUE,
+        (keys.LEASES, keys.LEASE_OWNERS, *(keys.queue(q) for q in queues)),
+        (deadline_ms, token, count),
+    )
+
+
+def start(job_id: str, token: str, record: bytes) -> Call:
+    return Call(ScriptName.START, (keys.LEASE_OWNERS, keys.job(job_id)), (job_id, token, record))
+
+
+def ack(job_id: str, token: str, record: bytes, ttl_seconds: int) -> Call:
+    return Call(
+        ScriptName.ACK,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id)),
+        (job_id, token, record, ttl_seconds),
+    )
+
+
+def retry(job_id: str, token: str, record: bytes, due: float) -> Call:
+    return Call(
+        ScriptName.RETRY,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.SCHEDULED),
+        (job_id, token, record, repr(due), keys.SCHEDULED_NOTIFY_CHANNEL),
+    )
+
+
+def bury(job_id: str, token: str, record: bytes, ttl_seconds: int, dead_cap: int) -> Call:
+    return Call(
+        ScriptName.BURY,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD),
+        (job_id, token, record, ttl_seconds, dead_cap),
+    )
+
+
+def release(job: Job, token: str, record: bytes) -> Call:
+    return Call(
+        ScriptName.RELEASE,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job.id), ready_queue_of(job)),
+        (job.id, token, record, keys.route_notify_channel(job.routing_key)),
+    )
+
+
+def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
+    args: list[str | int] = [deadline_ms]
+    for job_id, token in held:
+        args.append(job_id)
+        args.append(token)
+    return Call(ScriptName.EXTEND, (keys.LEASES, keys.LEASE_OWNERS), tuple(args))
+
+
+def promote(job: Job, record: bytes) -> Call:
+    return Call(
+        ScriptName.PROMOTE,
+        (keys.SCHEDULED, ready_queue_of(job), keys.job(job.id)),
+        (job.id, record, keys.route_notify_channel(job.routing_key)),
+    )
+
+
+def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> Call:
+    return Call(
+        ScriptName.RECOVER,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job.id), ready_queue_of(job)),
+        (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key)),
+    )
+
+
+def recover_to_dead(job_id: str, seen_token: str, now_ms: int, record: bytes) -> Call:
+    return Call(
+        ScriptName.RECOVER,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD),
+        (job_id, seen_token, now_ms, record, "dead", ""),
+    )

@@ -1,0 +1,62 @@
+"""Every Redis key and channel name Bananas uses. Nothing else formats one.
+
+The ready-queue layout ``bananas:route:{routing_key}:queue:{priority}`` is a public
+contract shared with clients in other languages (docs/WIRE_FORMAT.md).
+"""
+
+from __future__ import annotations
+
+from bananas.core.priority import Priority
+from bananas.core.routing import QueueRef
+
+PREFIX = "bananas"
+
+
+def job(job_id: str) -> str:
+    """JSON record of one job."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def route_queue(routing_key: str, priority: Priority | str) -> str:
+    """Ready list of one routing key and priority (LPUSH by producers, RPOP by workers)."""
+    return f"{PREFIX}:route:{routing_key}:queue:{Priority.parse(priority).value}"
+
+
+def legacy_queue(priority: Priority | str) -> str:
+    """Ready list written by producers that predate routing; drained as ``default``."""
+    return f"{PREFIX}:queue:{Priority.parse(priority).value}"
+
+
+def queue(ref: QueueRef) -> str:
+    return legacy_queue(ref.priority) if ref.legacy else route_queue(ref.routing_key, ref.priority)
+
+
+#: Sorted set of scheduled jobs and retries: member job id, score due time (Unix seconds).
+SCHEDULED = f"{PREFIX}:queue:scheduled"
+#: Dead letter list of job ids (newest on the left).
+DEAD = f"{PREFIX}:queue:dead"
+#: Sorted set of leased (in-flight) job ids, score = lease deadline in Unix milliseconds.
+LEASES = f"{PREFIX}:leases"
+#: Hash job id -> lease token of the delivery that holds the lease.
+LEASE_OWNERS = f"{PREFIX}:lease:owners"
+#: Set of routing keys ever used by a producer (for ``bananas queues``).
+ROUTING_KEYS = f"{PREFIX}:routing_keys"
+#: Sorted set of live workers, score = last heartbeat (Unix seconds).
+WORKERS = f"{PREFIX}:workers"
+
+
+def worker_info(worker_id: str) -> str:
+    """Hash describing one worker (host, pid, routing keys, started)."""
+    return f"{PREFIX}:worker:{worker_id}"
+
+
+# Pub/Sub channels are not keys, but their names are part of the contract too.
+
+
+def route_notify_channel(routing_key: str) -> str:
+    """Published to when a job becomes ready on ``routing_key``: wakes idle workers."""
+    return f"{PREFIX}:route:{routing_key}:notify"
+
+
+#: Published to when a job is scheduled, so promoters re-check their next due time.
+SCHEDULED_NOTIFY_CHANNEL = f"{PREFIX}:queue:scheduled:notify"

@@ -1,0 +1,31 @@
+-- bury: a leased job failed for good; store its record and park it in the dead letters.
+--
+-- KEYS[1]  leases          bananas:leases
+-- KEYS[2]  lease owners    bananas:lease:owners
+-- KEYS[3]  job record      bananas:job:{id}
+-- KEYS[4]  dead letters    bananas:queue:dead
+-- ARGV[1]  job id
+-- ARGV[2]  lease token the caller holds
+-- ARGV[3]  job record (JSON, status "failed", error)
+-- ARGV[4]  record TTL in seconds (0 keeps it forever)
+-- ARGV[5]  dead letter list cap (0 = unbounded); the oldest entries are trimmed
+--
+-- Returns 1, or 0 when the caller no longer holds the lease (nothing written).
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl)
+else
+  redis.call('SET', KEYS[3], ARGV[3])
+end
+redis.call('LREM', KEYS[4], 0, ARGV[1])
+redis.call('LPUSH', KEYS[4], ARGV[1])
+local cap = tonumber(ARGV[5])
+if cap > 0 then
+  redis.call('LTRIM', KEYS[4], 0, cap - 1)
+end
+return 1

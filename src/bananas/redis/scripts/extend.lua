@@ -1,0 +1,18 @@
+-- extend: push back the lease deadline of jobs the caller still holds (heartbeat).
+--
+-- KEYS[1]  leases        bananas:leases
+-- KEYS[2]  lease owners  bananas:lease:owners
+-- ARGV[1]  new lease deadline, Unix milliseconds
+-- ARGV[2..]  id_1, token_1, id_2, token_2, ...
+--
+-- Returns the ids whose lease the caller no longer holds (recovered elsewhere).
+local lost = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', KEYS[2], id) == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[1], id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost

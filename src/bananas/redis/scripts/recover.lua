@@ -1,0 +1,35 @@
+-- recover: take back a job whose lease expired (its worker died or hung).
+--
+-- KEYS[1]  leases        bananas:leases
+-- KEYS[2]  lease owners  bananas:lease:owners
+-- KEYS[3]  job record    bananas:job:{id}
+-- KEYS[4]  destination   the job's ready queue, or the dead letter list
+-- ARGV[1]  job id
+-- ARGV[2]  lease token the caller saw ('' when the lease had no owner)
+-- ARGV[3]  now, Unix milliseconds
+-- ARGV[4]  job record (JSON) to store; '' leaves the record as it is
+-- ARGV[5]  'ready' (back to the queue, next in line) or 'dead'
+-- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
+--
+-- Returns 1, or 0 when the lease is no longer expired or changed hands since the
+-- caller looked (a heartbeat extended it, or another recoverer was first).
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline or tonumber(deadline) > tonumber(ARGV[3]) then
+  return 0
+end
+if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= ARGV[2] then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[3], ARGV[4])
+end
+if ARGV[5] == 'ready' then
+  redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('PUBLISH', ARGV[6], '1')
+else
+  redis.call('LREM', KEYS[4], 0, ARGV[1])
+  redis.call('LPUSH', KEYS[4], ARGV[1])
+end
+return 1

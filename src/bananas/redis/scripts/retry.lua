@@ -1,0 +1,22 @@
+-- retry: a leased job failed and will run again later on its own routing key.
+--
+-- KEYS[1]  leases          bananas:leases
+-- KEYS[2]  lease owners    bananas:lease:owners
+-- KEYS[3]  job record      bananas:job:{id}
+-- KEYS[4]  scheduled set   bananas:queue:scheduled
+-- ARGV[1]  job id
+-- ARGV[2]  lease token the caller holds
+-- ARGV[3]  job record (JSON, status "scheduled", scheduled_for, error)
+-- ARGV[4]  due time, Unix seconds
+-- ARGV[5]  promoter wake-up channel
+--
+-- Returns 1, or 0 when the caller no longer holds the lease (nothing written).
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
+redis.call('PUBLISH', ARGV[5], ARGV[4])
+return 1

@@ -1,0 +1,34 @@
+-- submit_many: store N new job records for one routing key and priority, atomically.
+--
+-- KEYS[1..N]  job records        bananas:job:{id}, in the same order as the ids
+-- KEYS[N+1]   ready queue        bananas:route:{routing_key}:queue:{priority}
+-- KEYS[N+2]   routing-key registry
+-- ARGV[1]     routing key
+-- ARGV[2]     wake-up channel
+-- ARGV[3..]   id_1, record_1, id_2, record_2, ... (N pairs)
+--
+-- Returns N, or 0 when the first job's record already exists (the batch was applied
+-- before: a retry after a lost reply writes nothing). Either every job is written and queued or, if the script fails, none is
+-- (scripts are atomic), so a batch is all-or-nothing.
+local n = #KEYS - 2
+local queue = KEYS[n + 1]
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+local ids = {}
+for i = 1, n do
+  local id = ARGV[1 + 2 * i]
+  redis.call('SET', KEYS[i], ARGV[2 + 2 * i])
+  ids[#ids + 1] = id
+  -- LPUSH in chunks: Lua's unpack has a limit on arguments.
+  if #ids == 500 then
+    redis.call('LPUSH', queue, unpack(ids))
+    ids = {}
+  end
+end
+if #ids > 0 then
+  redis.call('LPUSH', queue, unpack(ids))
+end
+redis.call('SADD', KEYS[n + 2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], '1')
+return n

@@ -1,0 +1,36 @@
+"""Reconnect pacing for the worker's loops: no loop spins while Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import redis.exceptions
+
+_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, _CONNECTION_ERRORS) or (
+        isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("LOADING")
+    )
+
+
+class Backoff:
+    """Jittered exponential delays from ``base`` to ``cap`` seconds."""
+
+    def __init__(self, base: float = 0.05, cap: float = 5.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2 ** (self.failures - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self.failures = 0

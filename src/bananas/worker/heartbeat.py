@@ -1,0 +1,69 @@
+"""Keeps the leases of running jobs alive, and tells the fleet this worker is alive.
+
+A lease is extended every third of its length while its handler runs, so a long job is
+never handed to a second worker; a worker that dies stops extending and its jobs come
+back once the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+
+from bananas.core.clock import Clock
+from bananas.redis import calls
+from bananas.redis.broker import Broker
+from bananas.worker.backoff import is_connection_error
+
+log = logging.getLogger("bananas.worker")
+
+
+class LeaseKeeper:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Clock,
+        lease_seconds: float,
+        held: Callable[[], Mapping[str, str]],
+        on_lost: Callable[[str], None],
+        worker_id: str,
+        describe: Mapping[str, str],
+    ) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._lease = lease_seconds
+        self._held = held
+        self._on_lost = on_lost
+        self._worker_id = worker_id
+        self._info = {"host": socket.gethostname(), "pid": str(os.getpid()), **describe}
+
+    @property
+    def interval(self) -> float:
+        return self._lease / 3
+
+    async def beat(self) -> None:
+        held = list(self._held().items())
+        now = self._clock.now()
+        if held:
+            deadline_ms = int((now + self._lease) * 1000)
+            lost = await self._broker.run(calls.extend(deadline_ms, held))
+            for job_id in lost:
+                name = job_id.decode() if isinstance(job_id, bytes) else job_id
+                log.warning("lease on job %s was lost (recovered elsewhere); its result will be dropped", name)
+                self._on_lost(name)
+        info = {**self._info, "running": str(len(held)), "heartbeat": f"{now:.3f}"}
+        await self._broker.announce(self._worker_id, now, info, ttl=max(10, int(self._lease * 2)))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                log.log(level, "heartbeat failed: %s", exc)
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,131 @@
+"""Handles one delivery: read the record, mark it started, run the handler, and record
+the outcome (completed, retry with backoff, or dead letters)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from dataclasses import dataclass
+
+from bananas.config import WorkerSettings
+from bananas.core import codec
+from bananas.core.clock import Clock, to_datetime
+from bananas.core.job import Job
+from bananas.core.lifecycle import (
+    FailureDecision,
+    Verdict,
+    apply_failure,
+    decide_failure,
+    mark_completed,
+    mark_started,
+)
+from bananas.errors import MalformedJobError, PayloadError
+from bananas.redis import calls
+from bananas.worker.executor import Executor, JobTimeoutExceeded
+from bananas.worker.malformed import stub_record
+from bananas.worker.registry import Registry
+from bananas.worker.signals import Fail, Retry
+from bananas.worker.writer import Writer
+
+log = logging.getLogger("bananas.worker")
+
+
+@dataclass(slots=True)
+class Delivery:
+    job_id: str
+    token: str
+    job: Job | None = None
+
+
+class Processor:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: WorkerSettings,
+        executor: Executor,
+        writer: Writer,
+        clock: Clock,
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        self._executor = executor
+        self._writer = writer
+        self._clock = clock
+
+    async def process(self, delivery: Delivery, raw: bytes | None) -> None:
+        job_id, token = delivery.job_id, delivery.token
+        now = self._clock.now()
+        try:
+            if raw is None:
+                raise MalformedJobError("record missing (the id in the queue points to no record)", job_id)
+            job = Job.from_record(raw, job_id=job_id)
+        except MalformedJobError as exc:
+            log.error("job %s has a malformed record (%s); moved to dead letters", job_id, exc.reason)
+            stub = stub_record(job_id, exc.reason, raw, now)
+            await self._writer.send(calls.bury(job_id, token, stub, self._settings.failed_ttl, self._dead_cap))
+            return
+        delivery.job = job
+        handler = self._registry.get(job.name)
+        mark_started(job, to_datetime(now))
+        if handler is None:
+            known = ", ".join(self._registry.names) or "none"
+            error = f"no handler registered for job name {job.name!r} on this worker (known: {known})"
+            log.error("job %s: %s", job_id, error)
+            await self._fail(job, token, error, FailureDecision(Verdict.DEAD), now)
+            return
+        # Not awaited: the handler starts at once; the writer keeps start before the outcome.
+        self._writer.send(calls.start(job_id, token, job.to_record()))
+        timeout = job.extra.get("timeout") or handler.timeout or self._settings.job_timeout
+        try:
+            result = await self._executor.call(handler, job, timeout)
+        except asyncio.CancelledError:
+            raise
+        except Retry as signal:
+            now = self._clock.now()
+            decision = decide_failure(job, now, self._settings.retry_policy, retry_in=signal.delay)
+            await self._fail(job, token, f"Retry: {signal.reason}", decision, now)
+        except Fail as signal:
+            now = self._clock.now()
+            await self._fail(job, token, f"Fail: {signal.reason}", FailureDecision(Verdict.DEAD), now)
+        except Exception as exc:
+            now = self._clock.now()
+            error = _describe(exc)
+            decision = decide_failure(job, now, self._settings.retry_policy)
+            log.warning("job %s (%s) attempt %d failed: %s", job_id, job.name, job.attempts, error.splitlines()[0])
+            await self._fail(job, token, error, decision, now)
+        else:
+            try:
+                codec.encode_payload(result, max_bytes=None)
+            except PayloadError as exc:
+                error = f"ResultError: the handler's return value cannot be stored as JSON ({exc})"
+                await self._fail(job, token, error, FailureDecision(Verdict.DEAD), self._clock.now())
+                return
+            mark_completed(job, to_datetime(self._clock.now()))
+            accepted = await self._writer.send(calls.ack(job_id, token, job.to_record(), self._settings.completed_ttl))
+            if not accepted:
+                log.warning("job %s finished after its lease was lost; its outcome was discarded", job_id)
+
+    async def _fail(self, job: Job, token: str, error: str, decision: FailureDecision, now: float) -> None:
+        apply_failure(job, decision, error, now)
+        record = job.to_record()
+        if decision.verdict is Verdict.RETRY:
+            assert decision.due is not None
+            call = calls.retry(job.id, token, record, decision.due)
+        else:
+            call = calls.bury(job.id, token, record, self._settings.failed_ttl, self._dead_cap)
+        if not await self._writer.send(call):
+            log.warning("job %s failed after its lease was lost; its outcome was discarded", job.id)
+
+    @property
+    def _dead_cap(self) -> int:
+        return self._settings.dead_letter_cap
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` on the first line, then the traceback."""
+    if isinstance(exc, JobTimeoutExceeded):
+        return f"TimeoutError: {exc}"
+    head = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(exc))
+    return f"{head}\n{tb}"

@@ -1,0 +1,74 @@
+"""Moves due scheduled jobs and retries to the ready queue of their own routing key and
+priority (never to a default queue: the seed's ``MoveScheduledToReady`` bug).
+
+Every worker runs one, so workers alone are a complete system. ``promote`` claims an
+entry with ZREM, so any number of promoters can run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bananas.core.clock import Clock, to_datetime
+from bananas.core.job import Job
+from bananas.core.lifecycle import mark_pending
+from bananas.errors import MalformedJobError
+from bananas.redis import calls
+from bananas.redis.broker import Broker
+from bananas.worker.backoff import is_connection_error
+from bananas.worker.malformed import stub_record
+
+log = logging.getLogger("bananas.worker")
+
+BATCH = 500
+#: Longest sleep between looks at the scheduled set; a new earlier job wakes us sooner.
+MAX_IDLE = 1.0
+
+
+class Promoter:
+    def __init__(self, broker: Broker, clock: Clock, wakeup: asyncio.Event) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._wakeup = wakeup
+
+    async def promote_due(self) -> int:
+        now = self._clock.now()
+        ids = await self._broker.due_scheduled(now, BATCH)
+        if not ids:
+            return 0
+        records = await self._broker.records(ids)
+        batch = []
+        for job_id, raw in zip(ids, records, strict=True):
+            try:
+                if raw is None:
+                    raise MalformedJobError("record missing", job_id)
+                job = Job.from_record(raw, job_id=job_id)
+            except MalformedJobError as exc:
+                log.error("scheduled job %s cannot be read (%s); moved to dead letters", job_id, exc.reason)
+                await self._broker.drop_scheduled_to_dead(job_id, stub_record(job_id, exc.reason, raw, now))
+                continue
+            mark_pending(job, to_datetime(now))
+            batch.append(calls.promote(job, job.to_record()))
+        if not batch:
+            return 0
+        return sum(1 for r in await self._broker.run_many(batch) if r == 1)
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            delay = MAX_IDLE
+            try:
+                while await self.promote_due() >= BATCH:
+                    pass
+                next_due = await self._broker.next_due()
+                if next_due is not None:
+                    delay = min(MAX_IDLE, max(0.0, next_due - self._clock.now()))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                log.log(level, "promoting scheduled jobs failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)

@@ -1,0 +1,93 @@
+"""Returns jobs whose lease expired (their worker died or hung) to their ready queue.
+
+Every worker runs one; the ``recover`` script re-checks the lease under Redis' lock,
+so two recoverers never requeue the same delivery twice. A job that keeps killing its
+worker is parked in the dead letters after ``max_recoveries`` (a poison pill), counted
+in its record's ``recoveries`` field apart from ordinary failed attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from bananas.core import codec
+from bananas.core.clock import Clock, format_time, to_datetime
+from bananas.core.job import Job, JobStatus
+from bananas.core.lifecycle import mark_pending
+from bananas.errors import MalformedJobError
+from bananas.redis import calls
+from bananas.redis.broker import Broker
+from bananas.redis.scripts import Call
+from bananas.worker.backoff import is_connection_error
+from bananas.worker.malformed import stub_record
+
+log = logging.getLogger("bananas.worker")
+
+BATCH = 200
+
+
+class Recoverer:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Clock,
+        interval: float,
+        max_recoveries: int,
+        is_mine: Callable[[str], bool],
+    ) -> None:
+        self._broker = broker
+        self._clock = clock
+        self.interval = interval
+        self._max_recoveries = max_recoveries
+        self._is_mine = is_mine
+
+    async def recover_once(self) -> int:
+        now = self._clock.now()
+        now_ms = int(now * 1000)
+        expired = [(i, t) for i, t in await self._broker.expired_leases(now_ms, BATCH) if not self._is_mine(i)]
+        if not expired:
+            return 0
+        records = await self._broker.records([i for i, _ in expired])
+        batch = []
+        for (job_id, token), raw in zip(expired, records, strict=True):
+            batch.append(self._plan(job_id, token, raw, now, now_ms))
+        done = sum(1 for r in await self._broker.run_many(batch) if r == 1)
+        if done:
+            log.info("recovered %d job(s) from expired leases", done)
+        return done
+
+    def _plan(self, job_id: str, token: str, raw: bytes | None, now: float, now_ms: int) -> Call:
+        if raw is None:
+            return calls.recover_to_dead(job_id, token, now_ms, stub_record(job_id, "record missing", None, now))
+        try:
+            job = Job.from_record(raw, job_id=job_id)
+        except MalformedJobError as exc:
+            return calls.recover_to_dead(job_id, token, now_ms, stub_record(job_id, exc.reason, raw, now))
+        recoveries = int(job.extra.get("recoveries") or 0) + 1
+        job.extra["recoveries"] = recoveries
+        if recoveries > self._max_recoveries:
+            job.status = JobStatus.FAILED
+            job.updated_at = to_datetime(now)
+            job.error = (
+                f"poison pill: the job's worker died or stopped heartbeating {recoveries} times "
+                f"(limit {self._max_recoveries}); parked without further delivery"
+            )
+            job.extra["poison_pill"] = True
+            job.extra["failed_at"] = format_time(to_datetime(now))
+            return calls.recover_to_dead(job_id, token, now_ms, job.to_record())
+        mark_pending(job, to_datetime(now))
+        return calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                while await self.recover_once() >= BATCH:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                log.log(level, "lease recovery failed: %s", exc)
+            await asyncio.sleep(self.interval)

@@ -1,0 +1,241 @@
+"""The worker process: fetch loop plus the helper loops, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import socket
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bananas.config import WorkerSettings
+from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from bananas.core.lifecycle import mark_pending
+from bananas.core.routing import QueueRef, strict_queue_order
+from bananas.redis import calls, connection, keys
+from bananas.redis.broker import Broker
+from bananas.worker.backoff import Backoff, is_connection_error
+from bananas.worker.executor import Executor
+from bananas.worker.heartbeat import LeaseKeeper
+from bananas.worker.processor import Delivery, Processor
+from bananas.worker.promoter import Promoter
+from bananas.worker.recoverer import Recoverer
+from bananas.worker.registry import Registry
+from bananas.worker.wakeup import WakeupListener
+from bananas.worker.writer import Writer
+
+log = logging.getLogger("bananas.worker")
+
+#: Longest an idle worker waits between looks at its queues with no wake-up signal
+#: (covers producers that do not publish, such as pre-routing clients).
+IDLE_POLL = 1.0
+
+
+class Worker:
+    """Consumes jobs for ``settings.routing_keys`` in order, ``settings.concurrency`` at a time."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        settings: WorkerSettings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        redis_client: aioredis.Redis | None = None,
+        queue_order: list[QueueRef] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.queue_order = queue_order or strict_queue_order(settings.routing_keys, settings.priorities)
+        self._redis = redis_client
+        self._owns_redis = redis_client is None
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._work_ready = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
+        self._lost: set[str] = set()
+        self._tokens = itertools.count(1)
+        self.processed = 0
+
+    # -- public control ----------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Begin graceful shutdown: stop fetching, let running jobs finish (within grace)."""
+        self._stopping.set()
+
+    async def wait_ready(self) -> None:
+        """Returns once the worker is subscribed and fetching."""
+        await self._ready.wait()
+
+    async def run(self, *, install_signal_handlers: bool = False) -> None:
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        client = self._redis or connection.async_client(self.settings.redis_url)
+        broker = Broker(client)
+        writer = Writer(broker)
+        executor = Executor(self.settings.concurrency)
+        processor = Processor(self.registry, self.settings, executor, writer, self.clock)
+        promote_wakeup = asyncio.Event()
+        channels = {keys.route_notify_channel(k): self._work_ready for k in self.settings.routing_keys}
+        channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
+        keeper = LeaseKeeper(
+            broker,
+            self.clock,
+            self.settings.lease_seconds,
+            held=lambda: {job_id: d.token for job_id, (d, _) in self._running.items()},
+            on_lost=self._lost.add,
+            worker_id=self.worker_id,
+            describe={"routing_keys": ",".join(self.settings.routing_keys)},
+        )
+        recoverer = Recoverer(
+            broker,
+            self.clock,
+            interval=min(5.0, max(0.25, self.settings.lease_seconds / 4)),
+            max_recoveries=self.settings.max_recoveries,
+            is_mine=lambda job_id: job_id in self._running,
+        )
+        helpers = [
+            asyncio.create_task(writer.run(), name="bananas-writer"),
+            asyncio.create_task(WakeupListener(client, channels).run(), name="bananas-wakeup"),
+            asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
+            asyncio.create_task(recoverer.run(), name="bananas-recoverer"),
+            asyncio.create_task(Promoter(broker, self.clock, promote_wakeup).run(), name="bananas-promoter"),
+        ]
+        log.info(
+            "worker %s consuming %s (concurrency %d)",
+            self.worker_id,
+            " > ".join(keys.queue(q) for q in self.queue_order),
+            self.settings.concurrency,
+        )
+        try:
+            await self._fetch_loop(broker, processor)
+            await self._drain(broker, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(helpers[0], timeout=5)
+            for task in helpers[1:]:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await broker.retire(self.worker_id)
+            executor.shutdown()
+            if self._owns_redis:
+                await client.aclose()
+            log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)
+
+    # -- the fetch loop ----------------------------------------------------------------------
+
+    async def _fetch_loop(self, broker: Broker, processor: Processor) -> None:
+        backoff = Backoff()
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                free = self.settings.concurrency - len(self._running)
+                if free <= 0:
+                    self._slot_free.clear()
+                    await self._first_of(self._slot_free, stop_wait, None)
+                    continue
+                # Cleared before looking, so a publish during the look still wakes us.
+                self._work_ready.clear()
+                try:
+                    got = await self._fetch(broker, processor, free)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not is_connection_error(exc):
+                        log.exception("fetching jobs failed")
+                    else:
+                        log.warning("redis unavailable while fetching, retrying: %s", exc)
+                    await self._first_of(None, stop_wait, backoff.next_delay())
+                    continue
+                backoff.reset()
+                self._ready.set()
+                if not got:
+                    await self._first_of(self._work_ready, stop_wait, IDLE_POLL)
+        finally:
+            stop_wait.cancel()
+
+    async def _fetch(self, broker: Broker, processor: Processor, free: int) -> int:
+        token = f"{self.worker_id}:{next(self._tokens)}"
+        deadline_ms = int((self.clock.now() + self.settings.lease_seconds) * 1000)
+        ids = await broker.dequeue(self.queue_order, deadline_ms, token, free)
+        if not ids:
+            return 0
+        records = await broker.records(ids)
+        for job_id, raw in zip(ids, records, strict=True):
+            delivery = Delivery(job_id, token)
+            task = asyncio.create_task(self._process(processor, delivery, raw))
+            self._running[job_id] = (delivery, task)
+        return len(ids)
+
+    async def _process(self, processor: Processor, delivery: Delivery, raw: bytes | None) -> None:
+        try:
+            await processor.process(delivery, raw)
+            self.processed += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The outcome could not be written (e.g. Redis away for good); the lease will
+            # expire and another delivery will run the job: at-least-once, never lost.
+            log.exception("job %s: recording its outcome failed", delivery.job_id)
+        finally:
+            self._running.pop(delivery.job_id, None)
+            self._lost.discard(delivery.job_id)
+            self._slot_free.set()
+
+    async def _first_of(self, event: asyncio.Event | None, stop_wait: asyncio.Task[Any], timeout: float | None) -> None:
+        waiters: list[asyncio.Future[Any]] = [stop_wait]
+        event_wait = asyncio.ensure_future(event.wait()) if event is not None else None
+        if event_wait is not None:
+            waiters.append(event_wait)
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if event_wait is not None:
+                event_wait.cancel()
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def _drain(self, broker: Broker, writer: Writer) -> None:
+        """Let running jobs finish within the grace period; give the rest back."""
+        if not self._running:
+            return
+        log.info("waiting up to %gs for %d running job(s)", self.settings.shutdown_grace, len(self._running))
+        tasks = [task for _, task in self._running.values()]
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        if not pending:
+            return
+        leftovers = [d for d, task in self._running.values() if task in pending]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        now = to_datetime(self.clock.now())
+        batch = []
+        for delivery in leftovers:
+            if delivery.job is None:
+                continue
+            mark_pending(delivery.job, now)
+            batch.append(calls.release(delivery.job, delivery.token, delivery.job.to_record()))
+        if batch:
+            released = sum(1 for r in await broker.run_many(batch) if r == 1)
+            log.info("gave %d unfinished job(s) back to their queues", released)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping.is_set():
+            log.warning("second %s: shutting down without waiting further", sig.name)
+            for _, task in self._running.values():
+                task.cancel()
+            return
+        log.info("%s received: finishing running jobs, then stopping", sig.name)
+        self.stop()

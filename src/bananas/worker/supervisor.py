@@ -1,0 +1,119 @@
+"""``--processes N``: one supervisor keeps N worker processes running.
+
+Children are fresh interpreters (``python -m bananas worker APP --processes 1``) that
+get their settings through the environment, so secrets never appear in ``ps``. A child
+that dies is restarted; one that keeps dying quickly is restarted with growing delays.
+SIGTERM/SIGINT are forwarded, and the supervisor exits 0 once every child has stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from bananas.config import WorkerSettings
+
+log = logging.getLogger("bananas.supervisor")
+
+#: A child that lived at least this long is considered healthy: its restart delay resets.
+HEALTHY_AFTER = 10.0
+MAX_RESTART_DELAY = 30.0
+
+
+@dataclass
+class Slot:
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    quick_deaths: int = 0
+    restart_at: float = 0.0
+    restarts: int = field(default=0)
+
+
+def child_environment(settings: WorkerSettings, base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(
+        {
+            "REDIS_URL": settings.redis_url,
+            "WORKER_ROUTING_KEYS": ",".join(settings.routing_keys),
+            "WORKER_PRIORITIES": ",".join(p.value for p in settings.priorities),
+            "WORKER_CONCURRENCY": str(settings.concurrency),
+            "WORKER_PROCESSES": "1",
+            "JOB_TIMEOUT": "none" if settings.job_timeout is None else repr(settings.job_timeout),
+            "JOB_LEASE_SECONDS": repr(settings.lease_seconds),
+            "MAX_RETRIES": str(settings.max_retries),
+            "WORKER_SHUTDOWN_GRACE": repr(settings.shutdown_grace),
+        }
+    )
+    return env
+
+
+class Supervisor:
+    def __init__(self, app: str, settings: WorkerSettings, *, log_level: str | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.log_level = log_level
+        self.slots = [Slot(i) for i in range(settings.processes)]
+        self._stopping = False
+
+    def _spawn(self, slot: Slot) -> None:
+        argv = [sys.executable, "-m", "bananas", "worker", self.app, "--processes", "1"]
+        if self.log_level:
+            argv += ["--log-level", self.log_level]
+        slot.process = subprocess.Popen(argv, env=child_environment(self.settings, dict(os.environ)))
+        slot.started = time.monotonic()
+        log.info("started worker process %d (pid %d)", slot.index, slot.process.pid)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self._stopping:
+            log.info("%s received: stopping %d worker process(es)", signal.Signals(signum).name, len(self.slots))
+        self._stopping = True
+        for slot in self.slots:
+            if slot.process is not None and slot.process.poll() is None:
+                slot.process.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for slot in self.slots:
+            self._spawn(slot)
+        while not self._stopping:
+            now = time.monotonic()
+            for slot in self.slots:
+                self._tend(slot, now)
+            time.sleep(0.1)
+        deadline = time.monotonic() + self.settings.shutdown_grace + 15
+        for slot in self.slots:
+            if slot.process is None:
+                continue
+            try:
+                slot.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker process %d did not stop in time; killing it", slot.index)
+                slot.process.kill()
+                slot.process.wait()
+        log.info("all worker processes stopped")
+        return 0
+
+    def _tend(self, slot: Slot, now: float) -> None:
+        if slot.process is not None:
+            code = slot.process.poll()
+            if code is None:
+                return
+            lived = now - slot.started
+            slot.quick_deaths = slot.quick_deaths + 1 if lived < HEALTHY_AFTER else 0
+            delay = 0.0 if slot.quick_deaths == 0 else min(MAX_RESTART_DELAY, 0.5 * 2 ** (slot.quick_deaths - 1))
+            log.warning(
+                "worker process %d (pid %d) exited with code %s after %.1fs; restarting in %.1fs",
+                slot.index, slot.process.pid, code, lived, delay,
+            )  # fmt: skip
+            slot.process = None
+            slot.restart_at = now + delay
+            slot.restarts += 1
+        if slot.process is None and now >= slot.restart_at and not self._stopping:
+            self._spawn(slot)

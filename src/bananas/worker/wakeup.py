@@ -1,0 +1,56 @@
+"""Wake-up signals over Pub/Sub, so an idle worker neither polls nor sleeps through work.
+
+Producers publish on ``bananas:route:{key}:notify`` when a job becomes ready. The
+fetcher clears its event *before* it looks at the queues, so a publish that lands while
+it looks still wakes it: no job can slip between "queues empty" and "wait".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+
+import redis.asyncio as aioredis
+
+from bananas.worker.backoff import Backoff, is_connection_error
+
+log = logging.getLogger("bananas.worker")
+
+
+class WakeupListener:
+    def __init__(self, client: aioredis.Redis, channels: Mapping[str, asyncio.Event]) -> None:
+        """``channels`` maps each channel name to the event it sets."""
+        self._client = client
+        self._channels = dict(channels)
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                # Anything published while we were not subscribed is unknown: look now.
+                for event in self._channels.values():
+                    event.set()
+                backoff.reset()
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        channel = message["channel"]
+                        name = channel.decode() if isinstance(channel, bytes) else channel
+                        target = self._channels.get(name)
+                        if target is not None:
+                            target.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.exception("wake-up listener failed; restarting it")
+                else:
+                    log.warning("wake-up listener lost redis, reconnecting: %s", exc)
+                await backoff.sleep()
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
