@@ -5,12 +5,15 @@ from bananas.client.inspect import QueueDepth, QueueStats
 from bananas.config import WorkerSettings
 from bananas.core.job import Job, JobStatus
 from bananas.core.priority import Priority
+from bananas.core.result import JobResult
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import (
     BananasError,
     ConfigurationError,
     InvalidPriorityError,
     InvalidRoutingKeyError,
+    JobFailedError,
+    JobTimeoutError,
     MalformedJobError,
     PayloadError,
     ValidationError,
@@ -31,7 +34,10 @@ __all__ = [
     "InvalidPriorityError",
     "InvalidRoutingKeyError",
     "Job",
+    "JobFailedError",
+    "JobResult",
     "JobStatus",
+    "JobTimeoutError",
     "MalformedJobError",
     "PayloadError",
     "Priority",

@@ -28,6 +28,8 @@ DEFAULT_COMPLETED_TTL = 24 * 3600
 DEFAULT_FAILED_TTL = 7 * 24 * 3600
 DEFAULT_DEAD_LETTER_CAP = 100_000
 DEFAULT_MAX_RECOVERIES = 3
+DEFAULT_RESULT_TTL = 3600
+DEFAULT_RESULT_FAILURE_TTL = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class WorkerSettings:
     #: Times a job may lose its worker (crash, kill) before it is parked as a poison pill.
     max_recoveries: int = DEFAULT_MAX_RECOVERIES
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Seconds a stored result lives after success / after final failure (0: not stored).
+    result_ttl: int = DEFAULT_RESULT_TTL
+    result_failure_ttl: int = DEFAULT_RESULT_FAILURE_TTL
 
     def with_overrides(self, **changes: Any) -> WorkerSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -91,6 +96,10 @@ class WorkerSettings:
             dead_letter_cap=pick("dead_letter_cap", "DEAD_LETTER_MAX", _non_negative_int, d.dead_letter_cap),
             max_recoveries=pick("max_recoveries", "JOB_MAX_RECOVERIES", _positive_int, d.max_recoveries),
             retry_policy=policy,
+            result_ttl=pick("result_ttl", "RESULT_TTL", _non_negative_int, d.result_ttl),
+            result_failure_ttl=pick(
+                "result_failure_ttl", "RESULT_FAILURE_TTL", _non_negative_int, d.result_failure_ttl
+            ),
         )
 
 

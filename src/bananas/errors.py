@@ -9,6 +9,8 @@
     │   ├── InvalidPriorityError
     │   └── PayloadError            not JSON-serializable, NaN/Infinity, too large
     ├── MalformedJobError           a record found in Redis cannot be read as a job
+    ├── JobFailedError              the job awaited failed for good (carries job id, error)
+    ├── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
     └── ConnectionError             Redis could not be reached (password masked)
 
 Control-flow signals raised *by handlers* (``Retry``, ``Fail``) live in
@@ -64,6 +66,25 @@ class MalformedJobError(BananasError):
         self.reason = reason
         self.job_id = job_id
         super().__init__(reason if job_id is None else f"job {job_id}: {reason}")
+
+
+class JobFailedError(BananasError):
+    """The awaited job failed for good (no retries left, or failed on purpose)."""
+
+    def __init__(self, job_id: str, error: str) -> None:
+        self.job_id = job_id
+        self.error = error
+        first_line = error.splitlines()[0] if error else "unknown error"
+        super().__init__(f"job {job_id} failed: {first_line}")
+
+
+class JobTimeoutError(BananasError, TimeoutError):
+    """No result arrived within the timeout. The job itself is not cancelled."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        super().__init__(f"no result for job {job_id} within {timeout:g} seconds (the job keeps running)")
 
 
 class ConnectionError(BananasError):

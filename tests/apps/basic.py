@@ -59,3 +59,42 @@ def sync_sleep(job: Job) -> None:
 def boom(job: Job) -> None:
     record(job)
     raise ValueError("boom")
+
+
+def pool_name() -> str:
+    return os.environ.get("TEST_POOL", "")
+
+
+def _seconds(job: Job) -> float:
+    """``payload["seconds"]``, or ``payload["by_pool"][pool]`` when given (default 0)."""
+    payload = job.payload if isinstance(job.payload, dict) else {}
+    by_pool = payload.get("by_pool") or {}
+    return float(by_pool.get(pool_name(), payload.get("seconds", 0)))
+
+
+def mark_started(job: Job) -> None:
+    """Append 'id|pool|pid' to 'test:started' as the handler begins."""
+    store().rpush("test:started", f"{job.id}|{pool_name()}|{os.getpid()}")
+
+
+@registry.handler("slow")
+async def slow(job: Job) -> None:
+    """Marks its start, sleeps (async, cancellable), then records its run."""
+    mark_started(job)
+    await asyncio.sleep(_seconds(job))
+    record(job)
+
+
+@registry.handler("sync_slow")
+def sync_slow(job: Job) -> None:
+    """Like ``slow`` but blocks a thread, as a sync handler does."""
+    mark_started(job)
+    time.sleep(_seconds(job))
+    record(job)
+
+
+@registry.handler("whoami")
+def whoami(job: Job) -> None:
+    """Records which process ran the job in 'test:pids' as 'id|pid'."""
+    store().rpush("test:pids", f"{job.id}|{os.getpid()}")
+    time.sleep(_seconds(job))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from bananas.client import Client
 from bananas.core.job import DEFAULT_MAX_RETRIES
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
+from bananas.errors import JobFailedError, JobTimeoutError
 
 
 def _parse_payload(text: str) -> Any:
@@ -123,3 +125,29 @@ def job(job_id: str, redis_url: str | None) -> None:
     if found is None:
         fail(f"no job with id {job_id!r} (never existed, or its record expired)", code=1)
     sys.stdout.write(orjson.dumps(found.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@click.command()
+@click.argument("job_id")
+@click.option("--wait", "wait", type=float, default=None, help="Wait up to this many seconds for the result.")
+@redis_url_option
+def result(job_id: str, wait: float | None, redis_url: str | None) -> None:
+    """Print the result of job JOB_ID as JSON (exit 1 if it failed or has none yet)."""
+    url = resolve_redis_url(redis_url)
+    if wait is not None and (wait != wait or wait < 0):
+        fail(f"--wait must be a number of seconds >= 0, got {wait}")
+    with friendly_errors(url), Client(url) as client:
+        found = client.get_job_result(job_id)
+        if found is None and wait:
+            with contextlib.suppress(JobFailedError, JobTimeoutError):
+                client.get_result(job_id, timeout=wait)
+            found = client.get_job_result(job_id)
+        job = client.get_job(job_id) if found is None else None
+    if found is None:
+        state = f"status: {job.status}" if job is not None else "no such job, or its record expired"
+        waited = f" after waiting {wait:g}s" if wait else ""
+        fail(f"job {job_id} has no result{waited} ({state})", code=1)
+    if not found.ok:
+        click.echo(f"job {job_id} failed: {found.error}", err=True)
+        sys.exit(1)
+    sys.stdout.write(orjson.dumps(found.result, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -17,6 +17,7 @@ cli.add_command(worker.worker)
 cli.add_command(jobs.submit)
 cli.add_command(jobs.queues)
 cli.add_command(jobs.job)
+cli.add_command(jobs.result)
 cli.add_command(demo.demo)
 
 

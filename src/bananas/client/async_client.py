@@ -16,9 +16,11 @@ from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
+from bananas.core.result import JobResult
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
+from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
 
 
 class AsyncClient:
@@ -39,6 +41,7 @@ class AsyncClient:
         self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock)
         self.redis = redis_client or connection.async_client(self.redis_url)
         self._runner = AsyncRunner(self.redis)
+        self._waiter: ResultWaiter | None = None
 
     def __repr__(self) -> str:
         return f"AsyncClient({connection.mask_url(self.redis_url)!r})"
@@ -110,6 +113,50 @@ class AsyncClient:
             raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
 
+    async def submit_and_wait(
+        self,
+        name: str,
+        payload: Any,
+        priority: Priority | str = Priority.NORMAL,
+        *,
+        routing_key: str = DEFAULT_ROUTING_KEY,
+        timeout: float | None = 30,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        description: str | None = None,
+        result_ttl: int | None = None,
+    ) -> Any:
+        """Submit a job and wait for its result; raises ``JobFailedError`` if it failed
+        and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
+        job_id, call = self._core.submit(
+            name,
+            payload,
+            priority,
+            routing_key=routing_key,
+            max_retries=max_retries,
+            description=description,
+            result_ttl=result_ttl,
+        )
+        found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
+        return found.value()
+
+    async def get_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's return value. With ``timeout`` (seconds), wait for it that long and
+        raise ``JobTimeoutError`` if it does not come; without, return ``None`` if the job
+        has not finished. A failed job raises ``JobFailedError``."""
+        found = await fetch_result(self.redis, job_id)
+        if found is None and timeout is not None:
+            found = await self._result_waiter().wait(job_id, timeout)
+        return None if found is None else found.value()
+
+    async def get_job_result(self, job_id: str) -> JobResult | None:
+        """The stored outcome (status, result or error, timings, worker), or ``None``."""
+        return await fetch_result(self.redis, job_id)
+
+    def _result_waiter(self) -> ResultWaiter:
+        if self._waiter is None:
+            self._waiter = ResultWaiter(self.redis)
+        return self._waiter
+
     async def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
         raw = await self.redis.get(keys.job(job_id))
@@ -128,6 +175,9 @@ class AsyncClient:
         return parse_depths(plan, await pipe.execute())
 
     async def aclose(self) -> None:
+        if self._waiter is not None:
+            await self._waiter.aclose()
+            self._waiter = None
         await self.redis.aclose()
 
     async def __aenter__(self) -> AsyncClient:

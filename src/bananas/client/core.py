@@ -60,8 +60,10 @@ class ClientCore:
         routing_key: str = DEFAULT_ROUTING_KEY,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
+        result_ttl: int | None = None,
     ) -> tuple[str, Call]:
         job = self.build(name, payload, priority, routing_key, max_retries, description)
+        _set_result_ttl(job, result_ttl)
         return job.id, calls.submit(job, job.to_record())
 
     def submit_many(
@@ -102,9 +104,11 @@ class ClientCore:
         routing_key: str = DEFAULT_ROUTING_KEY,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
+        result_ttl: int | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
+        _set_result_ttl(job, result_ttl)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
@@ -132,3 +136,12 @@ class ClientCore:
         if seconds > MAX_DELAY_SECONDS:
             raise ValidationError(f"delay of {seconds} seconds is more than ten years")
         return now + float(seconds)
+
+
+def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
+    """Per-job result lifetime, carried in the record's ``result_ttl`` field."""
+    if result_ttl is None:
+        return
+    if isinstance(result_ttl, bool) or not isinstance(result_ttl, int) or result_ttl < 0:
+        raise ValidationError(f"result_ttl must be a whole number of seconds >= 0, got {result_ttl!r}")
+    job.extra["result_ttl"] = result_ttl

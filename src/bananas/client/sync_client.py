@@ -16,9 +16,12 @@ from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
+from bananas.core.result import JobResult
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.redis import connection, keys
-from bananas.redis.runner import SyncRunner, raise_first_error
+from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
+from bananas.results.bridge import BackgroundWaiter
+from bananas.results.waiter import submit_then_wait
 
 
 class Client:
@@ -39,6 +42,7 @@ class Client:
         self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock)
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis)
+        self._waiter: BackgroundWaiter | None = None
 
     def __repr__(self) -> str:
         return f"Client({connection.mask_url(self.redis_url)!r})"
@@ -110,6 +114,53 @@ class Client:
             raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
 
+    def submit_and_wait(
+        self,
+        name: str,
+        payload: Any,
+        priority: Priority | str = Priority.NORMAL,
+        *,
+        routing_key: str = DEFAULT_ROUTING_KEY,
+        timeout: float | None = 30,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        description: str | None = None,
+        result_ttl: int | None = None,
+    ) -> Any:
+        """Submit a job and block until its result; raises ``JobFailedError`` if it failed
+        and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
+        job_id, call = self._core.submit(
+            name,
+            payload,
+            priority,
+            routing_key=routing_key,
+            max_retries=max_retries,
+            description=description,
+            result_ttl=result_ttl,
+        )
+        found = self._background().run(
+            lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
+        )
+        return found.value()
+
+    def get_result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's return value. With ``timeout`` (seconds), wait for it that long and
+        raise ``JobTimeoutError`` if it does not come; without, return ``None`` if the job
+        has not finished. A failed job raises ``JobFailedError``."""
+        found = self.get_job_result(job_id)
+        if found is None and timeout is not None:
+            found = self._background().run(lambda _client, waiter: waiter.wait(job_id, timeout))
+        return None if found is None else found.value()
+
+    def get_job_result(self, job_id: str) -> JobResult | None:
+        """The stored outcome (status, result or error, timings, worker), or ``None``."""
+        data = self.redis.hgetall(keys.result(job_id))
+        return JobResult.from_hash(job_id, data) if data else None
+
+    def _background(self) -> BackgroundWaiter:
+        if self._waiter is None:
+            self._waiter = BackgroundWaiter(self.redis_url)
+        return self._waiter
+
     def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
         raw = self.redis.get(keys.job(job_id))
@@ -128,6 +179,9 @@ class Client:
         return parse_depths(plan, pipe.execute())
 
     def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
         self.redis.close()
 
     def __enter__(self) -> Client:

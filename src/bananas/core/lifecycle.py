@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bananas.core.clock import to_datetime
+from bananas.core.clock import format_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.core.retry import RetryPolicy, should_retry
 
@@ -63,9 +63,14 @@ def decide_failure(
     return FailureDecision(Verdict.RETRY, now + delay)
 
 
-def apply_failure(job: Job, decision: FailureDecision, error: str, now: float) -> None:
+#: Failed attempts remembered in a record's ``history`` (the newest are kept).
+HISTORY_LIMIT = 10
+
+
+def apply_failure(job: Job, decision: FailureDecision, error: str, now: float, *, worker: str | None = None) -> None:
     job.error = error
     job.updated_at = to_datetime(now)
+    record_attempt(job, error, now, worker=worker)
     if decision.verdict is Verdict.RETRY:
         assert decision.due is not None
         job.status = JobStatus.SCHEDULED
@@ -73,3 +78,22 @@ def apply_failure(job: Job, decision: FailureDecision, error: str, now: float) -
     else:
         job.status = JobStatus.FAILED
         job.scheduled_for = None
+
+
+def record_attempt(job: Job, error: str, now: float, *, worker: str | None = None) -> None:
+    """Append a failed attempt to ``job.extra["history"]`` (bounded to ``HISTORY_LIMIT``).
+
+    ``error`` keeps only the last attempt's full text; the history keeps one line per
+    attempt so ``bananas dlq show`` can tell what happened before.
+    """
+    entry: dict[str, object] = {
+        "attempt": job.attempts,
+        "time": format_time(to_datetime(now)),
+        "error": error.split("\n", 1)[0][:500],
+    }
+    if worker:
+        entry["worker"] = worker
+    previous = job.extra.get("history")
+    history = list(previous) if isinstance(previous, list) else []
+    history.append(entry)
+    job.extra["history"] = history[-HISTORY_LIMIT:]

@@ -59,11 +59,19 @@ def start(job_id: str, token: str, record: bytes) -> Call:
     return Call(ScriptName.START, (keys.LEASE_OWNERS, keys.job(job_id)), (job_id, token, record))
 
 
-def ack(job_id: str, token: str, record: bytes, ttl_seconds: int) -> Call:
+def ack(
+    job_id: str,
+    token: str,
+    record: bytes,
+    ttl_seconds: int,
+    result_ttl: int = 0,
+    result: Sequence[str | bytes] = (),
+) -> Call:
+    """Finish a job; with ``result_ttl`` > 0 also store ``result`` (field/value pairs)."""
     return Call(
         ScriptName.ACK,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id)),
-        (job_id, token, record, ttl_seconds),
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.result(job_id)),
+        (job_id, token, record, ttl_seconds, result_ttl if result else 0, keys.result_notify_channel(job_id), *result),
     )
 
 
@@ -75,11 +83,28 @@ def retry(job_id: str, token: str, record: bytes, due: float) -> Call:
     )
 
 
-def bury(job_id: str, token: str, record: bytes, ttl_seconds: int, dead_cap: int) -> Call:
+def bury(
+    job_id: str,
+    token: str,
+    record: bytes,
+    ttl_seconds: int,
+    dead_cap: int,
+    result_ttl: int = 0,
+    result: Sequence[str | bytes] = (),
+) -> Call:
     return Call(
         ScriptName.BURY,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD),
-        (job_id, token, record, ttl_seconds, dead_cap),
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (
+            job_id,
+            token,
+            record,
+            ttl_seconds,
+            dead_cap,
+            result_ttl if result else 0,
+            keys.result_notify_channel(job_id),
+            *result,
+        ),
     )
 
 
@@ -110,14 +135,50 @@ def promote(job: Job, record: bytes) -> Call:
 def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job.id), ready_queue_of(job)),
-        (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key)),
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
+        (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, ""),
     )
 
 
-def recover_to_dead(job_id: str, seen_token: str, now_ms: int, record: bytes) -> Call:
+def recover_to_dead(
+    job_id: str,
+    seen_token: str,
+    now_ms: int,
+    record: bytes,
+    result_ttl: int = 0,
+    result: Sequence[str | bytes] = (),
+) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD),
-        (job_id, seen_token, now_ms, record, "dead", ""),
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (
+            job_id,
+            seen_token,
+            now_ms,
+            record,
+            "dead",
+            "",
+            result_ttl if result else 0,
+            keys.result_notify_channel(job_id),
+            *result,
+        ),
+    )
+
+
+def dlq_retry(job: Job, seen_record: bytes, record: bytes) -> Call:
+    """Move a dead job back to its own ready queue; ``seen_record`` guards against a
+    record that changed since it was read."""
+    return Call(
+        ScriptName.DLQ_RETRY,
+        (keys.DEAD, keys.job(job.id), ready_queue_of(job), keys.ROUTING_KEYS, keys.result(job.id)),
+        (job.id, seen_record, record, job.routing_key, keys.route_notify_channel(job.routing_key)),
+    )
+
+
+def dlq_purge(job_ids: Sequence[str]) -> Call:
+    """Remove ``job_ids`` from the dead letters, with their records and results."""
+    return Call(
+        ScriptName.DLQ_PURGE,
+        (keys.DEAD, *(keys.job(i) for i in job_ids), *(keys.result(i) for i in job_ids)),
+        tuple(job_ids),
     )

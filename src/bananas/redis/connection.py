@@ -55,11 +55,22 @@ def _options() -> dict[str, Any]:
     }
 
 
+#: Connections per client. Callers beyond this wait for a free connection (a blocking
+#: pool) instead of failing, so thousands of concurrent calls queue up politely.
+MAX_CONNECTIONS = 64
+
+
 def sync_client(url: str, **overrides: Any) -> redis.Redis:
     validate_url(url)
-    return redis.Redis.from_url(url, **{**_options(), **overrides})
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=20, **{**_options(), **overrides}
+    )
+    return redis.Redis.from_pool(pool)
 
 
 def async_client(url: str, **overrides: Any) -> aioredis.Redis:
     validate_url(url)
-    return aioredis.Redis.from_url(url, **{**_options(), **overrides})
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=20, **{**_options(), **overrides}
+    )
+    return aioredis.Redis.from_pool(pool)

@@ -50,6 +50,11 @@ def worker_info(worker_id: str) -> str:
     return f"{PREFIX}:worker:{worker_id}"
 
 
+def result(job_id: str) -> str:
+    """Hash with a finished job's outcome: status, result or error, timings, worker."""
+    return f"{PREFIX}:result:{job_id}"
+
+
 # Pub/Sub channels are not keys, but their names are part of the contract too.
 
 
@@ -60,3 +65,8 @@ def route_notify_channel(routing_key: str) -> str:
 
 #: Published to when a job is scheduled, so promoters re-check their next due time.
 SCHEDULED_NOTIFY_CHANNEL = f"{PREFIX}:queue:scheduled:notify"
+
+
+def result_notify_channel(job_id: str) -> str:
+    """Published to (with the final status) when a job's result is stored."""
+    return f"{PREFIX}:result:notify:{job_id}"

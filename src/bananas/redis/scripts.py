@@ -32,6 +32,8 @@ class ScriptName(StrEnum):
     EXTEND = "extend"
     PROMOTE = "promote"
     RECOVER = "recover"
+    DLQ_RETRY = "dlq_retry"
+    DLQ_PURGE = "dlq_purge"
 
 
 def _load(name: str) -> Script:

@@ -20,6 +20,7 @@ from bananas.core.lifecycle import (
     mark_completed,
     mark_started,
 )
+from bananas.core.result import COMPLETED, FAILED, result_fields
 from bananas.errors import MalformedJobError, PayloadError
 from bananas.redis import calls
 from bananas.worker.executor import Executor, JobTimeoutExceeded
@@ -46,7 +47,9 @@ class Processor:
         executor: Executor,
         writer: Writer,
         clock: Clock,
+        worker_id: str = "",
     ) -> None:
+        self._worker_id = worker_id
         self._registry = registry
         self._settings = settings
         self._executor = executor
@@ -68,11 +71,12 @@ class Processor:
         delivery.job = job
         handler = self._registry.get(job.name)
         mark_started(job, to_datetime(now))
+        started = now
         if handler is None:
             known = ", ".join(self._registry.names) or "none"
             error = f"no handler registered for job name {job.name!r} on this worker (known: {known})"
             log.error("job %s: %s", job_id, error)
-            await self._fail(job, token, error, FailureDecision(Verdict.DEAD), now)
+            await self._fail(job, token, error, FailureDecision(Verdict.DEAD), now, started)
             return
         # Not awaited: the handler starts at once; the writer keeps start before the outcome.
         self._writer.send(calls.start(job_id, token, job.to_record()))
@@ -84,38 +88,68 @@ class Processor:
         except Retry as signal:
             now = self._clock.now()
             decision = decide_failure(job, now, self._settings.retry_policy, retry_in=signal.delay)
-            await self._fail(job, token, f"Retry: {signal.reason}", decision, now)
+            await self._fail(job, token, f"Retry: {signal.reason}", decision, now, started)
         except Fail as signal:
             now = self._clock.now()
-            await self._fail(job, token, f"Fail: {signal.reason}", FailureDecision(Verdict.DEAD), now)
+            await self._fail(job, token, f"Fail: {signal.reason}", FailureDecision(Verdict.DEAD), now, started)
         except Exception as exc:
             now = self._clock.now()
             error = _describe(exc)
             decision = decide_failure(job, now, self._settings.retry_policy)
             log.warning("job %s (%s) attempt %d failed: %s", job_id, job.name, job.attempts, error.splitlines()[0])
-            await self._fail(job, token, error, decision, now)
+            await self._fail(job, token, error, decision, now, started)
         else:
+            finished = self._clock.now()
             try:
-                codec.encode_payload(result, max_bytes=None)
+                encoded = codec.encode_payload(result, max_bytes=None)
             except PayloadError as exc:
                 error = f"ResultError: the handler's return value cannot be stored as JSON ({exc})"
-                await self._fail(job, token, error, FailureDecision(Verdict.DEAD), self._clock.now())
+                await self._fail(job, token, error, FailureDecision(Verdict.DEAD), finished, started)
                 return
-            mark_completed(job, to_datetime(self._clock.now()))
-            accepted = await self._writer.send(calls.ack(job_id, token, job.to_record(), self._settings.completed_ttl))
+            mark_completed(job, to_datetime(finished))
+            result_ttl = self._result_ttl(job, self._settings.result_ttl)
+            fields = (
+                result_fields(
+                    job,
+                    status=COMPLETED,
+                    started=started,
+                    finished=finished,
+                    worker=self._worker_id,
+                    encoded_result=encoded,
+                )
+                if result_ttl
+                else ()
+            )
+            accepted = await self._writer.send(
+                calls.ack(job_id, token, job.to_record(), self._settings.completed_ttl, result_ttl, fields)
+            )
             if not accepted:
                 log.warning("job %s finished after its lease was lost; its outcome was discarded", job_id)
 
-    async def _fail(self, job: Job, token: str, error: str, decision: FailureDecision, now: float) -> None:
-        apply_failure(job, decision, error, now)
+    async def _fail(
+        self, job: Job, token: str, error: str, decision: FailureDecision, now: float, started: float
+    ) -> None:
+        apply_failure(job, decision, error, now, worker=self._worker_id)
         record = job.to_record()
         if decision.verdict is Verdict.RETRY:
             assert decision.due is not None
             call = calls.retry(job.id, token, record, decision.due)
         else:
-            call = calls.bury(job.id, token, record, self._settings.failed_ttl, self._dead_cap)
+            result_ttl = self._result_ttl(job, self._settings.result_failure_ttl)
+            fields = (
+                result_fields(job, status=FAILED, started=started, finished=now, worker=self._worker_id)
+                if result_ttl
+                else ()
+            )
+            call = calls.bury(job.id, token, record, self._settings.failed_ttl, self._dead_cap, result_ttl, fields)
         if not await self._writer.send(call):
             log.warning("job %s failed after its lease was lost; its outcome was discarded", job.id)
+
+    @staticmethod
+    def _result_ttl(job: Job, default: int) -> int:
+        """A job may carry its own ``result_ttl`` (seconds), set at submit time."""
+        own = job.extra.get("result_ttl")
+        return int(own) if isinstance(own, int) and not isinstance(own, bool) and own >= 0 else default
 
     @property
     def _dead_cap(self) -> int:

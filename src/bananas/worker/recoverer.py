@@ -16,6 +16,7 @@ from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import mark_pending
+from bananas.core.result import FAILED, result_fields
 from bananas.errors import MalformedJobError
 from bananas.redis import calls
 from bananas.redis.broker import Broker
@@ -36,7 +37,9 @@ class Recoverer:
         interval: float,
         max_recoveries: int,
         is_mine: Callable[[str], bool],
+        result_failure_ttl: int = 0,
     ) -> None:
+        self._result_ttl = result_failure_ttl
         self._broker = broker
         self._clock = clock
         self.interval = interval
@@ -76,7 +79,8 @@ class Recoverer:
             )
             job.extra["poison_pill"] = True
             job.extra["failed_at"] = format_time(to_datetime(now))
-            return calls.recover_to_dead(job_id, token, now_ms, job.to_record())
+            fields = result_fields(job, status=FAILED, started=now, finished=now, worker="") if self._result_ttl else ()
+            return calls.recover_to_dead(job_id, token, now_ms, job.to_record(), self._result_ttl, fields)
         mark_pending(job, to_datetime(now))
         return calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))
 

@@ -84,7 +84,7 @@ class Worker:
         broker = Broker(client)
         writer = Writer(broker)
         executor = Executor(self.settings.concurrency)
-        processor = Processor(self.registry, self.settings, executor, writer, self.clock)
+        processor = Processor(self.registry, self.settings, executor, writer, self.clock, self.worker_id)
         promote_wakeup = asyncio.Event()
         channels = {keys.route_notify_channel(k): self._work_ready for k in self.settings.routing_keys}
         channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
@@ -103,6 +103,7 @@ class Worker:
             interval=min(5.0, max(0.25, self.settings.lease_seconds / 4)),
             max_recoveries=self.settings.max_recoveries,
             is_mine=lambda job_id: job_id in self._running,
+            result_failure_ttl=self.settings.result_failure_ttl,
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),

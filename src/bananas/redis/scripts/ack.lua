@@ -1,15 +1,21 @@
--- ack: a leased job finished; store its final record and drop the lease.
+-- ack: a leased job finished; store its final record and result, drop the lease.
 --
 -- KEYS[1]  leases        bananas:leases
 -- KEYS[2]  lease owners  bananas:lease:owners
 -- KEYS[3]  job record    bananas:job:{id}
+-- KEYS[4]  result        bananas:result:{id} (hash)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "completed")
 -- ARGV[4]  record TTL in seconds (0 keeps it forever)
+-- ARGV[5]  result TTL in seconds (0 stores no result)
+-- ARGV[6]  result channel        bananas:result:notify:{id}
+-- ARGV[7..]  result hash fields and values: field_1, value_1, field_2, value_2, ...
 --
 -- Returns 1, or 0 for a late acknowledgement (the lease expired and the job was
 -- recovered): nothing is written and the newer delivery stays in charge.
+-- The notification is published after the result is stored, so a waiter that
+-- subscribed first and then reads the hash can never miss it.
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
   return 0
 end
@@ -20,5 +26,12 @@ if ttl > 0 then
   redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl)
 else
   redis.call('SET', KEYS[3], ARGV[3])
+end
+local result_ttl = tonumber(ARGV[5])
+if result_ttl > 0 then
+  redis.call('DEL', KEYS[4])
+  redis.call('HSET', KEYS[4], unpack(ARGV, 7))
+  redis.call('EXPIRE', KEYS[4], result_ttl)
+  redis.call('PUBLISH', ARGV[6], 'completed')
 end
 return 1

@@ -1,14 +1,19 @@
--- bury: a leased job failed for good; store its record and park it in the dead letters.
+-- bury: a leased job failed for good; store its record and failed result, and park it
+-- in the dead letters.
 --
 -- KEYS[1]  leases          bananas:leases
 -- KEYS[2]  lease owners    bananas:lease:owners
 -- KEYS[3]  job record      bananas:job:{id}
 -- KEYS[4]  dead letters    bananas:queue:dead
+-- KEYS[5]  result          bananas:result:{id} (hash)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "failed", error)
 -- ARGV[4]  record TTL in seconds (0 keeps it forever)
 -- ARGV[5]  dead letter list cap (0 = unbounded); the oldest entries are trimmed
+-- ARGV[6]  result TTL in seconds (0 stores no result)
+-- ARGV[7]  result channel        bananas:result:notify:{id}
+-- ARGV[8..]  result hash fields and values
 --
 -- Returns 1, or 0 when the caller no longer holds the lease (nothing written).
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
@@ -27,5 +32,12 @@ redis.call('LPUSH', KEYS[4], ARGV[1])
 local cap = tonumber(ARGV[5])
 if cap > 0 then
   redis.call('LTRIM', KEYS[4], 0, cap - 1)
+end
+local result_ttl = tonumber(ARGV[6])
+if result_ttl > 0 then
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], unpack(ARGV, 8))
+  redis.call('EXPIRE', KEYS[5], result_ttl)
+  redis.call('PUBLISH', ARGV[7], 'failed')
 end
 return 1

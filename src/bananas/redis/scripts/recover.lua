@@ -4,12 +4,16 @@
 -- KEYS[2]  lease owners  bananas:lease:owners
 -- KEYS[3]  job record    bananas:job:{id}
 -- KEYS[4]  destination   the job's ready queue, or the dead letter list
+-- KEYS[5]  result        bananas:result:{id} (hash; written with 'dead' only)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller saw ('' when the lease had no owner)
 -- ARGV[3]  now, Unix milliseconds
 -- ARGV[4]  job record (JSON) to store; '' leaves the record as it is
 -- ARGV[5]  'ready' (back to the queue, next in line) or 'dead'
 -- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
+-- ARGV[7]  result TTL in seconds (with 'dead'; 0 stores no result)
+-- ARGV[8]  result channel        bananas:result:notify:{id}
+-- ARGV[9..]  result hash fields and values (with 'dead')
 --
 -- Returns 1, or 0 when the lease is no longer expired or changed hands since the
 -- caller looked (a heartbeat extended it, or another recoverer was first).
@@ -31,5 +35,12 @@ if ARGV[5] == 'ready' then
 else
   redis.call('LREM', KEYS[4], 0, ARGV[1])
   redis.call('LPUSH', KEYS[4], ARGV[1])
+  local result_ttl = tonumber(ARGV[7])
+  if result_ttl > 0 then
+    redis.call('DEL', KEYS[5])
+    redis.call('HSET', KEYS[5], unpack(ARGV, 9))
+    redis.call('EXPIRE', KEYS[5], result_ttl)
+    redis.call('PUBLISH', ARGV[8], 'failed')
+  end
 end
 return 1

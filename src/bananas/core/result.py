@@ -1,0 +1,90 @@
+"""A finished job's outcome as stored in ``bananas:result:{id}`` (a hash).
+
+Fields: ``status`` ("completed" or "failed"), ``result`` (JSON text, completed only),
+``error`` (failed only), ``name``, ``routing_key``, ``attempts``, ``started_at`` and
+``finished_at`` (RFC 3339), ``duration_ms``, ``worker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bananas.core import codec
+from bananas.core.clock import format_time, parse_time, to_datetime
+from bananas.core.job import Job
+from bananas.errors import JobFailedError
+
+COMPLETED = "completed"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    job_id: str
+    status: str
+    result: Any = None
+    error: str | None = None
+    name: str | None = None
+    routing_key: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    worker: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == COMPLETED
+
+    def value(self) -> Any:
+        """The handler's return value, or ``JobFailedError`` if the job failed."""
+        if self.status != COMPLETED:
+            raise JobFailedError(self.job_id, self.error or "")
+        return self.result
+
+    @classmethod
+    def from_hash(cls, job_id: str, data: Mapping[bytes | str, bytes | str]) -> JobResult:
+        fields = {_text(k): _text(v) for k, v in data.items()}
+        raw = fields.get("result")
+        duration = fields.get("duration_ms")
+        return cls(
+            job_id=job_id,
+            status=fields.get("status", ""),
+            result=codec.loads(raw) if raw not in (None, "") else None,
+            error=fields.get("error") or None,
+            name=fields.get("name"),
+            routing_key=fields.get("routing_key"),
+            attempts=int(fields.get("attempts") or 0),
+            started_at=parse_time(fields.get("started_at")),
+            finished_at=parse_time(fields.get("finished_at")),
+            duration_ms=float(duration) if duration else None,
+            worker=fields.get("worker"),
+        )
+
+
+def result_fields(
+    job: Job, *, status: str, started: float, finished: float, worker: str, encoded_result: bytes | None = None
+) -> list[str | bytes]:
+    """Flat field/value list for HSET, as the ack/bury scripts take it."""
+    out: list[str | bytes] = [
+        "status", status,
+        "name", job.name,
+        "routing_key", job.routing_key,
+        "attempts", str(job.attempts),
+        "started_at", format_time(to_datetime(started)),
+        "finished_at", format_time(to_datetime(finished)),
+        "duration_ms", f"{(finished - started) * 1000:.3f}",
+        "worker", worker,
+    ]  # fmt: skip
+    if encoded_result is not None:
+        out += ["result", encoded_result]
+    if job.error:
+        out += ["error", job.error]
+    return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

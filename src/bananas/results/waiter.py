@@ -1,0 +1,179 @@
+"""Waiting for results without polling and without races.
+
+One ``ResultWaiter`` (one per client, so one per process in practice) holds a single
+Pub/Sub connection shared by every concurrent wait. A wait subscribes to the job's
+channel, waits for the server to confirm the subscription, and only then reads the
+result hash: a result stored before the confirmation is found by the read, one stored
+after it is announced on the channel. Either way it is seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bananas.core.result import JobResult
+from bananas.errors import JobTimeoutError
+from bananas.redis import keys
+from bananas.redis.runner import AsyncRunner
+from bananas.redis.scripts import Call
+from bananas.worker.backoff import Backoff, is_connection_error
+
+log = logging.getLogger("bananas.results")
+
+
+async def fetch_result(client: aioredis.Redis, job_id: str) -> JobResult | None:
+    data = await client.hgetall(keys.result(job_id))
+    return JobResult.from_hash(job_id, data) if data else None
+
+
+class Watch:
+    """An active subscription to one job's result channel."""
+
+    def __init__(self, waiter: ResultWaiter, job_id: str, notified: asyncio.Future[None]) -> None:
+        self._waiter = waiter
+        self.job_id = job_id
+        self._notified = notified
+
+    async def result(self, timeout: float | None) -> JobResult:
+        """The stored result, waiting up to ``timeout`` seconds (None: forever)."""
+        found = await fetch_result(self._waiter.client, self.job_id)
+        if found is not None:
+            return found
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                await asyncio.wait_for(asyncio.shield(self._notified), remaining)
+            except TimeoutError:
+                raise JobTimeoutError(self.job_id, timeout or 0.0) from None
+            found = await fetch_result(self._waiter.client, self.job_id)
+            if found is not None:
+                return found
+            # Notified but the hash is gone (zero TTL or deleted): keep waiting for a
+            # later outcome, e.g. after a retry from the dead letters.
+            self._notified = self._waiter._renew(self.job_id, self._notified)
+
+
+class ResultWaiter:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[Watch]:
+        """Subscribe to ``job_id``'s result; the subscription is live inside the block."""
+        channel = keys.result_notify_channel(job_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._add(channel, future)
+        try:
+            yield Watch(self, job_id, future)
+        finally:
+            await self._remove(channel, future)
+
+    async def wait(self, job_id: str, timeout: float | None) -> JobResult:
+        async with self.watch(job_id) as watch:
+            return await watch.result(timeout)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+            self._reader = None
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+    # -- subscription bookkeeping ----------------------------------------------------
+
+    def _renew(self, job_id: str, old: asyncio.Future[None]) -> asyncio.Future[None]:
+        channel = keys.result_notify_channel(job_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(channel, [])
+        if old in waiters:
+            waiters.remove(old)
+        waiters.append(future)
+        return future
+
+    async def _add(self, channel: str, future: asyncio.Future[None]) -> None:
+        async with self._lock:
+            waiters = self._waiters.setdefault(channel, [])
+            waiters.append(future)
+            if len(waiters) > 1:
+                confirmation = self._confirmations.get(channel)
+            else:
+                confirmation = asyncio.get_running_loop().create_future()
+                self._confirmations[channel] = confirmation
+                if self._pubsub is None:
+                    self._pubsub = self.client.pubsub()
+                await self._pubsub.subscribe(channel)
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.create_task(self._read(), name="bananas-results")
+        if confirmation is not None:
+            await asyncio.shield(confirmation)
+
+    async def _remove(self, channel: str, future: asyncio.Future[None]) -> None:
+        async with self._lock:
+            waiters = self._waiters.get(channel, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters and channel in self._waiters:
+                del self._waiters[channel]
+                self._confirmations.pop(channel, None)
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.exception("result listener failed")
+                await backoff.sleep()
+                # redis-py re-subscribes on reconnect; results stored meanwhile were not
+                # announced, so wake every waiter to read its hash again.
+                for waiters in self._waiters.values():
+                    for future in waiters:
+                        if not future.done():
+                            future.set_result(None)
+                continue
+            backoff.reset()
+            if message is None:
+                continue
+            raw = message.get("channel")
+            channel = raw.decode() if isinstance(raw, bytes) else str(raw)
+            kind = message.get("type")
+            if kind == "subscribe":
+                confirmation = self._confirmations.get(channel)
+                if confirmation is not None and not confirmation.done():
+                    confirmation.set_result(None)
+            elif kind == "message":
+                for future in self._waiters.get(channel, []):
+                    if not future.done():
+                        future.set_result(None)
+
+
+async def submit_then_wait(
+    runner: AsyncRunner, waiter: ResultWaiter, job_id: str, call: Call, timeout: float | None
+) -> JobResult:
+    """Subscribe first, then submit: the result cannot be published before we listen."""
+    async with waiter.watch(job_id) as watch:
+        await runner.run(call)
+        return await watch.result(timeout)
