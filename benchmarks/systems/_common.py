@@ -294,7 +294,7 @@ def start_worker(argv: Sequence[str], env: dict[str, str] | None = None, cwd: st
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         list(argv),
         env=full_env,
         cwd=cwd or REPO_ROOT,
@@ -303,6 +303,10 @@ def start_worker(argv: Sequence[str], env: dict[str, str] | None = None, cwd: st
         stderr=sys.stderr.fileno(),
         start_new_session=True,
     )
+    # The harness also kills, after each run, every process carrying its BENCH_RUN_ID in
+    # its environment, so a worker survives neither a crashed nor a killed adapter.
+    print(f"bench: started worker pid {proc.pid}: {' '.join(argv)}", file=sys.stderr, flush=True)
+    return proc
 
 
 def stop_worker(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> int | None:

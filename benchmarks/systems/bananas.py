@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# The script's folder would shadow the ``bananas`` package with this file.
-sys.path[0] = str(Path(__file__).resolve().parents[2])
+if __name__ == "__main__":
+    # The script's folder would shadow the ``bananas`` package with this file.
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -44,7 +45,9 @@ def worker_argv(processes: int, keys: list[str], concurrency: int = CONCURRENCY)
 
 
 def worker_env(url: str) -> dict[str, str]:
-    return {"REDIS_URL": url, "PYTHONPATH": c.REPO_ROOT, "PYTHONUNBUFFERED": "1"}
+    # Keep a caller's PYTHONPATH (e.g. a scratch copy of src/ to compare against).
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), c.REPO_ROOT) if p)
+    return {"REDIS_URL": url, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
 
 def fill(url: str, n: int, name: str = "noop", routing_key: str = "default", batch: int = 10_000) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from bananas.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from bananas.core.job import DEFAULT_MAX_RETRIES
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
@@ -193,3 +194,15 @@ def _optional_timeout(name: str, raw: str) -> float | None:
     if raw.strip().lower() in ("none", "off", "0"):
         return None
     return _positive_float(name, raw)
+
+
+def max_payload_bytes_from_env(env: Mapping[str, str]) -> int | None:
+    """The producers' payload limit from ``BANANAS_MAX_PAYLOAD_BYTES``: bytes >= 1, or
+    ``none`` for no limit; unset means ``DEFAULT_MAX_PAYLOAD_BYTES`` (1 MiB)."""
+    name = "BANANAS_MAX_PAYLOAD_BYTES"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PAYLOAD_BYTES
+    if raw.lower() in ("none", "unlimited"):
+        return None
+    return _positive_int(name, raw)

@@ -7,8 +7,7 @@ import asyncio
 import itertools
 
 import redis
-from conftest import Workers
-from support import Recorder, eventually, strings
+from support import Recorder, Workers, eventually, strings
 
 from bananas import Client, Job, Priority, Registry
 

@@ -13,6 +13,7 @@ import orjson
 
 from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
 from bananas.client import Client
+from bananas.config import max_payload_bytes_from_env
 from bananas.core.job import DEFAULT_MAX_RETRIES
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
@@ -62,7 +63,7 @@ def submit(
             fail(f"MAX_RETRIES: expected a whole number, got {env!r}")
     with friendly_errors(url):
         prio = Priority.parse(priority)
-        with Client(url) as client:
+        with Client(url, max_payload_bytes=max_payload_bytes_from_env(os.environ)) as client:
             if delay is not None:
                 job_id = client.schedule_job(
                     name, value, delay=delay, priority=prio, routing_key=routing_key,

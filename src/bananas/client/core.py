@@ -31,6 +31,11 @@ class ClientCore:
     max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES
     clock: Clock = SYSTEM_CLOCK
 
+    def __post_init__(self) -> None:
+        limit = self.max_payload_bytes
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValidationError(f"max_payload_bytes must be a whole number of bytes >= 1 (or None), got {limit!r}")
+
     def build(
         self,
         name: str,

@@ -32,6 +32,12 @@ class JobStatus(StrEnum):
 
 
 DEFAULT_MAX_RETRIES = 3
+#: Upper bound of ``attempts`` and ``max_retries`` (records are read by clients in other
+#: languages, where these are 32-bit integers).
+MAX_COUNTER = 2**31 - 1
+#: Longest job name and description accepted from producers.
+MAX_NAME_LENGTH = 256
+MAX_DESCRIPTION_LENGTH = 64 * 1024
 
 # Fields with a meaning in this version; everything else in a record goes to ``extra``.
 _KNOWN = frozenset(
@@ -144,8 +150,17 @@ class Job:
             raise MalformedJobError(f"record has an invalid field: {exc}", record_id) from None
         if created is None or updated is None:
             raise MalformedJobError("record has no created_at time", record_id)
+        for field_name, count in (("attempts", attempts), ("max_retries", max_retries)):
+            if not 0 <= count <= MAX_COUNTER:
+                raise MalformedJobError(f"record has an invalid field: {field_name} is {count}", record_id)
         description = data.get("description")
         error = data.get("error")
+        for field_name, text in (("description", description), ("error", error)):
+            if text is not None and not isinstance(text, str):
+                raise MalformedJobError(
+                    f"record has an invalid field: {field_name} must be a string, not {type(text).__name__}",
+                    record_id,
+                )
         extra = {k: v for k, v in data.items() if k not in _KNOWN}
         return cls(
             id=record_id,
@@ -181,14 +196,23 @@ def new_job(
     """Build a validated pending job. Raises a ``ValidationError`` subclass on bad input."""
     if not isinstance(name, str) or not name:
         raise ValidationError(f"job name must be a non-empty string, got {name!r}")
-    if len(name) > 256:
-        raise ValidationError(f"job name is {len(name)} characters long, the maximum is 256")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"job name is {len(name)} characters long, the maximum is {MAX_NAME_LENGTH}")
+    _check_text("job name", name)
     prio = Priority.parse(priority)
     validate_routing_key(routing_key)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ValidationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    if max_retries > MAX_COUNTER:
+        raise ValidationError(f"max_retries must be at most {MAX_COUNTER}, got {max_retries}")
     if description is not None and not isinstance(description, str):
         raise ValidationError(f"description must be a string, got {type(description).__name__}")
+    if description is not None:
+        if len(description) > MAX_DESCRIPTION_LENGTH:
+            raise ValidationError(
+                f"description is {len(description)} characters long, the maximum is {MAX_DESCRIPTION_LENGTH}"
+            )
+        _check_text("description", description)
     codec.check_payload(payload, max_bytes=max_payload_bytes)
     return Job(
         id=job_id or new_job_id(),
@@ -202,3 +226,11 @@ def new_job(
         max_retries=max_retries,
         description=description,
     )
+
+
+def _check_text(what: str, value: str) -> None:
+    """Text must be encodable as UTF-8 to cross the wire (no lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(f"{what} is not valid text: {exc.reason} at position {exc.start}") from None

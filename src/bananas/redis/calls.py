@@ -75,6 +75,18 @@ def ack(
     )
 
 
+def ack_many(acks: Sequence[Call]) -> Call:
+    """Merge several ``ack`` calls into one ``ack_many`` call (same effect, one script run)."""
+    keys_out: list[str] = [keys.LEASES, keys.LEASE_OWNERS]
+    args_out: list[str | bytes | int | float] = []
+    for call in acks:
+        assert call.script is ScriptName.ACK
+        keys_out += call.keys[2:4]
+        header, fields = call.args[:6], call.args[6:]
+        args_out += [*header, len(fields), *fields]
+    return Call(ScriptName.ACK_MANY, tuple(keys_out), tuple(args_out))
+
+
 def retry(job_id: str, token: str, record: bytes, due: float) -> Call:
     return Call(
         ScriptName.RETRY,
@@ -181,4 +193,26 @@ def dlq_purge(job_ids: Sequence[str]) -> Call:
         ScriptName.DLQ_PURGE,
         (keys.DEAD, *(keys.job(i) for i in job_ids), *(keys.result(i) for i in job_ids)),
         tuple(job_ids),
+    )
+
+
+def rehome(
+    job_id: str,
+    home: str,
+    *,
+    home_queue: str,
+    other_lists: Sequence[str] = (),
+    seen_record_sha1: str = "",
+    seen_owner: str = "",
+    record: bytes = b"",
+    score: float | int = 0,
+    channel: str = "",
+    orphan: bool = False,
+) -> Call:
+    """Reconciler repair: put ``job_id`` in exactly one ``home`` (see rehome.lua)."""
+    lists = tuple(dict.fromkeys(k for k in other_lists if k != home_queue))
+    return Call(
+        ScriptName.REHOME,
+        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.SCHEDULED, keys.DEAD, home_queue, *lists),
+        (job_id, seen_record_sha1, seen_owner, home, record, repr(score), channel, "1" if orphan else "0"),
     )

@@ -70,3 +70,20 @@ SCHEDULED_NOTIFY_CHANNEL = f"{PREFIX}:queue:scheduled:notify"
 def result_notify_channel(job_id: str) -> str:
     """Published to (with the final status) when a job's result is stored."""
     return f"{PREFIX}:result:notify:{job_id}"
+
+
+#: Held (SET NX PX) by the worker doing the periodic reconciliation, so one worker per
+#: interval checks the bookkeeping for the whole fleet.
+RECONCILE_LOCK = f"{PREFIX}:reconcile:lock"
+
+
+# -- periodic schedules (``bananas scheduler``, docs/PERIODIC_TASKS.md) ----------------
+
+#: Sorted set of periodic schedule ids, score = next run (Unix seconds; +inf if none).
+SCHEDULES = f"{PREFIX}:schedules"
+
+
+def schedule(schedule_id: str) -> str:
+    """Hash of one periodic schedule: its cursor (every tick at or before it is decided),
+    definition, last and next run, run count and last error."""
+    return f"{PREFIX}:schedule:{schedule_id}"

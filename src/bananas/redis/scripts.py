@@ -26,14 +26,19 @@ class ScriptName(StrEnum):
     DEQUEUE = "dequeue"
     START = "start"
     ACK = "ack"
+    ACK_MANY = "ack_many"
     RETRY = "retry"
     BURY = "bury"
     RELEASE = "release"
     EXTEND = "extend"
     PROMOTE = "promote"
     RECOVER = "recover"
+    PERIODIC_REGISTER = "periodic_register"
+    PERIODIC_FIRE = "periodic_fire"
+    PERIODIC_ADVANCE = "periodic_advance"
     DLQ_RETRY = "dlq_retry"
     DLQ_PURGE = "dlq_purge"
+    REHOME = "rehome"
 
 
 def _load(name: str) -> Script:

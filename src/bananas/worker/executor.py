@@ -30,7 +30,10 @@ class Executor:
         if timeout is None:
             return await work
         try:
-            return await asyncio.wait_for(work, timeout)
+            # asyncio.timeout cancels the handler in place, without wrapping it in a new
+            # task as wait_for does: cheaper per job.
+            async with asyncio.timeout(timeout):
+                return await work
         except TimeoutError:
             # An async handler is cancelled by wait_for; a thread cannot be stopped and is
             # left to finish, but its result is ignored and the attempt counts as failed.

@@ -52,7 +52,7 @@ class LeaseKeeper:
             lost = await self._broker.run(calls.extend(deadline_ms, held))
             for job_id in lost:
                 name = job_id.decode() if isinstance(job_id, bytes) else job_id
-                log.warning("lease on job %s was lost (recovered elsewhere); its result will be dropped", name)
+                log.debug("lease on job %s is no longer held by this worker", name)
                 self._on_lost(name)
         info = {**self._info, "running": str(len(held)), "heartbeat": f"{now:.3f}"}
         await self._broker.announce(self._worker_id, now, info, ttl=max(10, int(self._lease * 2)))

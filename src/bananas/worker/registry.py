@@ -7,8 +7,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from bananas.core.job import Job
+from bananas.core.job import DEFAULT_MAX_RETRIES, Job
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import ValidationError
+from bananas.scheduler.definition import DEFAULT_GRACE, DEFAULT_MISSED, MissedPolicy, Schedule, ScheduleError
 
 HandlerFunc = Callable[[Job], Any] | Callable[[Job], Awaitable[Any]]
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,6 +31,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._schedules: list[Schedule] = []
 
     def handler(self, name: str, *, timeout: float | None = None) -> Callable[[F], F]:
         if not isinstance(name, str) or not name:
@@ -56,3 +60,41 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+    # -- periodic schedules (run by ``bananas scheduler``; docs/PERIODIC_TASKS.md) --------
+
+    def periodic(
+        self,
+        cron: str,
+        job: str,
+        payload: Any = None,
+        *,
+        schedule_id: str | None = None,
+        routing_key: str = DEFAULT_ROUTING_KEY,
+        priority: Priority | str = Priority.NORMAL,
+        timezone: str = "UTC",
+        missed: MissedPolicy | str = DEFAULT_MISSED,
+        grace: float = DEFAULT_GRACE,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        description: str | None = None,
+    ) -> Schedule:
+        """Enqueue job ``job`` with ``payload`` at every tick of ``cron`` in ``timezone``.
+
+        ``cron``: 5 fields, 6 with a leading seconds field, or ``@hourly``-style alias.
+        ``schedule_id`` (default: the job name) identifies the schedule's state in Redis.
+        ``missed``: ``"once"`` or ``"skip"`` for ticks missed while no scheduler ran;
+        a tick later than ``grace`` seconds counts as missed. Raises ``ScheduleError``
+        (a ``ValidationError``) naming the schedule if anything is invalid.
+        """
+        schedule = Schedule.create(
+            cron, job, payload, schedule_id=schedule_id, routing_key=routing_key, priority=priority,
+            timezone=timezone, missed=missed, grace=grace, max_retries=max_retries, description=description,
+        )  # fmt: skip
+        if any(s.id == schedule.id for s in self._schedules):
+            raise ScheduleError(schedule.id, "is already defined in this registry (give each one its own schedule_id)")
+        self._schedules.append(schedule)
+        return schedule
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        return list(self._schedules)

@@ -25,6 +25,7 @@ from bananas.worker.executor import Executor
 from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.processor import Delivery, Processor
 from bananas.worker.promoter import Promoter
+from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
 from bananas.worker.registry import Registry
 from bananas.worker.wakeup import WakeupListener
@@ -111,6 +112,10 @@ class Worker:
             asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
             asyncio.create_task(recoverer.run(), name="bananas-recoverer"),
             asyncio.create_task(Promoter(broker, self.clock, promote_wakeup).run(), name="bananas-promoter"),
+            asyncio.create_task(
+                Reconciler(broker, self.clock, lease_seconds=self.settings.lease_seconds, owner=self.worker_id).run(),
+                name="bananas-reconciler",
+            ),
         ]
         log.info(
             "worker %s consuming %s (concurrency %d)",

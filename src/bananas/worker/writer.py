@@ -1,7 +1,12 @@
 """Batches the worker's state changes into pipelines.
 
 Every state change goes through one FIFO: a job's ``start`` is always sent before its
-``ack``, and under load many jobs' changes share one round trip.
+outcome, and under load many jobs' changes share one round trip. Two reductions apply
+within a batch, neither changing the end state:
+
+- a ``start`` whose job's outcome is in the same batch is dropped (the outcome record
+  supersedes it: it carries the same attempt count);
+- all ``ack``s are merged into one ``ack_many`` script call.
 """
 
 from __future__ import annotations
@@ -10,19 +15,23 @@ import asyncio
 import logging
 from typing import Any
 
+from bananas.redis import calls
 from bananas.redis.broker import Broker
-from bananas.redis.scripts import Call
+from bananas.redis.scripts import Call, ScriptName
 from bananas.worker.backoff import Backoff, is_connection_error
 
 log = logging.getLogger("bananas.worker")
 
-MAX_BATCH = 256
+MAX_BATCH = 512
+_OUTCOMES = frozenset({ScriptName.ACK, ScriptName.RETRY, ScriptName.BURY})
+
+Pending = tuple[Call, "asyncio.Future[Any]"]
 
 
 class Writer:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
-        self._pending: list[tuple[Call, asyncio.Future[Any]]] = []
+        self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -44,7 +53,7 @@ class Writer:
                 continue
             batch = self._pending[:MAX_BATCH]
             try:
-                replies = await self._broker.run_many([call for call, _ in batch])
+                await self._flush(batch)
             except Exception as exc:
                 if not is_connection_error(exc):
                     for _, future in batch:
@@ -59,15 +68,49 @@ class Writer:
                 continue
             backoff.reset()
             del self._pending[: len(batch)]
-            for (_, future), reply in zip(batch, replies, strict=True):
-                if future.done():
-                    continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
-                else:
-                    future.set_result(reply)
+
+    async def _flush(self, batch: list[Pending]) -> None:
+        finishing = {call.args[0] for call, _ in batch if call.script in _OUTCOMES}
+        plan: list[Call] = []
+        # Each entry: the futures a planned call answers (several for a merged ack_many).
+        answers: list[list[asyncio.Future[Any]]] = []
+        acks: list[Pending] = []
+        for call, future in batch:
+            if call.script is ScriptName.START and call.args[0] in finishing:
+                future.set_result(1)
+                continue
+            if call.script is ScriptName.ACK:
+                acks.append((call, future))
+                continue
+            plan.append(call)
+            answers.append([future])
+        if len(acks) == 1:
+            plan.append(acks[0][0])
+            answers.append([acks[0][1]])
+        elif acks:
+            plan.append(calls.ack_many([call for call, _ in acks]))
+            answers.append([future for _, future in acks])
+        if not plan:
+            return
+        replies = await self._broker.run_many(plan)
+        for futures, reply in zip(answers, replies, strict=True):
+            if len(futures) > 1 and isinstance(reply, list):
+                for future, value in zip(futures, reply, strict=True):
+                    _resolve(future, value)
+            else:
+                for future in futures:
+                    _resolve(future, reply)
 
     def close(self) -> None:
         """Stop once everything queued so far is written."""
         self._closed = True
         self._wake.set()
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if future.done():
+        return
+    if isinstance(value, Exception):
+        future.set_exception(value)
+    else:
+        future.set_result(value)

@@ -1,0 +1,547 @@
+"""Finds and repairs broken bookkeeping, so a job is never stranded by a state that the
+normal scripts cannot produce (a bug, a partial write by a foreign client, a hand edit,
+a restore from an old backup).
+
+Every Bananas script keeps these invariants (docs/RELIABILITY.md):
+
+- a job id is in at most one place: one ready list, the scheduled set, the dead letters,
+  or leased (an entry in ``bananas:leases`` *and* its owner in ``bananas:lease:owners``);
+- a leased or scheduled id has a record;
+- a job whose record says pending, processing or scheduled is somewhere (else no worker
+  will ever see it: an orphan).
+
+The reconciler looks for each break and repairs it with the ``rehome`` script, which puts
+the id back in exactly one place, chosen from the record's status, and only if neither the
+record nor the lease owner changed since the reconciler looked (it compares the record's
+SHA1 and the owner token under Redis' lock). A repair never deletes a job: at worst a job
+whose record is gone is parked in the dead letters with a stand-in record that says so.
+
+A pass reads the lease set and owners, the scheduled set, every ready list of the known
+routing keys (``bananas:routing_keys`` plus ``default``) and the legacy lists, and the
+dead letters: O(total entries). Lists and sets above the limits in ``ReconcileLimits``
+are not read (the checks that need them are skipped and reported). Orphans are found by
+SCAN over ``bananas:job:*``, at most ``records_per_pass`` keys per pass; the periodic loop
+keeps its SCAN cursor between passes, so it sweeps the whole keyspace over several passes
+at a bounded cost each. Only records last updated more than ``orphan_min_age`` seconds ago
+are candidates, so a foreign producer that writes the record and pushes the id in two
+steps is never caught in between.
+
+Every worker runs the loop (every ``interval`` seconds, default 60); a lock key lets one
+worker per interval do the pass for the whole fleet. ``bananas reconcile`` runs one full
+pass on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from bananas.core.clock import Clock, to_datetime
+from bananas.core.job import Job, JobStatus
+from bananas.core.lifecycle import mark_pending
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
+from bananas.errors import MalformedJobError
+from bananas.redis import calls, keys
+from bananas.redis.broker import Broker
+from bananas.redis.scripts import Call
+from bananas.worker.backoff import is_connection_error
+from bananas.worker.malformed import stub_record
+
+log = logging.getLogger("bananas.reconciler")
+
+#: Seconds between passes of the worker's loop.
+DEFAULT_INTERVAL = 60.0
+
+# Kinds of broken state (the ``kind`` of a ``Repair``).
+LEASE_WITHOUT_OWNER = "lease_without_owner"
+OWNER_WITHOUT_LEASE = "owner_without_lease"
+LEASE_WITHOUT_RECORD = "lease_without_record"
+LEASED_AND_QUEUED = "leased_and_queued"
+DUPLICATE_PLACEMENT = "duplicate_placement"
+SCHEDULED_WITHOUT_RECORD = "scheduled_without_record"
+ORPHAN = "orphan"
+
+_CHUNK = 1000
+_LIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.SCHEDULED})
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileLimits:
+    #: Most ready-list plus dead-letter entries read in one pass.
+    max_list_entries: int = 100_000
+    #: Most scheduled entries read in one pass.
+    max_scheduled: int = 100_000
+    #: Most leases (and lease owners) read in one pass.
+    max_leases: int = 100_000
+    #: Most job record keys visited by SCAN in one pass of the periodic loop.
+    records_per_pass: int = 10_000
+    #: A pending/processing/scheduled record is an orphan candidate only when it was last
+    #: updated longer ago than this (seconds).
+    orphan_min_age: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    kind: str
+    job_id: str
+    #: Where the job was put: ready, scheduled, dead, leased (lease kept), none.
+    home: str
+    detail: str
+    #: False in a dry run, or when the job changed before the repair could be applied.
+    applied: bool = False
+
+    def describe(self) -> str:
+        verb = "repaired" if self.applied else "found"
+        return f"{verb} {self.kind} job={self.job_id} -> {self.home}: {self.detail}"
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    repairs: list[Repair] = field(default_factory=list)
+    #: Repairs planned but not applied because the job changed meanwhile (looked at again
+    #: on the next pass).
+    raced: int = 0
+    #: Checks not made in this pass, with the reason (a limit was exceeded).
+    skipped: list[str] = field(default_factory=list)
+    leases: int = 0
+    list_entries: int = 0
+    scheduled: int = 0
+    records_scanned: int = 0
+    #: True when the orphan SCAN reached the end of the keyspace in this pass.
+    sweep_complete: bool = False
+
+    @property
+    def applied(self) -> int:
+        return sum(1 for r in self.repairs if r.applied)
+
+    def summary(self) -> str:
+        return (
+            f"reconcile: leases={self.leases} list_entries={self.list_entries} scheduled={self.scheduled} "
+            f"records_scanned={self.records_scanned} found={len(self.repairs)} repaired={self.applied} "
+            f"raced={self.raced} skipped={len(self.skipped)}"
+        )
+
+
+@dataclass(slots=True)
+class _View:
+    """Where one id was seen in the snapshot."""
+
+    lease: int | None = None  # deadline, Unix ms
+    owner: str | None = None
+    lists: list[str] = field(default_factory=list)  # ready lists, one entry per copy
+    dead: int = 0
+    scheduled: float | None = None
+
+    @property
+    def placements(self) -> int:
+        return len(self.lists) + self.dead + (0 if self.scheduled is None else 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Home:
+    """Where a repair puts a job (see rehome.lua) and what it writes."""
+
+    home: str
+    record: bytes = b""
+    score: float = 0
+    channel: str = ""
+    queue: str | None = None
+    extra: tuple[str, ...] = ()
+    why: str = ""
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    views: dict[str, _View] = field(default_factory=lambda: defaultdict(_View))
+    lists_complete: bool = False
+    scheduled_complete: bool = False
+    leases_complete: bool = False
+
+
+class Reconciler:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Clock,
+        *,
+        lease_seconds: float,
+        interval: float = DEFAULT_INTERVAL,
+        limits: ReconcileLimits | None = None,
+        owner: str = "",
+    ) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._lease_ms = int(lease_seconds * 1000)
+        self.interval = interval
+        self.limits = limits or ReconcileLimits()
+        self._lock_owner = owner or "reconciler"
+        self._cursor = 0
+
+    @property
+    def _redis(self) -> Any:
+        return self._broker.redis
+
+    # -- one pass ----------------------------------------------------------------------
+
+    async def reconcile_once(self, *, dry_run: bool = False, full_sweep: bool = False) -> ReconcileReport:
+        """Look for broken states and repair them (unless ``dry_run``).
+
+        ``full_sweep`` scans every job record for orphans in this pass (the one-shot
+        command); otherwise at most ``records_per_pass`` keys are visited, resuming where
+        the previous pass stopped.
+        """
+        report = ReconcileReport()
+        now = self._clock.now()
+        snap = await self._snapshot(report)
+        suspects = self._suspects(snap)
+        missing_scheduled = await self._scheduled_without_record(snap)
+        suspects.update(missing_scheduled)
+        plans: list[tuple[Repair, Call]] = []
+        ids = sorted(suspects)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            raws = await self._broker.records(chunk)
+            for job_id, raw in zip(chunk, raws, strict=True):
+                plan = await self._plan(job_id, raw, snap.views[job_id], now, orphan=False)
+                if plan is not None:
+                    plans.append(plan)
+        plans.extend(await self._orphans(snap, report, now, full_sweep))
+        if not plans:
+            return report
+        if dry_run:
+            report.repairs.extend(repair for repair, _ in plans)
+            return report
+        for start in range(0, len(plans), _CHUNK):
+            chunk_plans = plans[start : start + _CHUNK]
+            replies = await self._broker.run_many([call for _, call in chunk_plans])
+            for (repair, _), reply in zip(chunk_plans, replies, strict=True):
+                if isinstance(reply, Exception):
+                    raise reply
+                if reply == 1:
+                    report.repairs.append(_applied(repair))
+                else:
+                    report.raced += 1
+        return report
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _snapshot(self, report: ReconcileReport) -> _Snapshot:
+        """Where every id is, read in one MULTI/EXEC: an atomic picture, so a job moving
+        between two places while we read is never mistaken for a job in two places."""
+        snap = _Snapshot()
+        views = snap.views
+        lim = self.limits
+        routing_keys = {_text(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
+        routing_keys.add(DEFAULT_ROUTING_KEY)
+        queues = [keys.route_queue(k, p) for k in sorted(routing_keys) for p in Priority]
+        queues += [keys.legacy_queue(p) for p in Priority]
+        pipe = self._redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.llen(queue)
+        pipe.llen(keys.DEAD)
+        pipe.zcard(keys.SCHEDULED)
+        pipe.zcard(keys.LEASES)
+        pipe.hlen(keys.LEASE_OWNERS)
+        *lengths, dead_len, scheduled_len, leases_len, owners_len = await pipe.execute()
+        report.leases = int(leases_len)
+        report.list_entries = int(sum(lengths) + dead_len)
+        report.scheduled = int(scheduled_len)
+
+        snap.leases_complete = max(leases_len, owners_len) <= lim.max_leases
+        snap.lists_complete = report.list_entries <= lim.max_list_entries
+        snap.scheduled_complete = scheduled_len <= lim.max_scheduled
+        if not snap.leases_complete:
+            report.skipped.append(f"leases: {max(leases_len, owners_len)} above the limit of {lim.max_leases}")
+        if not snap.lists_complete:
+            report.skipped.append(
+                f"ready and dead lists: {report.list_entries} entries above the limit of {lim.max_list_entries}"
+            )
+        if not snap.scheduled_complete:
+            report.skipped.append(f"scheduled: {scheduled_len} entries above the limit of {lim.max_scheduled}")
+
+        pipe = self._redis.pipeline(transaction=True)
+        if snap.leases_complete:
+            pipe.zrange(keys.LEASES, 0, -1, withscores=True)
+            pipe.hgetall(keys.LEASE_OWNERS)
+        if snap.lists_complete:
+            for queue in queues:
+                pipe.lrange(queue, 0, -1)
+            pipe.lrange(keys.DEAD, 0, -1)
+        if snap.scheduled_complete:
+            pipe.zrange(keys.SCHEDULED, 0, -1, withscores=True)
+        replies = list(await pipe.execute()) if len(pipe) else []
+        replies.reverse()
+        if snap.leases_complete:
+            for member, score in replies.pop():
+                views[_text(member)].lease = int(score)
+            for member, token in replies.pop().items():
+                views[_text(member)].owner = _text(token)
+        if snap.lists_complete:
+            for queue in queues:
+                for member in replies.pop():
+                    views[_text(member)].lists.append(queue)
+            for member in replies.pop():
+                views[_text(member)].dead += 1
+        if snap.scheduled_complete:
+            for member, score in replies.pop():
+                views[_text(member)].scheduled = float(score)
+        return snap
+
+    @staticmethod
+    def _suspects(snap: _Snapshot) -> set[str]:
+        """Ids whose snapshot alone shows a break (records are read afterwards)."""
+        out: set[str] = set()
+        for job_id, view in snap.views.items():
+            leased = view.lease is not None or view.owner is not None
+            if leased or view.placements >= 2:
+                out.add(job_id)
+        return out
+
+    async def _scheduled_without_record(self, snap: _Snapshot) -> set[str]:
+        ids = [i for i, v in snap.views.items() if v.scheduled is not None]
+        missing: set[str] = set()
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in chunk:
+                pipe.exists(keys.job(job_id))
+            for job_id, exists in zip(chunk, await pipe.execute(), strict=True):
+                if not exists:
+                    missing.add(job_id)
+        return missing
+
+    async def _orphans(
+        self, snap: _Snapshot, report: ReconcileReport, now: float, full_sweep: bool
+    ) -> list[tuple[Repair, Call]]:
+        if not (snap.lists_complete and snap.scheduled_complete and snap.leases_complete):
+            report.skipped.append("orphans: not looked for, because a snapshot above was incomplete")
+            return []
+        prefix = keys.job("")
+        budget = None if full_sweep else self.limits.records_per_pass
+        cursor = 0 if full_sweep else self._cursor
+        plans: list[tuple[Repair, Call]] = []
+        visited = 0
+        while True:
+            cursor, found = await self._redis.scan(cursor, match=keys.job("*"), count=_CHUNK)
+            names = [_text(k) for k in found]
+            visited += len(names)
+            if names:
+                ids = [n[len(prefix) :] for n in names]
+                raws = await self._broker.records(ids)
+                for job_id, raw in zip(ids, raws, strict=True):
+                    view = snap.views.get(job_id) or _View()
+                    if raw is None or view.placements or view.lease is not None or view.owner is not None:
+                        continue
+                    if not self._old_live_record(raw, job_id, now):
+                        continue
+                    plan = await self._plan(job_id, raw, view, now, orphan=True)
+                    if plan is not None:
+                        plans.append(plan)
+            if cursor == 0:
+                report.sweep_complete = True
+                break
+            if budget is not None and visited >= budget:
+                break
+        if not full_sweep:
+            self._cursor = int(cursor)
+        report.records_scanned = visited
+        return plans
+
+    def _old_live_record(self, raw: bytes, job_id: str, now: float) -> bool:
+        try:
+            job = Job.from_record(raw, job_id=job_id)
+        except MalformedJobError:
+            return False  # unreadable records are for the bad-input tooling, not orphans
+        if job.status not in _LIVE_STATUSES:
+            return False
+        return now - job.updated_at.timestamp() >= self.limits.orphan_min_age
+
+    # -- deciding ----------------------------------------------------------------------
+
+    async def _plan(
+        self, job_id: str, raw: bytes | None, view: _View, now: float, *, orphan: bool
+    ) -> tuple[Repair, Call] | None:
+        now_ms = int(now * 1000)
+        seen_sha = hashlib.sha1(raw).hexdigest() if raw is not None else ""
+        if view.owner is not None:
+            if view.lease is None:
+                return self._keep_lease(
+                    OWNER_WITHOUT_LEASE,
+                    job_id,
+                    view,
+                    seen_sha,
+                    now_ms + self._lease_ms,
+                    "a lease owner without a lease deadline, which no recoverer would ever take back; "
+                    "deadline restored, so its holder keeps it or the recoverer returns it",
+                )
+            if raw is None and (view.lease <= now_ms or not await self._holder_alive(view.owner)):
+                stub = stub_record(job_id, "record missing (found leased by a worker that is gone)", None, now)
+                home = _Home("dead", stub, why="record missing, holder gone; parked with a stand-in record")
+                return self._rehome(LEASE_WITHOUT_RECORD, job_id, view, "", home, seen_owner=view.owner)
+            if view.placements:
+                detail = f"leased and also in {_places(view)}; the other copies were removed"
+                return self._keep_lease(LEASED_AND_QUEUED, job_id, view, seen_sha, view.lease, detail)
+            return None
+        if view.lease is not None:
+            home = self._home(job_id, raw, view, now)
+            what = "a lease nobody owns (no heartbeat or ack can clear it)"
+            return self._rehome(LEASE_WITHOUT_OWNER, job_id, view, seen_sha, home, what=what)
+        if raw is None:
+            if view.scheduled is None and view.placements < 2:
+                return None  # a lone ready id without a record: the worker parks it when it gets there
+            kind = SCHEDULED_WITHOUT_RECORD if view.scheduled is not None else DUPLICATE_PLACEMENT
+            stub = stub_record(job_id, f"record missing (found in {_places(view)})", None, now)
+            home = _Home("dead", stub, why="record missing; parked with a stand-in record")
+            return self._rehome(kind, job_id, view, "", home, what=f"in {_places(view)}")
+        if orphan:
+            home = self._home(job_id, raw, view, now)
+            return self._rehome(ORPHAN, job_id, view, seen_sha, home, orphan=True, what="in no queue, set or lease")
+        if view.placements >= 2:
+            home = self._home(job_id, raw, view, now)
+            return self._rehome(DUPLICATE_PLACEMENT, job_id, view, seen_sha, home, what=f"in {_places(view)}")
+        return None
+
+    def _home(self, job_id: str, raw: bytes | None, view: _View, now: float) -> _Home:
+        """Where the record's status says the job belongs."""
+        if raw is None:
+            return _Home("dead", stub_record(job_id, "record missing", None, now), why="record missing; parked")
+        try:
+            job = Job.from_record(raw, job_id=job_id)
+        except MalformedJobError as exc:
+            stub = stub_record(job_id, exc.reason, raw, now)
+            return _Home("dead", stub, why=f"record unreadable ({exc.reason}); parked")
+        queue = calls.ready_queue_of(job)
+        # A ``default`` job may sit in the legacy list of its priority: look there too.
+        extra = (keys.legacy_queue(job.priority),) if job.routing_key == DEFAULT_ROUTING_KEY else ()
+        status = job.status
+        if status in (JobStatus.PENDING, JobStatus.PROCESSING):
+            record = b""
+            why = "back in its ready queue, once"
+            if status is JobStatus.PROCESSING:
+                mark_pending(job, to_datetime(now))
+                record = job.to_record()
+                why = "was processing with no lease; " + why
+            channel = keys.route_notify_channel(job.routing_key)
+            return _Home("ready", record, channel=channel, queue=queue, extra=extra, why=why)
+        if status is JobStatus.SCHEDULED:
+            due = view.scheduled
+            if due is None:
+                due = job.scheduled_for.timestamp() if job.scheduled_for is not None else now
+            return _Home(
+                "scheduled",
+                score=due,
+                channel=keys.SCHEDULED_NOTIFY_CHANNEL,
+                queue=queue,
+                extra=extra,
+                why="back in the scheduled set, once",
+            )
+        if status is JobStatus.FAILED:
+            return _Home("dead", queue=queue, extra=extra, why="failed: kept in the dead letters only")
+        return _Home("none", queue=queue, extra=extra, why="completed: removed from every queue")
+
+    def _keep_lease(
+        self, kind: str, job_id: str, view: _View, seen_sha: str, deadline_ms: int, detail: str
+    ) -> tuple[Repair, Call]:
+        home = _Home("leased", score=deadline_ms, why=detail)
+        return self._rehome(kind, job_id, view, seen_sha, home, seen_owner=view.owner or "")
+
+    @staticmethod
+    def _rehome(
+        kind: str,
+        job_id: str,
+        view: _View,
+        seen_sha: str,
+        home: _Home,
+        *,
+        seen_owner: str = "",
+        orphan: bool = False,
+        what: str = "",
+    ) -> tuple[Repair, Call]:
+        others = [*view.lists, *home.extra]
+        home_queue = home.queue or (others[0] if others else keys.route_queue(DEFAULT_ROUTING_KEY, Priority.NORMAL))
+        call = calls.rehome(
+            job_id,
+            home.home,
+            home_queue=home_queue,
+            other_lists=others,
+            seen_record_sha1=seen_sha,
+            seen_owner=seen_owner,
+            record=home.record,
+            score=home.score,
+            channel=home.channel,
+            orphan=orphan,
+        )
+        detail = f"{what}; {home.why}" if what else home.why
+        return Repair(kind, job_id, home.home, detail), call
+
+    async def _holder_alive(self, token: str) -> bool:
+        """Whether the worker named in a lease token still announces itself."""
+        worker_id, sep, _seq = token.rpartition(":")
+        if not sep or not worker_id:
+            return True  # not a token this version writes: rely on the lease deadline
+        return bool(await self._redis.exists(keys.worker_info(worker_id)))
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _acquire(self) -> bool:
+        ttl_ms = max(1000, int(self.interval * 900))
+        return bool(await self._redis.set(keys.RECONCILE_LOCK, self._lock_owner, nx=True, px=ttl_ms))
+
+    async def run(self) -> None:
+        """Every ``interval`` seconds, one pass by one worker of the fleet."""
+        await asyncio.sleep(random.uniform(0.2, 1.0) * min(self.interval, 10.0))
+        while True:
+            try:
+                if await self._acquire():
+                    report = await self.reconcile_once()
+                    for repair in report.repairs:
+                        log.warning("%s", repair.describe())
+                    for reason in report.skipped:
+                        log.info("reconcile skipped a check: %s", reason)
+                    if report.repairs or report.raced:
+                        log.warning("%s", report.summary())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                log.log(level, "reconciliation failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+
+def _applied(repair: Repair) -> Repair:
+    return Repair(repair.kind, repair.job_id, repair.home, repair.detail, applied=True)
+
+
+def _places(view: _View) -> str:
+    parts: list[str] = [*view.lists]
+    parts += [keys.DEAD] * view.dead
+    if view.scheduled is not None:
+        parts.append(keys.SCHEDULED)
+    return ", ".join(parts) or "nowhere"
+
+
+def _priority_suffix(queue: str) -> str:
+    return queue.rsplit(":", 1)[-1]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def reconcile(
+    broker: Broker,
+    clock: Clock,
+    *,
+    lease_seconds: float,
+    limits: ReconcileLimits | None = None,
+    dry_run: bool = False,
+) -> ReconcileReport:
+    """One full pass (every record scanned for orphans), as ``bananas reconcile`` runs it."""
+    reconciler = Reconciler(broker, clock, lease_seconds=lease_seconds, limits=limits)
+    return await reconciler.reconcile_once(dry_run=dry_run, full_sweep=True)

@@ -1,0 +1,86 @@
+"""Handlers run by the fault suite's worker subprocesses (``faults.app:registry``).
+
+Every handler records what it did in the *instrument* Redis (``TEST_STORE_URL``), which
+is never the server under test: a restarted or cut-off server must not lose the
+evidence. ``test:runs`` counts completed handler runs per job id, ``test:starts`` counts
+handler entries, and ``test:log`` lists ``id|pid`` per run, so the suite can tell which
+process ran a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import redis
+
+from bananas import Job, Registry
+
+if os.environ.get("TEST_CRASH_FILE") and os.path.exists(os.environ["TEST_CRASH_FILE"]):
+    # Scenario 7: a child that dies at start-up, in a loop, until the file is removed.
+    raise SystemExit(3)
+
+registry = Registry()
+_client: redis.Redis | None = None
+
+
+def store() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["TEST_STORE_URL"])
+    return _client
+
+
+def started(job: Job) -> None:
+    store().hincrby("test:starts", job.id, 1)
+
+
+def ran(job: Job) -> None:
+    pipe = store().pipeline(transaction=True)
+    pipe.hincrby("test:runs", job.id, 1)
+    pipe.rpush("test:log", f"{job.id}|{os.getpid()}")
+    pipe.execute()
+
+
+def _ms(job: Job) -> float:
+    payload: Any = job.payload
+    return float(payload.get("ms", 0)) / 1000 if isinstance(payload, dict) else 0.0
+
+
+@registry.handler("work")
+async def work(job: Job) -> int:
+    await asyncio.sleep(_ms(job))
+    ran(job)
+    return 1
+
+
+@registry.handler("work_sync")
+def work_sync(job: Job) -> int:
+    time.sleep(_ms(job))
+    ran(job)
+    return 1
+
+
+@registry.handler("slow")
+async def slow(job: Job) -> None:
+    """Runs ``payload.seconds``; the hung role (``TEST_ROLE=hung``) fails at the end if asked."""
+    started(job)
+    await asyncio.sleep(float(job.payload["seconds"]))
+    ran(job)
+    if os.environ.get("TEST_ROLE") == "hung" and job.payload.get("raise"):
+        raise RuntimeError("late failure from the hung worker")
+
+
+@registry.handler("poison")
+def poison(job: Job) -> None:
+    """Kills its worker process every time, before any outcome can be written."""
+    started(job)
+    os._exit(1)
+
+
+@registry.handler("boom")
+def boom(job: Job) -> None:
+    started(job)
+    raise ValueError("boom")
