@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
+import shutil
 import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +88,42 @@ def server(url: str) -> dict[str, Any]:
     return {"name": name, "version": version, "redis_compat_version": info.get("redis_version")}
 
 
+#: Set (JSON: ref, commit, path) in a process re-executed on a snapshot of src/.
+SNAPSHOT_ENV = "BENCH_BANANAS_SNAPSHOT"
+
+
+def reexec_on_snapshot(ref: str, module: str, argv: Sequence[str] | None) -> None:
+    """Run ``python -m module argv`` again with ``src/`` as of git ``ref`` first on
+    PYTHONPATH (worker subprocesses inherit it), so a benchmark measures a fixed commit
+    rather than a working tree others are editing. Read-only for git (``git archive``)."""
+    if os.environ.get(SNAPSHOT_ENV):
+        return
+    sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.strip()  # fmt: skip
+    dest = Path(tempfile.gettempdir()) / f"bananas-src-{sha[:12]}"
+    if not (dest / "src" / "bananas").is_dir():
+        tmp = Path(tempfile.mkdtemp(prefix="bananas-src-"))
+        archive = subprocess.run(["git", "archive", "--format=tar", sha, "src"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(dest / "src"), env.get("PYTHONPATH")) if p)
+    env[SNAPSHOT_ENV] = json.dumps({"ref": ref, "commit": sha[:7], "path": str(dest / "src")})
+    args = list(sys.argv[1:] if argv is None else argv)
+    print(f"benchmarks: re-running on src/ of {ref} ({sha[:7]}) from {dest / 'src'}", file=sys.stderr)
+    os.chdir(ROOT)
+    os.execve(sys.executable, [sys.executable, "-m", module, *args], env)
+
+
 def source_tree() -> dict[str, Any]:
+    snapshot = os.environ.get(SNAPSHOT_ENV)
+    if snapshot:
+        info = json.loads(snapshot)
+        return {"commit": info["commit"], "ref": info["ref"], "dirty": False, "snapshot": True}
+
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()

@@ -32,54 +32,58 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import redis  # noqa: E402
+import redis
 
-from bananas.embedded import EmbeddedServer  # noqa: E402
-from benchmarks import machine, report, scaling  # noqa: E402
-from benchmarks.systems import _common as c  # noqa: E402
-from benchmarks.systems import bananas as adapter  # noqa: E402
+from bananas.embedded import EmbeddedServer
+from benchmarks import machine, report, scaling
+from benchmarks.systems import _common as c
+from benchmarks.systems import bananas as adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 
-#: Inclusive-time rows: (label, pattern matched against "function (file)" of any frame).
+#: Inclusive-time rows: (label, function-name pattern, file pattern); a frame matches when
+#: its function (the last dotted part, e.g. ``_fetch`` of ``Worker._fetch``) and its file
+#: (as py-spy prints it, e.g. ``bananas/worker/service.py``) both match.
 INCLUSIVE = (
-    ("Worker._fetch (dequeue + MGET + task creation)", r"^_fetch \(.*worker/service\.py"),
-    ("Processor.process (whole job, handler included)", r"^process \(.*worker/processor\.py"),
-    ("Job.from_record", r"^from_record \(.*core/job\.py"),
-    ("Job.to_record / to_dict", r"^(to_record|to_dict) \(.*core/job\.py"),
-    ("format_time / parse_time", r"^(format_time|parse_time) \(.*core/clock\.py"),
-    ("Writer.run (batched state writes)", r"^run \(.*worker/writer\.py"),
-    ("Executor.call + the handler", r"^call \(.*worker/executor\.py"),
-    ("benchmark handler (one INCR)", r"\(.*benchmarks/systems/_bananas_app\.py"),
-    ("redis-py: pipeline execute", r"^(execute|_execute_pipeline|_execute_transaction) \(.*redis/asyncio/client\.py"),
-    ("redis-py: command packing", r"^(pack_command|pack_commands|_encode|encode) \(.*redis/"),
-    ("redis-py: reading replies", r"^(read_response|_read_response|read_from_socket|gets) \(.*redis/"),
-    ("asyncio.wait_for (job timeout)", r"^wait_for \(.*asyncio/tasks\.py"),
-    ("LeaseKeeper / Recoverer / Promoter", r"\(.*worker/(heartbeat|recoverer|promoter)\.py"),
+    ("Worker._fetch (dequeue, MGET, task creation)", r"_fetch", r"bananas/worker/service\.py"),
+    ("Processor.process (one job, handler included)", r"process", r"bananas/worker/processor\.py"),
+    ("Job.from_record (parse the record)", r"from_record", r"bananas/core/job\.py"),
+    ("Job.to_record (encode the record)", r"to_record", r"bananas/core/job\.py"),
+    ("clock.format_time / parse_time", r"format_time|parse_time", r"bananas/core/clock\.py"),
+    ("lifecycle (mark_started, mark_completed)", r".*", r"bananas/core/lifecycle\.py"),
+    ("Writer.run (batched state writes)", r"run", r"bananas/worker/writer\.py"),
+    ("Executor.call (timeout wrapper + handler)", r"call", r"bananas/worker/executor\.py"),
+    ("asyncio.wait_for (per-job timeout)", r"wait_for", r"asyncio/tasks\.py"),
+    ("benchmark handler (one INCR)", r".*", r"benchmarks/systems/_bananas_app\.py"),
+    ("redis-py (any frame)", r".*", r"^redis/"),
+    ("redis-py: command packing/encoding", r"pack_command|pack_commands|encode", r"^redis/"),
+    ("LeaseKeeper / Recoverer / Promoter", r".*", r"bananas/worker/(heartbeat|recoverer|promoter)\.py"),
 )
 
 
 def classify(file: str) -> str:
     f = file.replace("\\", "/")
-    if "benchmarks/" in f:
+    if f.startswith("benchmarks/"):
         return "benchmark handler"
-    m = re.search(r"bananas/(worker|redis|core|client)/", f)
+    m = re.match(r"bananas/(worker|redis|core|client|results)/", f)
     if m:
         return f"bananas.{m.group(1)}"
-    if "/bananas/" in f:
+    if f.startswith("bananas/"):
         return "bananas (other)"
-    if "/redis/" in f:
+    if f.startswith("redis/"):
         return "redis-py"
-    if "/asyncio/" in f or "uvloop" in f:
+    if f.startswith("asyncio/") or "uvloop" in f:
         return "asyncio / uvloop"
     if "orjson" in f:
         return "orjson"
-    if "concurrent/futures" in f or "threading" in f:
+    if f.startswith(("concurrent/", "threading")):
         return "threads"
-    if "/logging/" in f:
+    if f.startswith("logging/"):
         return "logging"
+    if f.startswith("<string>"):
+        return "generated code (dataclass __init__)"
     return "other (stdlib, interpreter)"
 
 
@@ -107,20 +111,20 @@ def summarize_stacks(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
     by_area: collections.Counter[str] = collections.Counter()
     by_leaf: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
-    patterns = [(label, re.compile(p)) for label, p in INCLUSIVE]
+    patterns = [(label, re.compile(f"^(?:{fp})$"), re.compile(pp)) for label, fp, pp in INCLUSIVE]
     for frames, n in stacks:
-        func, file = split_frame(frames[-1])
+        split = [split_frame(fr) for fr in frames]
+        func, file = split[-1]
         by_area[classify(file)] += n
-        short = re.sub(r"^.*?/(site-packages|lib/python3\.\d+|src)/", "", file)
-        by_leaf[f"{func} ({short})"] += n
-        for label, pat in patterns:
-            if any(pat.search(fr) for fr in frames):
+        by_leaf[f"{func} ({file})"] += n
+        for label, fpat, ppat in patterns:
+            if any(fpat.match(fn.rsplit(".", 1)[-1]) and ppat.search(fl) for fn, fl in split):
                 inclusive[label] += n
     return {
         "samples": total,
         "by_area": {k: v / total for k, v in by_area.most_common()},
         "top_self": [(k, v / total) for k, v in by_leaf.most_common(25)],
-        "inclusive": {label: inclusive[label] / total for label, _ in INCLUSIVE},
+        "inclusive": {label: inclusive[label] / total for label, _, _ in INCLUSIVE},
     }
 
 
@@ -154,8 +158,10 @@ def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any
             start_count = c.count(r)
             cpu_w0, cpu_s0, t0 = cpu_seconds(proc.pid), cpu_seconds(server_pid), time.monotonic()
             cmds0 = commandstats(r)
+            scaling.start_command_log(r)
             spy = subprocess.Popen(
-                [pyspy, "record", "--pid", str(proc.pid), "--rate", str(rate), "--format", "raw", "-o", str(raw)],
+                [pyspy, "record", "--pid", str(proc.pid), "--rate", str(rate), "--nonblocking", "--idle",
+                 "--format", "raw", "-o", str(raw)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )  # fmt: skip
             ok, t1 = c.wait_for_count(r, int(n * 0.95), time.monotonic() + 600)
@@ -164,6 +170,7 @@ def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any
             cmds1 = commandstats(r)
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
+            server_ops = scaling.server_time_per_job(scaling.read_command_log(r), done)
         finally:
             if spy is not None and spy.poll() is None:
                 spy.kill()
@@ -183,6 +190,7 @@ def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any
         "worker_cpu_share": (cpu_w1 - cpu_w0) / wall,
         "server_cpu_share": (cpu_s1 - cpu_s0) / wall,
         "commands_per_job": {k: v for k, v in sorted(per_job.items(), key=lambda kv: -kv[1]) if v > 0.001},
+        "server_us_per_job_by_op": server_ops,
         "profile": stats,
         "raw_file": raw.name,
         "ok": ok,
@@ -246,8 +254,11 @@ def render(data: dict[str, Any]) -> str:
         ["drain rate while profiled", f"{res['rate']:,.0f} jobs/s"],
         ["worker CPU per job", f"{res['worker_cpu_us_per_job']:.0f} µs ({res['worker_cpu_share']:.0%} of a core)"],
         ["server CPU per job", f"{res['server_cpu_us_per_job']:.0f} µs ({res['server_cpu_share']:.0%} of a core)"],
-        ["Redis commands per job", ", ".join(f"{k} {v:.2f}" for k, v in res["commands_per_job"].items())],
-    ]
+        ["Redis commands per job (inside scripts included)",
+         ", ".join(f"{k} {v:.2f}" for k, v in res["commands_per_job"].items())],
+        ["server µs per job, by operation (SLOWLOG)",
+         ", ".join(f"{k} {v:.1f}" for k, v in res["server_us_per_job_by_op"].items() if v >= 0.05)],
+    ]  # fmt: skip
     parts.append(report.table(["", ""], rows, align="ll"))
     rows = [[area, f"{share:.1%}"] for area, share in prof["by_area"].items()]
     parts.append("Worker CPU samples by where the sampled (innermost) frame is:\n\n"
@@ -269,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default=None)
     p.add_argument("--note", default=None)
     p.add_argument("--update-docs", action="store_true")
+    p.add_argument("--bananas-ref", default=None, help="measure src/ as of this git ref (e.g. HEAD)")
     args = p.parse_args(argv)
+    if args.bananas_ref:
+        machine.reexec_on_snapshot(args.bananas_ref, "benchmarks.profile_worker", argv)
     out_dir = Path(args.out) if args.out else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     label = args.label or "profile-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -157,7 +157,8 @@ def render_machine(meta: dict[str, Any], config: dict[str, Any]) -> str:
         lines.append(f"- Python ({role}): {info.get('implementation', '')} {info.get('python', '?')}; {pk}")
     src = meta.get("source") or {}
     dirty = " + uncommitted changes in src/" if src.get("dirty") else ""
-    lines.append(f"- Bananas source: commit {src.get('commit')}{dirty}")
+    snap = f" (src/ of {src.get('ref')})" if src.get("snapshot") else ""
+    lines.append(f"- Bananas source: commit {src.get('commit')}{snap}{dirty}")
     lines.append(
         f"- N = {config.get('n'):,} jobs per run, {config.get('repeats')} run(s) per cell, "
         f"pickup {config.get('pickup_jobs')} jobs 20 ms apart; run {meta.get('started')} – {meta.get('finished')}"
@@ -190,7 +191,7 @@ def render(data: dict[str, Any]) -> str:
         "#### Drain throughput (jobs/s)\n\nStart→last: N jobs queued, time from starting the worker command to the "
         "last completion (start-up included). Steady: rate between 10% and 90% of the jobs done.\n\n"
         + table(["system", "1 process, start→last", "1 process, steady", "2 processes, start→last",
-                 "2 processes, steady"], rows)  # fmt: skip
+                 "2 processes, steady"], rows)
     )
 
     # pickup
@@ -199,7 +200,8 @@ def render(data: dict[str, Any]) -> str:
         for case, keys in (("pickup_rk1", "1"), ("pickup_rk5", "5")):
             if s not in summary.get(case, {}):
                 continue
-            rows.append([s, keys] + [cell(summary, case, s, m, fmt_ms) for m in ("p50_ms", "p95_ms", "p99_ms", "max_ms")])
+            metrics = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+            rows.append([s, keys] + [cell(summary, case, s, m, fmt_ms) for m in metrics])
     parts.append(
         "#### Pickup latency of an idle worker (ms, submit → handler start)\n\n"
         + table(["system", "routing keys", "p50", "p95", "p99", "max"], rows)

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,8 +32,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as ``python benchmarks/run.py``
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bananas.embedded import EmbeddedServer  # noqa: E402
-from benchmarks import machine, report  # noqa: E402
+from bananas.embedded import EmbeddedServer
+from benchmarks import machine, report
 
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS_DIR = ROOT / "benchmarks" / "systems"
@@ -53,10 +54,10 @@ class Case:
 CASES: tuple[Case, ...] = (
     Case("submit", "submit"),
     Case("submit_async", "submit_async"),
-    Case("bulk", "bulk", ("--batch", "1000")),
+    Case("bulk", "bulk"),  # batches of 1,000: every adapter's default
     Case("drain_p1", "drain", ("--processes", "1")),
     Case("drain_p2", "drain", ("--processes", "2")),
-    Case("pickup_rk1", "pickup", ("--routing-keys", "1")),
+    Case("pickup_rk1", "pickup"),
     Case("pickup_rk5", "pickup", ("--routing-keys", "5"), bananas_only=True),
     Case("wait", "wait", bananas_only=True),
 )
@@ -68,6 +69,7 @@ class Plan:
     n: int
     repeats: int
     systems: list[str]
+    targets: dict[str, tuple[str, str | None]]
     cases: list[Case]
     pythons: dict[str, str]
     pickup_jobs: int
@@ -75,9 +77,35 @@ class Plan:
     runs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def discover_systems() -> list[str]:
+def adapter_files() -> list[str]:
     names = sorted(p.stem for p in SYSTEMS_DIR.glob("*.py") if not p.stem.startswith("_"))
     return [BANANAS] + [n for n in names if n != BANANAS] if BANANAS in names else names
+
+
+def variants_of(python: str, adapter: str) -> list[str]:
+    """An adapter may offer ``--variant {a,b}`` (e.g. RQ's SimpleWorker and forking
+    Worker); each variant is benchmarked as its own system ``adapter-variant``."""
+    try:
+        out = subprocess.run(
+            [python, str(SYSTEMS_DIR / f"{adapter}.py"), "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    m = re.search(r"--variant \{([^}]*)\}", out)
+    return [v.strip() for v in m.group(1).split(",")] if m else []
+
+
+def expand_systems(adapters: list[str], peer_python: str | None) -> dict[str, tuple[str, str | None]]:
+    """system name -> (adapter file stem, variant or None)."""
+    systems: dict[str, tuple[str, str | None]] = {}
+    for adapter in adapters:
+        variants = variants_of(peer_python, adapter) if adapter != BANANAS and peer_python else []
+        if len(variants) > 1:
+            for v in variants:
+                systems[f"{adapter}-{v}"] = (adapter, v)
+        else:
+            systems[adapter] = (adapter, None)
+    return systems
 
 
 def python_for(system: str, pythons: dict[str, str]) -> str | None:
@@ -110,14 +138,26 @@ def kill_tagged(run_id: str) -> int:
 
 
 def run_adapter(
-    python: str, system: str, case: Case, url: str, n: int, pickup_jobs: int, timeout: float, log_path: Path
+    python: str,
+    system: str,
+    target: tuple[str, str | None],
+    case: Case,
+    url: str,
+    n: int,
+    pickup_jobs: int,
+    timeout: float,
+    log_path: Path,
 ) -> dict[str, Any]:
     run_id = uuid.uuid4().hex
+    adapter, variant = target
     argv = [
-        python, str(SYSTEMS_DIR / f"{system}.py"), case.figure,
-        "--redis-url", url, "--n", str(n), "--pickup-jobs", str(pickup_jobs), "--timeout", str(timeout),
-        *case.args,
+        python, str(SYSTEMS_DIR / f"{adapter}.py"), case.figure,
+        "--redis-url", url, "--n", str(n), "--timeout", str(timeout), *case.args,
     ]  # fmt: skip
+    if case.figure == "pickup":
+        argv += ["--pickup-jobs", str(pickup_jobs)]
+    if variant:
+        argv += ["--variant", variant]
     env = dict(os.environ)
     env["BENCH_RUN_ID"] = run_id
     env["PYTHONUNBUFFERED"] = "1"
@@ -154,10 +194,15 @@ def run_adapter(
         if not isinstance(result, dict):
             raise ValueError("not an object")
     except ValueError:
-        result = {"error": f"no JSON result line (exit {proc.returncode}); see {log_path.name}"}
+        tail = log_path.read_text(errors="replace")[-2000:]
+        if proc.returncode == 2 and "invalid choice" in tail and repr(case.figure) in tail:
+            # An adapter without this figure that did not say so in JSON (argparse refused it).
+            result = {"unsupported": True, "reason": f"adapter has no {case.figure} figure"}
+        else:
+            result = {"error": f"no JSON result line (exit {proc.returncode}); see {log_path.name}"}
     if timed_out:
         result["error"] = f"harness timeout after {timeout + 60:.0f}s"
-    if proc.returncode not in (0, None) and "error" not in result:
+    if proc.returncode not in (0, None) and "error" not in result and not result.get("unsupported"):
         result["error"] = f"adapter exited with code {proc.returncode}"
     if leaked:
         result["leaked_processes_killed"] = leaked
@@ -177,7 +222,10 @@ def run_once(
             if not server_info:
                 server_info.update(machine.server(server.url))
             log_path = logs / f"{system}-{case.name}-{len(plan.runs):03d}.log"
-            return run_adapter(python, system, case, server.url, plan.n, plan.pickup_jobs, plan.timeout, log_path)
+            target = plan.targets[system]
+            return run_adapter(
+                python, system, target, case, server.url, plan.n, plan.pickup_jobs, plan.timeout, log_path
+            )
         finally:
             server.stop()
 
@@ -242,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default=None, help="name of the result files (default: a time stamp)")
     p.add_argument("--update-docs", action="store_true", help="paste the tables into docs/PERFORMANCE.md")
     p.add_argument("--note", default=None, help="free text stored with the results (e.g. 'preliminary')")
+    p.add_argument("--bananas-ref", default=None,
+                   help="benchmark Bananas' src/ as of this git ref (e.g. HEAD), not the working tree")  # fmt: skip
     return p
 
 
@@ -250,29 +300,39 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.n, args.repeats, args.pickup_jobs = 500, 1, 30
         args.systems = args.systems or BANANAS
-    available = discover_systems()
-    systems = [s.strip() for s in args.systems.split(",")] if args.systems else available
-    unknown = [s for s in systems if s not in available]
-    if unknown:
-        print(f"unknown system(s) {unknown}; adapters found: {available}", file=sys.stderr)
-        return 2
-    cases = [CASE_BY_NAME[c.strip()] for c in args.cases.split(",")] if args.cases else list(CASES)
+    if args.bananas_ref:
+        machine.reexec_on_snapshot(args.bananas_ref, "benchmarks.run", argv)
+    adapters = adapter_files()
+    wanted = [s.strip() for s in args.systems.split(",")] if args.systems else adapters
     pythons = {"bananas": args.bananas_python}
     if args.peer_python:
         pythons["peers"] = args.peer_python
-    peers = [s for s in systems if s != BANANAS]
-    if peers and "peers" not in pythons:
+    elif any(s != BANANAS for s in wanted):
         if args.systems:
             print("peer systems need --peer-python (or $BENCH_PEER_PYTHON)", file=sys.stderr)
             return 2
-        print(f"no --peer-python: skipping peers {peers}", file=sys.stderr)
-        systems = [s for s in systems if s == BANANAS]
+        print(f"no --peer-python: skipping peers {[a for a in adapters if a != BANANAS]}", file=sys.stderr)
+        wanted = [s for s in wanted if s == BANANAS]
+    targets = expand_systems(adapters, pythons.get("peers"))
+    systems: list[str] = []
+    for name in wanted:
+        # A bare adapter name selects all its variants ("rq" -> rq-simple, rq-fork).
+        found = [s for s, (a, _) in targets.items() if s == name or a == name]
+        if not found:
+            print(f"unknown system {name!r}; available: {', '.join(targets)}", file=sys.stderr)
+            return 2
+        systems += [s for s in found if s not in systems]
+    try:
+        cases = [CASE_BY_NAME[c.strip()] for c in args.cases.split(",")] if args.cases else list(CASES)
+    except KeyError as exc:
+        print(f"unknown case {exc}; available: {', '.join(CASE_BY_NAME)}", file=sys.stderr)
+        return 2
     out_dir = Path(args.out) if args.out else RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     label = args.label or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-smoke" if args.smoke else "")
     logs = out_dir / f"{label}-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    plan = Plan(args.n, args.repeats, systems, cases, pythons, args.pickup_jobs, adapter_timeout(args.n))
+    plan = Plan(args.n, args.repeats, systems, targets, cases, pythons, args.pickup_jobs, adapter_timeout(args.n))
     meta = machine.describe(pythons)
     meta.update({"started": datetime.now(UTC).isoformat(timespec="seconds"), "note": args.note, "smoke": args.smoke})
     print(f"benchmarks: systems {systems}, cases {[c.name for c in cases]}, N={args.n}, "

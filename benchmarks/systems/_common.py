@@ -28,6 +28,7 @@ Conventions every adapter follows, so the figures compare like with like:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -77,7 +78,9 @@ def default_timeout(args: argparse.Namespace) -> float:
     return 60.0 + args.n / 40.0
 
 
-def result(system: str, args: argparse.Namespace, seconds: float | None, count: int | None = None, **extra: Any) -> dict[str, Any]:
+def result(
+    system: str, args: argparse.Namespace, seconds: float | None, count: int | None = None, **extra: Any
+) -> dict[str, Any]:
     """The contract's JSON object; ``rate`` = ``count`` (default N) / ``seconds``."""
     count = args.n if count is None else count
     rate = (count / seconds) if seconds and seconds > 0 else None
@@ -201,7 +204,7 @@ def percentiles(values_ms: Sequence[float]) -> dict[str, float | None]:
 
     def pct(p: float) -> float:
         # nearest-rank percentile
-        k = max(0, min(len(ordered) - 1, int(round(p / 100.0 * len(ordered) + 0.5)) - 1))
+        k = max(0, min(len(ordered) - 1, round(p / 100.0 * len(ordered) + 0.5) - 1))
         return ordered[k]
 
     return {
@@ -289,7 +292,9 @@ def run_pickup(
 # -- worker processes -------------------------------------------------------------------------
 
 
-def start_worker(argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None) -> subprocess.Popen[bytes]:
+def start_worker(
+    argv: Sequence[str], env: dict[str, str] | None = None, cwd: str | None = None
+) -> subprocess.Popen[bytes]:
     """Start a worker command in its own process group; its output goes to our stderr."""
     full_env = dict(os.environ)
     if env:
@@ -326,10 +331,8 @@ def stop_worker(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> in
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
     if pgid is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     if proc.poll() is None:
         proc.kill()
     try:

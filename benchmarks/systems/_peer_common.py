@@ -11,8 +11,11 @@ Adapters are run as scripts, but their file names shadow the peer's own package
 therefore have the same importable name on the producer side and in the workers.
 
 Completion is detected by polling the counter ``bench:done`` that every job's handler
-increments once; a pickup job also pushes ``"<index> <unix start time>"`` to
-``bench:starts`` (one pipelined round trip with the INCR).
+increments once; a pickup job also pushes ``"<index> <time.monotonic() at start>"`` to
+``bench:starts`` (one pipelined round trip with the INCR); CLOCK_MONOTONIC is one clock
+for every process on the machine.  Method (polling, warm-up, percentiles, steady rate)
+follows the conventions of ``benchmarks/systems/_common.py`` so the Bananas adapter and
+the peers are measured alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,10 +53,11 @@ URL_ENV = "BENCH_REDIS_URL"
 VARIANT_ENV = "BENCH_VARIANT"
 PROCESSES_ENV = "BENCH_PROCESSES"
 
-FIGURES = ("submit", "bulk", "drain", "pickup")
+FIGURES = ("submit", "submit_async", "bulk", "drain", "pickup", "wait")
 BULK_BATCH = 1_000
 PICKUP_JOBS = 300
 PICKUP_INTERVAL_S = 0.020
+PICKUP_WARMUP = 10
 POLL_INTERVAL_S = 0.002
 STOP_GRACE_S = 5.0
 
@@ -68,6 +73,19 @@ def _url() -> str:
     return os.environ[URL_ENV]
 
 
+def env_url() -> str:
+    """The server URL for module-level apps/brokers (a dead placeholder when only --help runs)."""
+    return os.environ.get(URL_ENV, "redis://127.0.0.1:1/0")
+
+
+def env_variant(default: str) -> str:
+    return os.environ.get(VARIANT_ENV) or default
+
+
+def env_processes() -> int:
+    return int(os.environ.get(PROCESSES_ENV) or 1)
+
+
 def sync_client() -> redis.Redis:
     """One client (with its pool) per worker process; redis-py resets the pool after a fork."""
     global _sync_client
@@ -81,7 +99,7 @@ def handle_sync(i: int | None = None) -> None:
     if i is None:
         sync_client().incr(COUNTER_KEY)
         return
-    started = time.time()
+    started = time.monotonic()
     pipe = sync_client().pipeline(transaction=False)
     pipe.rpush(STARTS_KEY, f"{i} {started!r}")
     pipe.incr(COUNTER_KEY)
@@ -104,7 +122,7 @@ async def handle_async(i: int | None = None) -> None:
     if i is None:
         await async_client().incr(COUNTER_KEY)
         return
-    started = time.time()
+    started = time.monotonic()
     pipe = async_client().pipeline(transaction=False)
     pipe.rpush(STARTS_KEY, f"{i} {started!r}")
     pipe.incr(COUNTER_KEY)
@@ -254,15 +272,9 @@ class Workers:
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear interpolation between closest ranks (q in [0, 100])."""
-    if not sorted_values:
-        return float("nan")
-    if len(sorted_values) == 1:
-        return float(sorted_values[0])
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo))
+    """Nearest-rank percentile (p50 is reported as the median), as in ``_common.percentiles``."""
+    k = max(0, min(len(sorted_values) - 1, round(q / 100.0 * len(sorted_values) + 0.5) - 1))
+    return float(sorted_values[k])
 
 
 def crossing_time(samples: Sequence[tuple[float, int]], target: float) -> float | None:
@@ -328,6 +340,7 @@ class Run:
     def wait_counter(self, target: int, what: str, samples: list[tuple[float, int]] | None = None,
                      t0: float = 0.0, interval: float = POLL_INTERVAL_S) -> float:
         """Poll until the counter reaches ``target``; returns perf_counter() at that sample."""
+        checks = 0
         while True:
             c = self.counter()
             now = time.perf_counter()
@@ -335,26 +348,41 @@ class Run:
                 samples.append((now - t0, c))
             if c >= target:
                 return now
-            if self.workers.all_exited():
+            checks += 1
+            if checks % 50 == 0 and self.workers.all_exited():
                 raise BenchError(f"all workers exited while {what} ({c}/{target} done)")
             self.check_deadline(f"{what} ({c}/{target} done)")
             time.sleep(interval)
 
+    def submit_one(self, i: int | None) -> None:
+        if self.peer.client == "async":
+            self.aio(self.peer.asubmit(i))
+        else:
+            self.peer.submit(i)
+
     # ------------------------------------------------------------------ enqueue loops
-    def submit_all(self, n: int) -> None:
+    def submit_all(self, n: int) -> list[float]:
+        """n submits one at a time through the peer's own client; per-call ms."""
         peer = self.peer
+        lat: list[float] = []
+        clock = time.perf_counter
         if peer.client == "async":
             async def go() -> None:
                 for k in range(n):
+                    t = clock()
                     await peer.asubmit(None)
+                    lat.append((clock() - t) * 1000.0)
                     if k % 1000 == 999:
                         self.check_deadline("submitting")
             self.aio(go())
         else:
             for k in range(n):
+                t = clock()
                 peer.submit(None)
+                lat.append((clock() - t) * 1000.0)
                 if k % 1000 == 999:
                     self.check_deadline("submitting")
+        return lat
 
     def bulk_all(self, n: int) -> None:
         peer = self.peer
@@ -383,17 +411,30 @@ class Run:
                     await asyncio.gather(*(peer.asubmit(None) for _ in range(min(100, n - k))))
                     self.check_deadline("filling the queue")
             self.aio(go())
-            return "async, 100 concurrent"
+            return "async client, 100 submits in flight"
         self.submit_all(n)
         return "one at a time"
 
     # ------------------------------------------------------------------ figures
-    def fig_submit(self) -> None:
+    def _submit_figure(self) -> None:
         n = self.args.n
         t0 = time.perf_counter()
-        self.submit_all(n)
+        lat = self.submit_all(n)
         dt = time.perf_counter() - t0
-        self.result.update(seconds=dt, rate=n / dt, client=self.peer.client)
+        lat.sort()
+        self.result.update(seconds=dt, rate=n / dt, client=self.peer.client,
+                           call_p50_ms=statistics.median(lat), call_p99_ms=percentile(lat, 99),
+                           call_max_ms=lat[-1])  # fmt: skip
+        if self.peer.client == "async":
+            self.result["note"] = f"{self.peer.name} has only an asyncio client: awaited one call at a time"
+
+    def fig_submit(self) -> None:
+        self._submit_figure()
+
+    def fig_submit_async(self) -> None:
+        if self.peer.client != "async":
+            raise Unsupported(f"{self.peer.name} has no asyncio client")
+        self._submit_figure()
 
     def fig_bulk(self) -> None:
         n = self.args.n
@@ -407,6 +448,9 @@ class Run:
         if self.peer.bulk_note:
             self.result["bulk_note"] = self.peer.bulk_note
 
+    def fig_wait(self) -> None:
+        raise Unsupported("the wait figure (submit_and_wait) is measured for Bananas only")
+
     def fig_drain(self) -> None:
         n = self.args.n
         t_fill = time.perf_counter()
@@ -415,9 +459,18 @@ class Run:
         if self.counter() != 0:
             raise BenchError("counter is not 0 before the workers start (server not empty?)")
         samples: list[tuple[float, int]] = []
+        self.result.update(processes=self.peer.processes, fill_seconds=fill_s, fill_method=how)
         t0 = time.perf_counter()
         self.start_workers()
-        t_end = self.wait_counter(n, "draining", samples=samples, t0=t0)
+        try:
+            t_end = self.wait_counter(n, "draining", samples=samples, t0=t0)
+        except BenchError:
+            # keep what was measured: a slow peer still gets a (partial) rate
+            if samples:
+                t_last, done = samples[-1]
+                self.result.update(completed=done, partial_seconds=t_last,
+                                   partial_rate=done / t_last if t_last > 0 else None)
+            raise
         seconds = t_end - t0
         first = crossing_time(samples, 1)
         t10 = crossing_time(samples, 0.1 * n)
@@ -428,80 +481,78 @@ class Run:
             seconds=seconds,
             rate=n / seconds,
             steady_rate=steady,
-            first_completion_s=first,
+            startup_s=first,
             after_first_rate=(n - 1) / (seconds - first) if first is not None and seconds > first else None,
-            processes=self.peer.processes,
-            executed=self.counter(),
-            fill_seconds=fill_s,
-            fill_method=how,
+            completed=samples[-1][1],
+            executed_after_stop=self.counter(),
         )
 
     def fig_pickup(self) -> None:
-        jobs = self.args.pickup_jobs if self.args.pickup_jobs else min(self.args.n, PICKUP_JOBS)
-        interval = PICKUP_INTERVAL_S
-        self.start_workers()
+        jobs = self.args.pickup_jobs or PICKUP_JOBS
+        gap = PICKUP_INTERVAL_S
+        self.result.update(processes=self.peer.processes, client=self.peer.client)
         t_start = time.perf_counter()
-        # warm up: the worker is ready once it has run a job; then let it go idle
-        for k in range(3):
-            if self.peer.client == "async":
-                self.aio(self.peer.asubmit(None))
-            else:
-                self.peer.submit(None)
-            self.wait_counter(k + 1, "waiting for the worker to start", interval=0.01)
-        startup_s = time.perf_counter() - t_start
-        time.sleep(1.0)
+        self.start_workers()
+        # warm up: the worker is up once it has run a job; then PICKUP_WARMUP more, one by one
+        self.submit_one(None)
+        self.wait_counter(1, "waiting for the worker to start", interval=0.005)
+        self.result["worker_startup_s"] = time.perf_counter() - t_start
+        for k in range(PICKUP_WARMUP):
+            self.submit_one(None)
+            self.wait_counter(k + 2, "warming up")
+            time.sleep(gap)
+        time.sleep(0.2)  # idle
         base = self.counter()
         submitted: list[float] = [0.0] * jobs
-        t_begin = time.perf_counter()
+        t_begin = time.monotonic()
+
         if self.peer.client == "async":
             peer = self.peer
 
             async def go() -> None:
-                start = time.perf_counter()
+                next_at = time.monotonic()
                 for i in range(jobs):
-                    submitted[i] = time.time()
-                    await peer.asubmit(i)
-                    delay = start + (i + 1) * interval - time.perf_counter()
+                    delay = next_at - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                    submitted[i] = time.monotonic()
+                    await peer.asubmit(i)
+                    next_at += gap
             self.aio(go())
         else:
-            start = time.perf_counter()
+            next_at = time.monotonic()
             for i in range(jobs):
-                submitted[i] = time.time()
-                self.peer.submit(i)
-                delay = start + (i + 1) * interval - time.perf_counter()
+                delay = next_at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-        t_last = time.perf_counter()
-        self.wait_counter(base + jobs, "waiting for pickup jobs", interval=0.005)
+                submitted[i] = time.monotonic()
+                self.peer.submit(i)
+                next_at += gap
+        self.wait_counter(base + jobs, "waiting for the pickup jobs")
+        t_end = time.monotonic()
         started: dict[int, float] = {}
         for raw in self.r.lrange(STARTS_KEY, 0, -1):
             idx_s, ts_s = raw.decode().split()
-            idx = int(idx_s)
-            ts = float(ts_s)
+            idx, ts = int(idx_s), float(ts_s)
             if idx not in started or ts < started[idx]:
-                started[idx] = ts
-        missing = jobs - len(started)
+                started[idx] = ts  # a job run twice counts from its first start
+        missing = [i for i in range(jobs) if i not in started]
         if missing:
-            raise BenchError(f"{missing} pickup jobs never recorded a start")
+            raise BenchError(f"{len(missing)} pickup jobs never recorded a start")
         lat = sorted((started[i] - submitted[i]) * 1000.0 for i in range(jobs))
         self.workers.stop()
         self.result.update(
-            seconds=t_last - t_begin,
+            seconds=t_end - t_begin,
             rate=None,
-            n=jobs,
-            requested_n=self.args.n,
-            interval_ms=interval * 1000,
-            p50_ms=percentile(lat, 50),
+            jobs=jobs,
+            gap_ms=gap * 1000,
+            measured=len(lat),
+            p50_ms=statistics.median(lat),
             p95_ms=percentile(lat, 95),
             p99_ms=percentile(lat, 99),
             max_ms=lat[-1],
             min_ms=lat[0],
-            mean_ms=sum(lat) / len(lat),
-            processes=self.peer.processes,
-            worker_startup_s=startup_s,
-            client=self.peer.client,
+            mean_ms=statistics.fmean(lat),
         )
 
     # ------------------------------------------------------------------ driver
@@ -526,8 +577,7 @@ class Run:
                 self.aio(peer.aopen())
             else:
                 peer.open()
-            {"submit": self.fig_submit, "bulk": self.fig_bulk, "drain": self.fig_drain,
-             "pickup": self.fig_pickup}[args.figure]()
+            getattr(self, f"fig_{args.figure}")()
         except Unsupported as e:
             self.result.update(unsupported=True, reason=str(e), seconds=None, rate=None)
         except BenchError as e:
@@ -548,6 +598,8 @@ class Run:
                 else:
                     peer.close()
             shutil.rmtree(self.logdir, ignore_errors=True)
+        if code:
+            self.result["seconds"] = self.result["rate"] = None
         self.result["variant"] = peer.variant
         self.result["config"] = peer.config()
         self.result["versions"] = versions(peer.packages())
@@ -555,24 +607,26 @@ class Run:
 
 
 def parse_args(peer_cls: type[PeerBase], argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=f"Benchmark adapter for {peer_cls.name}")
+    p = argparse.ArgumentParser(prog=f"benchmarks/systems/{peer_cls.name}.py",
+                                description=f"Benchmark adapter for {peer_cls.name} (see benchmarks/peers.md)")
     p.add_argument("figure", choices=FIGURES)
     p.add_argument("--redis-url", required=True)
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--variant", choices=peer_cls.variants, default=peer_cls.variants[0])
     p.add_argument("--timeout", type=float, default=None,
-                   help="hard limit for the whole run in seconds (default 60 + N/50)")
-    p.add_argument("--pickup-jobs", type=int, default=0, help=f"pickup jobs (default min(N, {PICKUP_JOBS}))")
+                   help="hard limit for the whole run in seconds (default 60 + N/40)")
+    p.add_argument("--pickup-jobs", type=int, default=PICKUP_JOBS, help=f"pickup jobs (default {PICKUP_JOBS})")
     p.add_argument("--flush", action="store_true", help="FLUSHDB first instead of requiring an empty server")
     args = p.parse_args(argv)
-    if args.timeout is None:
-        args.timeout = 60.0 + args.n / 50.0
+    if not args.timeout:
+        args.timeout = 60.0 + args.n / 40.0
     return args
 
 
 def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write("\n" + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+    sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
@@ -580,13 +634,23 @@ def main(module_name: str) -> None:
     """Script entry point of every adapter (see the module docstring)."""
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
+    # Adapters build their app/broker at import time from the environment (as their
+    # workers do): give them the URL, variant and process count before importing.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--redis-url")
+    pre.add_argument("--variant")
+    pre.add_argument("--processes")
+    known, _ = pre.parse_known_args()
+    for env, value in ((URL_ENV, known.redis_url), (VARIANT_ENV, known.variant), (PROCESSES_ENV, known.processes)):
+        if value:
+            os.environ[env] = value
     mod = importlib.import_module(module_name)
     peer_cls: type[PeerBase] = mod.Peer
     args = parse_args(peer_cls)
-    port = urlparse(args.redis_url).port or 6379
-    base = {"system": f"{peer_cls.name}-{args.variant}" if len(peer_cls.variants) > 1 else peer_cls.name,
-            "figure": args.figure, "n": args.n, "seconds": None, "rate": None}
-    if port == 6379:
+    system = f"{peer_cls.name}-{args.variant}" if len(peer_cls.variants) > 1 else peer_cls.name
+    base = {"system": system, "figure": args.figure, "n": args.n, "seconds": None, "rate": None,
+            "variant": args.variant}
+    if (urlparse(args.redis_url).port or 6379) == 6379:
         _emit({**base, "error": "refusing to use a server on port 6379 (the machine's own Redis)"})
         sys.exit(2)
     os.environ[URL_ENV] = args.redis_url
@@ -603,7 +667,9 @@ def main(module_name: str) -> None:
             return
         with contextlib.suppress(Exception):
             run.workers.stop(grace=2.0)
-        _emit({**base, "error": reason, "variant": args.variant})
+        with contextlib.suppress(Exception):
+            shutil.rmtree(run.logdir, ignore_errors=True)
+        _emit({**base, "error": reason})
         os._exit(3)
 
     def watchdog() -> None:
@@ -623,5 +689,4 @@ def main(module_name: str) -> None:
     if emitted.acquire(blocking=False):
         _emit(run.result)
         sys.exit(code)
-    time.sleep(5)  # hard_stop is printing/exiting
-
+    time.sleep(10)  # hard_stop owns the output and exits

@@ -15,14 +15,14 @@ if __name__ == "__main__":
     # The script's folder would shadow the ``bananas`` package with this file.
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import asyncio
+import os
+import time
+from typing import Any
 
-from bananas import AsyncClient, Client, Priority  # noqa: E402
-from benchmarks.systems import _common as c  # noqa: E402
+from bananas import AsyncClient, Client, Priority
+from benchmarks.systems import _common as c
 
 SYSTEM = "bananas"
 APP = "benchmarks.systems._bananas_app:registry"
@@ -47,7 +47,7 @@ def worker_argv(processes: int, keys: list[str], concurrency: int = CONCURRENCY)
 def worker_env(url: str) -> dict[str, str]:
     # Keep a caller's PYTHONPATH (e.g. a scratch copy of src/ to compare against).
     path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), c.REPO_ROOT) if p)
-    return {"REDIS_URL": url, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    return {"REDIS_URL": url, "BENCH_REDIS_URL": url, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
 
 
 def fill(url: str, n: int, name: str = "noop", routing_key: str = "default", batch: int = 10_000) -> None:

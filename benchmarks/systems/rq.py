@@ -1,4 +1,6 @@
-"""RQ adapter: ``python benchmarks/systems/rq.py FIGURE --redis-url URL --n N [--processes P] [--variant simple|fork]``.
+"""RQ adapter for the benchmark suite (contract: benchmarks/systems/_peer_common.py).
+
+    python benchmarks/systems/rq.py FIGURE --redis-url URL --n N [--processes P] [--variant simple|fork]
 
 Variants (worker side only; the producer is the same):
   simple  ``rq worker --worker-class rq.worker.SimpleWorker``: runs jobs in the worker process.

@@ -28,9 +28,7 @@ def submit_all(client: Client) -> list[str]:
     ids.append(client.submit_job("train_model", {"model": "resnet50", "epochs": 3}, Priority.LOW, routing_key="gpu"))
     # A scheduled job keeps its routing key: in 2 seconds it lands on gpu's queue, not default's.
     ids.append(
-        client.schedule_job(
-            "transcode_video", {"video": "intro.mov", "format": "mp4"}, delay=2, routing_key="gpu"
-        )
+        client.schedule_job("transcode_video", {"video": "intro.mov", "format": "mp4"}, delay=2, routing_key="gpu")
     )
 
     # Email jobs: only multi-worker listens on "email". Several at once, one round trip.

@@ -14,6 +14,7 @@ import logging
 import os
 
 import tasks
+
 from bananas import Worker, WorkerSettings
 
 

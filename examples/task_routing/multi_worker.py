@@ -15,6 +15,7 @@ import logging
 import os
 
 import tasks
+
 from bananas import Worker, WorkerSettings
 
 

@@ -6,6 +6,7 @@ from bananas.config import WorkerSettings
 from bananas.core.job import Job, JobStatus
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
+from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import (
     BananasError,
@@ -16,6 +17,7 @@ from bananas.errors import (
     JobTimeoutError,
     MalformedJobError,
     PayloadError,
+    RouteTableError,
     ValidationError,
 )
 from bananas.worker.registry import Registry
@@ -45,6 +47,9 @@ __all__ = [
     "QueueStats",
     "Registry",
     "Retry",
+    "Route",
+    "RouteTableError",
+    "Router",
     "ValidationError",
     "Worker",
     "WorkerSettings",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from bananas.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
@@ -31,6 +32,24 @@ DEFAULT_DEAD_LETTER_CAP = 100_000
 DEFAULT_MAX_RECOVERIES = 3
 DEFAULT_RESULT_TTL = 3600
 DEFAULT_RESULT_FAILURE_TTL = 24 * 3600
+
+
+class QueueSelection(StrEnum):
+    """How a worker on several routing keys chooses the next queue (docs/TASK_ROUTING_USAGE.md)."""
+
+    STRICT = "strict"  # k1:high, k1:normal, k1:low, k2:high, ... (the seed's order)
+    PRIORITY_FIRST = "priority-first"  # k1:high, k2:high, k1:normal, k2:normal, ...
+    WEIGHTED = "weighted"  # among non-empty keys, in proportion to their weights
+
+
+class WorkerMode(StrEnum):
+    """Presets over the settings (docs/WORKER_MODES.md)."""
+
+    DEFAULT = "default"  # jobs plus every maintenance loop
+    THIN = "thin"  # jobs only, one at a time; leaves maintenance to other processes
+    SPECIALIZED = "specialized"  # jobs of named routing keys only (no 'default', no legacy lists)
+    JOB_SPECIALIZED = "job-specialized"  # only the job names in WORKER_JOB_TYPES
+    SCHEDULER_ONLY = "scheduler-only"  # no jobs: promotion, lease recovery, repairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,20 @@ class WorkerSettings:
     #: Seconds a stored result lives after success / after final failure (0: not stored).
     result_ttl: int = DEFAULT_RESULT_TTL
     result_failure_ttl: int = DEFAULT_RESULT_FAILURE_TTL
+    queue_selection: QueueSelection = QueueSelection.STRICT
+    #: Weight per routing key for ``weighted`` selection (``gpu:6,email:3``); 1 when absent.
+    route_weights: tuple[tuple[str, int], ...] = ()
+    #: At most this many jobs of a routing key run at once in this process (``gpu:2``).
+    route_concurrency: tuple[tuple[str, int], ...] = ()
+    #: Only these job names are run here; others are left for workers that run them.
+    job_types: tuple[str, ...] | None = None
+    #: Starvation guard: a routing key or priority whose oldest job waited longer than
+    #: this many seconds is served next, ahead of the strict order (``low:30,email:60``).
+    max_wait: tuple[tuple[str, float], ...] = ()
+    mode: WorkerMode = WorkerMode.DEFAULT
+    #: A job whose name has no handler here: "park" it for a pool that has one (it waits,
+    #: visible in ``bananas queues``), or "fail" it at once to the dead letters.
+    unknown_jobs: str = "park"
 
     def with_overrides(self, **changes: Any) -> WorkerSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -78,15 +111,36 @@ class WorkerSettings:
             return default
 
         d = cls()
+        weighted_keys = pick("routing_keys", "WORKER_ROUTING_KEYS", parse_weighted_routing_keys, None)
+        mode = pick("mode", "WORKER_MODE", _enum(WorkerMode), d.mode)
+        selection = pick("queue_selection", "WORKER_QUEUE_SELECTION", _enum(QueueSelection), None)
+        weights = tuple((k, w) for k, w in (weighted_keys or ()) if w is not None)
+        if weights and selection not in (None, QueueSelection.WEIGHTED):
+            raise ConfigurationError(
+                "WORKER_ROUTING_KEYS", "weights such as 'gpu:6' need WORKER_QUEUE_SELECTION=weighted"
+            )
+        if selection is None:
+            selection = QueueSelection.WEIGHTED if weights else d.queue_selection
+        job_types = pick("job_types", "WORKER_JOB_TYPES", _job_types, d.job_types)
+        concurrency = pick("concurrency", "WORKER_CONCURRENCY", _positive_int, None)
+        if mode is WorkerMode.THIN and concurrency is None:
+            concurrency = 1
+        if mode is WorkerMode.JOB_SPECIALIZED and not job_types:
+            raise ConfigurationError("WORKER_MODE", "job-specialized needs WORKER_JOB_TYPES (the job names to run)")
+        routing_keys = tuple(k for k, _ in weighted_keys) if weighted_keys else d.routing_keys
+        if mode is WorkerMode.SPECIALIZED and DEFAULT_ROUTING_KEY in routing_keys:
+            raise ConfigurationError(
+                "WORKER_MODE", "specialized workers serve named routing keys: set WORKER_ROUTING_KEYS without 'default'"
+            )
         policy = RetryPolicy(
             base=pick("retry_base", "RETRY_BACKOFF_BASE", _positive_float, d.retry_policy.base),
             cap=pick("retry_cap", "RETRY_BACKOFF_MAX", _positive_float, d.retry_policy.cap),
         )
         return cls(
             redis_url=pick("redis_url", "REDIS_URL", _redis_url, d.redis_url),
-            routing_keys=pick("routing_keys", "WORKER_ROUTING_KEYS", parse_routing_keys, d.routing_keys),
+            routing_keys=routing_keys,
             priorities=pick("priorities", "WORKER_PRIORITIES", parse_priorities, d.priorities),
-            concurrency=pick("concurrency", "WORKER_CONCURRENCY", _positive_int, d.concurrency),
+            concurrency=concurrency or d.concurrency,
             processes=pick("processes", "WORKER_PROCESSES", _positive_int, d.processes),
             job_timeout=pick("job_timeout", "JOB_TIMEOUT", _optional_timeout, d.job_timeout),
             lease_seconds=pick("lease_seconds", "JOB_LEASE_SECONDS", _lease, d.lease_seconds),
@@ -101,6 +155,13 @@ class WorkerSettings:
             result_failure_ttl=pick(
                 "result_failure_ttl", "RESULT_FAILURE_TTL", _non_negative_int, d.result_failure_ttl
             ),
+            queue_selection=selection,
+            route_weights=weights,
+            route_concurrency=pick("route_concurrency", "WORKER_ROUTE_CONCURRENCY", _route_limits, ()),
+            job_types=job_types,
+            max_wait=pick("max_wait", "WORKER_MAX_WAIT", _max_wait, ()),
+            mode=mode,
+            unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
         )
 
 
@@ -125,6 +186,84 @@ def parse_routing_keys(name: str, raw: str) -> tuple[str, ...]:
             raise ConfigurationError(name, f"routing key {key!r} is listed twice")
         seen.append(key)
     return tuple(seen)
+
+
+def parse_weighted_routing_keys(name: str, raw: str) -> tuple[tuple[str, int | None], ...]:
+    """``gpu:6,email:3,default`` -> ((gpu, 6), (email, 3), (default, None))."""
+    out: list[tuple[str, int | None]] = []
+    for part in raw.split(","):
+        key, sep, weight = part.strip().partition(":")
+        value: int | None = None
+        if sep:
+            try:
+                value = int(weight)
+            except ValueError:
+                raise ConfigurationError(name, f"weight of {key!r} must be a whole number, got {weight!r}") from None
+            if value < 1:
+                raise ConfigurationError(name, f"weight of {key!r} must be at least 1, got {value}")
+        out.append((key, value))
+    keys = parse_routing_keys(name, ",".join(k for k, _ in out))
+    return tuple(zip(keys, (w for _, w in out), strict=True))
+
+
+def _route_limits(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    out: list[tuple[str, int]] = []
+    for part in raw.split(","):
+        key, sep, limit = part.strip().partition(":")
+        if not sep:
+            raise ConfigurationError(name, f"expected routing_key:limit pairs such as 'gpu:2', got {part.strip()!r}")
+        try:
+            validate_routing_key(key)
+        except ValidationError as exc:
+            raise ConfigurationError(name, str(exc)) from None
+        out.append((key, _positive_int(name, limit)))
+    return tuple(out)
+
+
+def _max_wait(name: str, raw: str) -> tuple[tuple[str, float], ...]:
+    out: list[tuple[str, float]] = []
+    for part in raw.split(","):
+        target, sep, seconds = part.strip().partition(":")
+        if not sep:
+            raise ConfigurationError(name, f"expected key:seconds pairs such as 'low:30', got {part.strip()!r}")
+        if target not in ("high", "normal", "low"):
+            try:
+                validate_routing_key(target)
+            except ValidationError as exc:
+                raise ConfigurationError(name, str(exc)) from None
+        out.append((target, _positive_float(name, seconds)))
+    return tuple(out)
+
+
+def _job_types(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not names:
+        raise ConfigurationError(name, "needs at least one job name")
+    return names
+
+
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ConfigurationError(name, f"unknown value {raw!r}; expected one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _enum(kind: type[E]) -> Callable[[str, str], E]:
+    def parse(name: str, raw: str) -> E:
+        try:
+            return kind(raw.strip().lower())
+        except ValueError:
+            allowed = ", ".join(m.value for m in kind)
+            raise ConfigurationError(name, f"unknown value {raw!r}; expected one of {allowed}") from None
+
+    return parse
 
 
 def parse_priorities(name: str, raw: str) -> tuple[Priority, ...]:

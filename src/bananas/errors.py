@@ -7,7 +7,8 @@
     ├── ValidationError (ValueError) input to the API is wrong; nothing was written
     │   ├── InvalidRoutingKeyError
     │   ├── InvalidPriorityError
-    │   └── PayloadError            not JSON-serializable, NaN/Infinity, too large
+    │   ├── PayloadError            not JSON-serializable, NaN/Infinity, too large
+    │   └── RouteTableError         a route table rule is invalid (names the rule)
     ├── MalformedJobError           a record found in Redis cannot be read as a job
     ├── JobFailedError              the job awaited failed for good (carries job id, error)
     ├── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
@@ -57,6 +58,33 @@ class InvalidPriorityError(ValidationError):
 
 class PayloadError(ValidationError):
     """A payload cannot cross the wire as JSON."""
+
+
+class RouteTableError(ValidationError):
+    """A route table (``bananas.Router``) is invalid, or one of its rules gave a bad answer.
+
+    The message names where: the file (``source``), the rule's number (1-based, in the
+    order the rules were added or appear in the file) and its pattern.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        rule_number: int | None = None,
+        pattern: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.rule_number = rule_number
+        self.pattern = pattern
+        self.source = source
+        where: list[str] = []
+        if source is not None:
+            where.append(f"route table {source}")
+        if rule_number is not None:
+            where.append(f"rule #{rule_number}" + (f" ({pattern})" if pattern else ""))
+        super().__init__(": ".join([*where, reason]) if where else f"route table: {reason}")
 
 
 class MalformedJobError(BananasError):

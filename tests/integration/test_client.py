@@ -87,7 +87,7 @@ BAD_INPUT: list[tuple[str, str, tuple[Any, ...], dict[str, Any], type[Exception]
     ("empty name", "submit_job", ("", 1), {}, ValidationError, ("name",)),
     ("both run_at and delay", "schedule_job", ("t", 1), {"run_at": NOW, "delay": 5}, ValidationError,
      ("run_at", "delay")),
-    ("naive run_at", "schedule_job", ("t", 1), {"run_at": datetime.now()}, ValidationError, ("timezone",)),  # noqa: DTZ005
+    ("naive run_at", "schedule_job", ("t", 1), {"run_at": datetime.now()}, ValidationError, ("timezone",)),
     ("negative delay", "schedule_job", ("t", 1), {"delay": -1}, ValidationError, ("delay",)),
     ("negative timedelta", "schedule_job", ("t", 1), {"delay": timedelta(seconds=-1)}, ValidationError, ("delay",)),
     ("NaN delay", "schedule_job", ("t", 1), {"delay": float("nan")}, ValidationError, ("delay",)),

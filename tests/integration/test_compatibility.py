@@ -93,7 +93,11 @@ MALFORMED = [
     ("json-list", b"[1, 2, 3]", "not an object"),
     ("no-id", b'{"name":"task","payload":1,"created_at":"2025-11-10T04:16:33Z"}', "no id"),
     ("no-record", None, "record missing"),
-    ("bad-field", b'{"id":"bad-field","name":"task","priority":"urgent","created_at":"2025-11-10T04:16:33Z"}', "urgent"),
+    (
+        "bad-field",
+        b'{"id":"bad-field","name":"task","priority":"urgent","created_at":"2025-11-10T04:16:33Z"}',
+        "urgent",
+    ),
 ]
 
 

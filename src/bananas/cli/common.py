@@ -94,7 +94,10 @@ def load_registry(spec: str) -> Registry:
             fail(f"module {module_name!r} has no attribute {attribute!r}")
         target = getattr(target, part)
     if callable(target) and not isinstance(target, Registry):
-        target = target()
+        try:
+            target = target()
+        except Exception as exc:
+            fail(f"APP {spec!r} is callable but calling it with no arguments failed: {type(exc).__name__}: {exc}")
     if not isinstance(target, Registry):
         fail(f"APP {spec!r} is a {type(target).__name__}, not a bananas.Registry")
     return target

@@ -16,7 +16,6 @@ from bananas.client import Client
 from bananas.config import max_payload_bytes_from_env
 from bananas.core.job import DEFAULT_MAX_RETRIES
 from bananas.core.priority import Priority
-from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import JobFailedError, JobTimeoutError
 
 
@@ -34,8 +33,8 @@ def _reject_constant(name: str) -> Any:
 @click.command()
 @click.argument("name")
 @click.option("--payload", default="null", show_default=True, help="The job's payload, as JSON.")
-@click.option("--priority", default="normal", show_default=True, help="high, normal or low.")
-@click.option("--routing-key", default=DEFAULT_ROUTING_KEY, show_default=True, help="Worker pool to send it to.")
+@click.option("--priority", default=None, help="high, normal or low (default: the route table's, else normal).")
+@click.option("--routing-key", default=None, help="Worker pool to send it to (default: the route table's, else 'default').")
 @click.option(
     "--max-retries", type=int, default=None, help="Retries after the first attempt (default $MAX_RETRIES or 3)."
 )
@@ -45,8 +44,8 @@ def _reject_constant(name: str) -> Any:
 def submit(
     name: str,
     payload: str,
-    priority: str,
-    routing_key: str,
+    priority: str | None,
+    routing_key: str | None,
     max_retries: int | None,
     delay: float | None,
     description: str | None,
@@ -62,7 +61,7 @@ def submit(
         except ValueError:
             fail(f"MAX_RETRIES: expected a whole number, got {env!r}")
     with friendly_errors(url):
-        prio = Priority.parse(priority)
+        prio = Priority.parse(priority) if priority is not None else None
         with Client(url, max_payload_bytes=max_payload_bytes_from_env(os.environ)) as client:
             if delay is not None:
                 job_id = client.schedule_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bananas.cli import demo, dlq, jobs, reconcile, scheduler, worker
+from bananas.cli import demo, dlq, jobs, reconcile, routes, scheduler, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,6 +19,7 @@ cli.add_command(jobs.queues)
 cli.add_command(jobs.job)
 cli.add_command(jobs.result)
 cli.add_command(demo.demo)
+cli.add_command(routes.routes)
 cli.add_command(dlq.dlq)
 cli.add_command(reconcile.reconcile_command)
 cli.add_command(scheduler.scheduler)

@@ -10,14 +10,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bananas.client.core import ClientCore
+from bananas.client.core import ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, depth_plan, parse_depths
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
-from bananas.core.routing import DEFAULT_ROUTING_KEY
+from bananas.core.router import Router
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
@@ -27,6 +27,12 @@ class AsyncClient:
     """Submit jobs and read their state.
 
     ``redis_url`` defaults to ``$REDIS_URL``, then ``redis://localhost:6379``.
+
+    ``router`` is a route table (``bananas.Router``) giving jobs submitted without a
+    routing key (or priority) theirs from their name. Without one, the TOML file named by
+    ``$BANANAS_ROUTES`` is loaded if that is set (``router=Router()`` opts out); an
+    invalid table raises ``RouteTableError`` here. Precedence: a routing key or priority
+    given in the call > the first matching rule > ``default`` and normal.
     """
 
     def __init__(
@@ -35,10 +41,12 @@ class AsyncClient:
         *,
         max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES,
         clock: Clock = SYSTEM_CLOCK,
+        router: Router | None = None,
         redis_client: aioredis.Redis | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
-        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock)
+        self.router = router if router is not None else router_from_environment(os.environ)
+        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock, router=self.router)
         self.redis = redis_client or connection.async_client(self.redis_url)
         self._runner = AsyncRunner(self.redis)
         self._waiter: ResultWaiter | None = None
@@ -50,13 +58,15 @@ class AsyncClient:
         self,
         name: str,
         payload: Any,
-        priority: Priority | str = Priority.NORMAL,
+        priority: Priority | str | None = None,
         *,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
     ) -> str:
-        """Queue a job on ``routing_key`` at ``priority``; returns its id."""
+        """Queue a job on ``routing_key`` at ``priority``; returns its id.
+
+        Not given, they come from the route table, else ``default`` and normal."""
         job_id, call = self._core.submit(
             name,
             payload,
@@ -69,7 +79,8 @@ class AsyncClient:
         return job_id
 
     async def submit_job_with_route(self, name: str, payload: Any, priority: Priority | str, routing_key: str) -> str:
-        """The seed's ``SubmitJobWithRoute``: ``submit_job`` with a positional routing key."""
+        """The seed's ``SubmitJobWithRoute``: ``submit_job`` with a positional routing key
+        (always explicit, so the route table never overrides it)."""
         return await self.submit_job(name, payload, priority, routing_key=routing_key)
 
     async def schedule_job(
@@ -79,8 +90,8 @@ class AsyncClient:
         *,
         run_at: datetime | None = None,
         delay: float | timedelta | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        priority: Priority | str | None = None,
+        routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
     ) -> str:
@@ -102,12 +113,13 @@ class AsyncClient:
         self,
         name: str,
         payloads: Sequence[Any],
-        priority: Priority | str = Priority.NORMAL,
+        priority: Priority | str | None = None,
         *,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> list[str]:
-        """Queue one job per payload in one round trip; all are validated first."""
+        """Queue one job per payload in one round trip; all are validated first. With a
+        route table, each payload is routed on its own and the jobs grouped by queue."""
         ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
         if batch:
             raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
@@ -117,9 +129,9 @@ class AsyncClient:
         self,
         name: str,
         payload: Any,
-        priority: Priority | str = Priority.NORMAL,
+        priority: Priority | str | None = None,
         *,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        routing_key: str | None = None,
         timeout: float | None = 30,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,

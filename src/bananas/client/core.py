@@ -1,12 +1,17 @@
-"""The I/O-free half of both clients: validation and the script calls to make.
+"""The I/O-free half of both clients: validation, routing and the script calls to make.
 
 ``Client`` and ``AsyncClient`` only add the round trip, so they cannot drift apart.
+
+Routing precedence, field by field: a routing key given in the call (even ``"default"``)
+> the first matching rule of the route table > ``default``; a priority given in the call
+> the matching rule's priority > normal. ``None`` in a method's ``routing_key`` or
+``priority`` means "not given".
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +20,7 @@ from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job, JobStatus, new_job
 from bananas.core.priority import Priority
+from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import PayloadError, ValidationError
 from bananas.redis import calls
@@ -24,12 +30,21 @@ from bananas.redis.scripts import Call
 SUBMIT_MANY_CHUNK = 1000
 #: Longest delay accepted by ``schedule_job`` (ten years): anything above is a bug.
 MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600.0
+#: Environment variable naming a route table file, read by clients built without ``router``.
+ROUTES_ENV = "BANANAS_ROUTES"
+
+
+def router_from_environment(environ: Mapping[str, str]) -> Router | None:
+    """The route table named by ``$BANANAS_ROUTES``, loaded and validated, or ``None``."""
+    path = environ.get(ROUTES_ENV, "").strip()
+    return Router.from_toml(path) if path else None
 
 
 @dataclass(frozen=True, slots=True)
 class ClientCore:
     max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES
     clock: Clock = SYSTEM_CLOCK
+    router: Router | None = None
 
     def __post_init__(self) -> None:
         limit = self.max_payload_bytes
@@ -56,17 +71,36 @@ class ClientCore:
             max_payload_bytes=self.max_payload_bytes,
         )
 
+    def route(
+        self, name: str, payload: Any, routing_key: str | None, priority: Priority | str | None
+    ) -> tuple[str, Priority | str]:
+        """The routing key and priority a job gets: explicit > route table > defaults."""
+        if routing_key is not None and priority is not None:
+            return routing_key, priority
+        found = self.router.resolve(name, payload) if self.router is not None else None
+        return _choose(found, routing_key, priority)
+
+    def _bulk_route(
+        self, name: str, routing_key: str | None, priority: Priority | str | None
+    ) -> Callable[[Any], tuple[str, Priority | str]]:
+        if self.router is None or (routing_key is not None and priority is not None):
+            chosen = _choose(None, routing_key, priority)
+            return lambda _payload: chosen
+        resolve = self.router.resolver(name)
+        return lambda payload: _choose(resolve(payload), routing_key, priority)
+
     def submit(
         self,
         name: str,
         payload: Any,
-        priority: Priority | str = Priority.NORMAL,
+        priority: Priority | str | None = None,
         *,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
     ) -> tuple[str, Call]:
+        routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         return job.id, calls.submit(job, job.to_record())
@@ -75,27 +109,40 @@ class ClientCore:
         self,
         name: str,
         payloads: Sequence[Any],
-        priority: Priority | str = Priority.NORMAL,
+        priority: Priority | str | None = None,
         *,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
     ) -> tuple[list[str], list[Call]]:
-        """Validate every payload before anything is sent: one bad payload, no job written."""
+        """Validate every payload before anything is sent: one bad payload, no job written.
+
+        Each payload is routed on its own (a callable rule may look at it); jobs are then
+        grouped by routing key and priority, one script call per group (and chunk), all
+        sent together by the caller.
+        """
         if isinstance(payloads, str | bytes | dict) or not isinstance(payloads, Sequence):
             raise ValidationError("payloads must be a list of JSON values, one per job")
         # Checked once up front, so an error names the argument rather than a payload.
-        Priority.parse(priority)
-        validate_routing_key(routing_key)
+        if priority is not None:
+            Priority.parse(priority)
+        if routing_key is not None:
+            validate_routing_key(routing_key)
+        route = self._bulk_route(name, routing_key, priority)
         jobs: list[Job] = []
+        groups: dict[tuple[str, Priority], list[Job]] = {}
         for index, payload in enumerate(payloads):
+            key, prio = route(payload)
             try:
-                jobs.append(self.build(name, payload, priority, routing_key, max_retries, None))
+                job = self.build(name, payload, prio, key, max_retries, None)
             except PayloadError as exc:
                 raise PayloadError(f"payloads[{index}]: {exc}") from None
+            jobs.append(job)
+            groups.setdefault((job.routing_key, job.priority), []).append(job)
         batch: list[Call] = []
-        for start in range(0, len(jobs), SUBMIT_MANY_CHUNK):
-            chunk = jobs[start : start + SUBMIT_MANY_CHUNK]
-            batch.append(calls.submit_many(chunk, [j.to_record() for j in chunk]))
+        for group in groups.values():
+            for start in range(0, len(group), SUBMIT_MANY_CHUNK):
+                chunk = group[start : start + SUBMIT_MANY_CHUNK]
+                batch.append(calls.submit_many(chunk, [j.to_record() for j in chunk]))
         return [j.id for j in jobs], batch
 
     def schedule(
@@ -105,13 +152,14 @@ class ClientCore:
         *,
         run_at: datetime | None = None,
         delay: float | timedelta | None = None,
-        priority: Priority | str = Priority.NORMAL,
-        routing_key: str = DEFAULT_ROUTING_KEY,
+        priority: Priority | str | None = None,
+        routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
+        routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         job.status = JobStatus.SCHEDULED
@@ -141,6 +189,16 @@ class ClientCore:
         if seconds > MAX_DELAY_SECONDS:
             raise ValidationError(f"delay of {seconds} seconds is more than ten years")
         return now + float(seconds)
+
+
+def _choose(
+    found: Route | None, routing_key: str | None, priority: Priority | str | None
+) -> tuple[str, Priority | str]:
+    if routing_key is None:
+        routing_key = found.routing_key if found is not None else DEFAULT_ROUTING_KEY
+    if priority is None:
+        priority = found.priority if found is not None and found.priority is not None else Priority.NORMAL
+    return routing_key, priority
 
 
 def _set_result_ttl(job: Job, result_ttl: int | None) -> None:

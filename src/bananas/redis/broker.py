@@ -8,8 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bananas.core.routing import QueueRef
-from bananas.redis import calls, keys
+from bananas.redis import keys
 from bananas.redis.runner import AsyncRunner
 from bananas.redis.scripts import Call
 
@@ -30,10 +29,31 @@ class Broker:
 
     # -- fetching ------------------------------------------------------------------
 
-    async def dequeue(self, queues: Sequence[QueueRef], deadline_ms: int, token: str, count: int) -> list[str]:
-        """Lease up to ``count`` ready ids, in the order of ``queues``."""
-        reply = await self.runner.run(calls.dequeue(queues, deadline_ms, token, count))
-        return [_text(reply[i]) for i in range(1, len(reply), 2)]
+    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]]]:
+        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)])."""
+        reply = await self.runner.run(call)
+        taken = [(int(reply[i]) - 1, _text(reply[i + 1])) for i in range(1, len(reply), 2)]
+        return float(reply[0]), taken
+
+    async def limits_and_parked(self, routing_keys: Sequence[str]) -> tuple[dict[str, str], list[set[str]]]:
+        """The fleet limits hash and, per routing key, its parked ``{priority}:{name}`` members."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.LIMITS)
+        for key in routing_keys:
+            pipe.smembers(keys.parked_index(key))
+        replies = await pipe.execute()
+        limits = {_text(k): _text(v) for k, v in replies[0].items()}
+        return limits, [{_text(m) for m in members} for members in replies[1:]]
+
+    async def oldest_ready(self, list_keys: Sequence[str]) -> list[bytes | None]:
+        """The record of the oldest job in each list (None for an empty list)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in list_keys:
+            pipe.lindex(key, -1)
+        ids = await pipe.execute()
+        present = [_text(i) for i in ids if i is not None]
+        records = iter(await self.records(present))
+        return [next(records) if i is not None else None for i in ids]
 
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
@@ -57,16 +77,6 @@ class Broker:
         first = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
-    async def drop_scheduled_to_dead(self, job_id: str, stub_record: bytes) -> bool:
-        """A scheduled entry whose record is missing or unreadable: park it, keep the data."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(keys.SCHEDULED, job_id)
-        pipe.set(keys.job(job_id), stub_record)
-        pipe.lrem(keys.DEAD, 0, job_id)
-        pipe.lpush(keys.DEAD, job_id)
-        removed, *_ = await pipe.execute()
-        return bool(removed)
-
     # -- worker presence -----------------------------------------------------------
 
     async def announce(self, worker_id: str, now: float, info: dict[str, str], ttl: int) -> None:
@@ -86,4 +96,6 @@ class Broker:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    # surrogateescape: an id written by a foreign client that is not UTF-8 still maps
+    # back to its exact bytes (the clients encode with the same error handler).
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

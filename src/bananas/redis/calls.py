@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bananas.core.job import Job
-from bananas.core.routing import QueueRef
+from bananas.core.limits import FleetLimits
+from bananas.core.selection import DequeuePlan, Source
 from bananas.redis import keys
 from bananas.redis.scripts import Call, ScriptName
+
+#: The bookkeeping of a lease: every script that ends one takes these first.
+LEASE_KEYS = (keys.LEASES, keys.LEASE_OWNERS, keys.LEASE_ROUTES, keys.ROUTE_INFLIGHT)
 
 
 def ready_queue_of(job: Job) -> str:
@@ -47,11 +51,69 @@ def schedule(job: Job, record: bytes, due: float) -> Call:
     )
 
 
-def dequeue(queues: Sequence[QueueRef], deadline_ms: int, token: str, count: int) -> Call:
+def dequeue(
+    plan: DequeuePlan,
+    limits: FleetLimits,
+    caps: Sequence[int],
+    deadline_ms: int,
+    now_ms: int,
+    token: str,
+    count: int,
+    preferences: Sequence[int] = (),
+) -> Call:
+    """``caps``: per group of ``plan``, how many more jobs this worker may start (-1: no cap)."""
+    args: list[str | int | float] = [
+        deadline_ms, token, count, now_ms, len(plan.sources), len(plan.groups), len(plan.gates)
+    ]  # fmt: skip
+    for index, key in enumerate(plan.groups):
+        rate = limits.route_rate.get(key)
+        args += [
+            key,
+            caps[index],
+            limits.route_concurrency.get(key, 0),
+            rate.interval_ms if rate else 0,
+            rate.tolerance_ms if rate else 0,
+        ]
+    for name in plan.gates:
+        rate = limits.job_rate[name]
+        args += [rate.interval_ms, rate.tolerance_ms]
+    for group, gate in zip(plan.group_of, plan.gate_of, strict=True):
+        args += [group, gate]
+    args += preferences
     return Call(
         ScriptName.DEQUEUE,
-        (keys.LEASES, keys.LEASE_OWNERS, *(keys.queue(q) for q in queues)),
-        (deadline_ms, token, count),
+        (
+            *LEASE_KEYS,
+            *(source_key(s) for s in plan.sources),
+            *(keys.route_rate(k) for k in plan.groups),
+            *(keys.job_rate(n) for n in plan.gates),
+        ),
+        tuple(args),
+    )
+
+
+def source_key(source: Source) -> str:
+    if source.job_name is not None:
+        return keys.parked_queue(source.ref.routing_key, source.ref.priority, source.job_name)
+    return keys.queue(source.ref)
+
+
+def park(job: Job, token: str, record: bytes) -> Call:
+    return Call(
+        ScriptName.PARK,
+        (
+            *LEASE_KEYS,
+            keys.job(job.id),
+            keys.parked_queue(job.routing_key, job.priority, job.name),
+            keys.parked_index(job.routing_key),
+        ),
+        (
+            job.id,
+            token,
+            record,
+            keys.parked_member(job.priority, job.name),
+            keys.route_notify_channel(job.routing_key),
+        ),
     )
 
 
@@ -70,18 +132,18 @@ def ack(
     """Finish a job; with ``result_ttl`` > 0 also store ``result`` (field/value pairs)."""
     return Call(
         ScriptName.ACK,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.result(job_id)),
         (job_id, token, record, ttl_seconds, result_ttl if result else 0, keys.result_notify_channel(job_id), *result),
     )
 
 
 def ack_many(acks: Sequence[Call]) -> Call:
     """Merge several ``ack`` calls into one ``ack_many`` call (same effect, one script run)."""
-    keys_out: list[str] = [keys.LEASES, keys.LEASE_OWNERS]
+    keys_out: list[str] = list(LEASE_KEYS)
     args_out: list[str | bytes | int | float] = []
     for call in acks:
         assert call.script is ScriptName.ACK
-        keys_out += call.keys[2:4]
+        keys_out += call.keys[4:6]
         header, fields = call.args[:6], call.args[6:]
         args_out += [*header, len(fields), *fields]
     return Call(ScriptName.ACK_MANY, tuple(keys_out), tuple(args_out))
@@ -90,7 +152,7 @@ def ack_many(acks: Sequence[Call]) -> Call:
 def retry(job_id: str, token: str, record: bytes, due: float) -> Call:
     return Call(
         ScriptName.RETRY,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.SCHEDULED),
+        (*LEASE_KEYS, keys.job(job_id), keys.SCHEDULED),
         (job_id, token, record, repr(due), keys.SCHEDULED_NOTIFY_CHANNEL),
     )
 
@@ -106,7 +168,7 @@ def bury(
 ) -> Call:
     return Call(
         ScriptName.BURY,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
         (
             job_id,
             token,
@@ -120,10 +182,18 @@ def bury(
     )
 
 
+def bury_scheduled(job_id: str, record: bytes, ttl_seconds: int, dead_cap: int) -> Call:
+    return Call(
+        ScriptName.BURY_SCHEDULED,
+        (keys.SCHEDULED, keys.job(job_id), keys.DEAD),
+        (job_id, record, ttl_seconds, dead_cap),
+    )
+
+
 def release(job: Job, token: str, record: bytes) -> Call:
     return Call(
         ScriptName.RELEASE,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job.id), ready_queue_of(job)),
+        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job)),
         (job.id, token, record, keys.route_notify_channel(job.routing_key)),
     )
 
@@ -147,7 +217,7 @@ def promote(job: Job, record: bytes) -> Call:
 def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
+        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
         (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, ""),
     )
 
@@ -162,7 +232,7 @@ def recover_to_dead(
 ) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
         (
             job_id,
             seen_token,

@@ -52,6 +52,8 @@ def _options() -> dict[str, Any]:
         "health_check_interval": 30,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
+        # Ids from foreign clients need not be UTF-8: decode and encode them losslessly.
+        "encoding_errors": "surrogateescape",
     }
 
 

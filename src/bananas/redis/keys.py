@@ -39,6 +39,13 @@ DEAD = f"{PREFIX}:queue:dead"
 LEASES = f"{PREFIX}:leases"
 #: Hash job id -> lease token of the delivery that holds the lease.
 LEASE_OWNERS = f"{PREFIX}:lease:owners"
+#: Hash job id -> routing key, for leases counted against a fleet-wide concurrency limit.
+LEASE_ROUTES = f"{PREFIX}:lease:routes"
+#: Hash routing key -> jobs in flight, kept for routing keys with a concurrency limit.
+ROUTE_INFLIGHT = f"{PREFIX}:limits:inflight"
+#: Hash of fleet-wide limits (``bananas limits``): ``route:{key}:concurrency`` -> n,
+#: ``route:{key}:rate`` and ``job:{name}:rate`` -> "count/period_seconds".
+LIMITS = f"{PREFIX}:limits"
 #: Set of routing keys ever used by a producer (for ``bananas queues``).
 ROUTING_KEYS = f"{PREFIX}:routing_keys"
 #: Sorted set of live workers, score = last heartbeat (Unix seconds).
@@ -53,6 +60,32 @@ def worker_info(worker_id: str) -> str:
 def result(job_id: str) -> str:
     """Hash with a finished job's outcome: status, result or error, timings, worker."""
     return f"{PREFIX}:result:{job_id}"
+
+
+def route_rate(routing_key: str) -> str:
+    """Rate-limit state (GCRA theoretical arrival time, ms) of one routing key."""
+    return f"{PREFIX}:limits:rate:route:{routing_key}"
+
+
+def job_rate(job_name: str) -> str:
+    """Rate-limit state (GCRA theoretical arrival time, ms) of one job name."""
+    return f"{PREFIX}:limits:rate:job:{job_name}"
+
+
+def parked_queue(routing_key: str, priority: Priority | str, job_name: str) -> str:
+    """Ready list of one job name within a routing key and priority. Jobs wait here when
+    the worker that took them has no handler for them or their name is rate limited;
+    workers that can run the name take from it before the main list."""
+    return f"{PREFIX}:route:{routing_key}:queue:{Priority.parse(priority).value}:job:{job_name}"
+
+
+def parked_index(routing_key: str) -> str:
+    """Set of ``{priority}:{job name}`` whose parked list of ``routing_key`` may hold jobs."""
+    return f"{PREFIX}:route:{routing_key}:parked"
+
+
+def parked_member(priority: Priority | str, job_name: str) -> str:
+    return f"{Priority.parse(priority).value}:{job_name}"
 
 
 # Pub/Sub channels are not keys, but their names are part of the contract too.

@@ -117,7 +117,7 @@ class Scheduler:
             except Exception as exc:
                 if is_connection_error(exc):
                     raise
-                log.exception("schedule %r: could not enqueue its due tick", schedule.id)
+                log.error("schedule %r: could not enqueue its due tick: %s", schedule.id, exc)
                 with contextlib.suppress(Exception):
                     await self._require_store().record_error(
                         schedule.id, f"{type(exc).__name__}: {exc}", self.clock.now()
@@ -194,9 +194,10 @@ class Scheduler:
         self._waits.pop(schedule_id, None)
 
     def _report_fire(self, schedule: Schedule, step: Step, outcome: Outcome) -> None:
-        if outcome.result is FireResult.LOST:
-            return
         tick = _show(schedule, step.tick)
+        if outcome.result is FireResult.LOST:
+            log.debug("schedule %r: tick %s was already decided by another scheduler", schedule.id, tick)
+            return
         if outcome.result is FireResult.DUPLICATE:
             log.warning("schedule %r: tick %s was already enqueued before; not enqueued again", schedule.id, tick)
         elif step.catch_up:

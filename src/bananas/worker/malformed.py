@@ -13,7 +13,8 @@ def stub_record(job_id: str, reason: str, raw: bytes | None, now: float) -> byte
     """A failed-job record that explains ``reason`` and keeps the original bytes."""
     stamp = format_time(to_datetime(now))
     record: dict[str, object] = {
-        "id": job_id,
+        # JSON needs valid UTF-8; an id that is not keeps its exact bytes in the key only.
+        "id": job_id.encode("utf-8", "surrogateescape").decode("utf-8", "replace"),
         "name": MALFORMED_JOB_NAME,
         "payload": None,
         "status": "failed",

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bananas.config import WorkerSettings
 from bananas.core import codec
-from bananas.core.clock import Clock, to_datetime
-from bananas.core.job import Job
+from bananas.core.clock import Clock, format_time, to_datetime
+from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import (
     FailureDecision,
     Verdict,
@@ -20,7 +21,9 @@ from bananas.core.lifecycle import (
     mark_completed,
     mark_started,
 )
+from bananas.core.limits import FleetLimits
 from bananas.core.result import COMPLETED, FAILED, result_fields
+from bananas.core.selection import Source
 from bananas.errors import MalformedJobError, PayloadError
 from bananas.redis import calls
 from bananas.worker.executor import Executor, JobTimeoutExceeded
@@ -36,6 +39,7 @@ log = logging.getLogger("bananas.worker")
 class Delivery:
     job_id: str
     token: str
+    source: Source
     job: Job | None = None
 
 
@@ -48,8 +52,13 @@ class Processor:
         writer: Writer,
         clock: Clock,
         worker_id: str = "",
+        *,
+        handled: frozenset[str] | None = None,
+        limits: Callable[[], FleetLimits] | None = None,
     ) -> None:
         self._worker_id = worker_id
+        self._handled = handled
+        self._limits = limits
         self._registry = registry
         self._settings = settings
         self._executor = executor
@@ -69,7 +78,11 @@ class Processor:
             await self._writer.send(calls.bury(job_id, token, stub, self._settings.failed_ttl, self._dead_cap))
             return
         delivery.job = job
-        handler = self._registry.get(job.name)
+        handler = self._registry.get(job.name) if self._handles(job.name) else None
+        reason = self._park_reason(job, delivery.source, handler is None)
+        if reason is not None:
+            await self._park(job, token, reason, now)
+            return
         mark_started(job, to_datetime(now))
         started = now
         if handler is None:
@@ -144,6 +157,30 @@ class Processor:
             call = calls.bury(job.id, token, record, self._settings.failed_ttl, self._dead_cap, result_ttl, fields)
         if not await self._writer.send(call):
             log.warning("job %s failed after its lease was lost; its outcome was discarded", job.id)
+
+    def _handles(self, name: str) -> bool:
+        return self._handled is None or name in self._handled
+
+    def _park_reason(self, job: Job, source: Source, no_handler: bool) -> str | None:
+        """Why this worker should hand the job on instead of running it, if it should."""
+        if no_handler:
+            pool = ",".join(self._settings.routing_keys)
+            if job.name in self._registry:
+                return f"{job.name!r} is not among this worker's job types (routing keys {pool!r})"
+            if self._settings.unknown_jobs == "park":
+                return f"no handler for {job.name!r} on the worker pool of routing keys {pool!r}"
+        limits = self._limits() if self._limits is not None else None
+        # A rate-limited name is run only from its own list, where dequeue applies the rate.
+        if limits is not None and job.name in limits.job_rate and source.job_name is None:
+            return f"job name {job.name!r} is rate limited ({limits.job_rate[job.name]})"
+        return None
+
+    async def _park(self, job: Job, token: str, reason: str, now: float) -> None:
+        job.extra["parked"] = {"reason": reason, "by": self._worker_id, "at": format_time(to_datetime(now))}
+        job.status = JobStatus.PENDING
+        log.info("job %s (%s) handed on: %s", job.id, job.name, reason)
+        if not await self._writer.send(calls.park(job, token, job.to_record())):
+            log.warning("job %s could not be handed on: its lease was lost", job.id)
 
     @staticmethod
     def _result_ttl(job: Job, default: int) -> int:

@@ -28,7 +28,17 @@ MAX_IDLE = 1.0
 
 
 class Promoter:
-    def __init__(self, broker: Broker, clock: Clock, wakeup: asyncio.Event) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Clock,
+        wakeup: asyncio.Event,
+        *,
+        failed_ttl: int = 0,
+        dead_letter_cap: int = 0,
+    ) -> None:
+        self._failed_ttl = failed_ttl
+        self._dead_cap = dead_letter_cap
         self._broker = broker
         self._clock = clock
         self._wakeup = wakeup
@@ -47,7 +57,8 @@ class Promoter:
                 job = Job.from_record(raw, job_id=job_id)
             except MalformedJobError as exc:
                 log.error("scheduled job %s cannot be read (%s); moved to dead letters", job_id, exc.reason)
-                await self._broker.drop_scheduled_to_dead(job_id, stub_record(job_id, exc.reason, raw, now))
+                stub = stub_record(job_id, exc.reason, raw, now)
+                batch.append(calls.bury_scheduled(job_id, stub, self._failed_ttl, self._dead_cap))
                 continue
             mark_pending(job, to_datetime(now))
             batch.append(calls.promote(job, job.to_record()))

@@ -14,14 +14,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bananas.config import WorkerSettings
+from bananas.config import WorkerMode, WorkerSettings
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.core.lifecycle import mark_pending
-from bananas.core.routing import QueueRef, strict_queue_order
+from bananas.core.routing import QueueRef
+from bananas.core.selection import Source, base_order
 from bananas.redis import calls, connection, keys
 from bananas.redis.broker import Broker
 from bananas.worker.backoff import Backoff, is_connection_error
 from bananas.worker.executor import Executor
+from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.processor import Delivery, Processor
 from bananas.worker.promoter import Promoter
@@ -54,7 +56,8 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.queue_order = queue_order or strict_queue_order(settings.routing_keys, settings.priorities)
+        self._handled = self._handled_names(registry, settings)
+        self._queue_order_override = queue_order
         self._redis = redis_client
         self._owns_redis = redis_client is None
         self._stopping = asyncio.Event()
@@ -62,9 +65,27 @@ class Worker:
         self._work_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
+        self._running_by_route: dict[str, int] = {}
+        self._parked_wakeup = asyncio.Event()
         self._lost: set[str] = set()
         self._tokens = itertools.count(1)
         self.processed = 0
+
+    @staticmethod
+    def _handled_names(registry: Registry, settings: WorkerSettings) -> frozenset[str] | None:
+        names = frozenset(registry.names)
+        if settings.job_types is not None:
+            names &= frozenset(settings.job_types)
+        return names
+
+    @property
+    def queue_order(self) -> list[QueueRef]:
+        if self._queue_order_override is not None:
+            return list(self._queue_order_override)
+        legacy = self.settings.mode is not WorkerMode.SPECIALIZED
+        return base_order(
+            self.settings.routing_keys, self.settings.priorities, self.settings.queue_selection, legacy=legacy
+        )
 
     # -- public control ----------------------------------------------------------------
 
@@ -85,10 +106,17 @@ class Worker:
         broker = Broker(client)
         writer = Writer(broker)
         executor = Executor(self.settings.concurrency)
-        processor = Processor(self.registry, self.settings, executor, writer, self.clock, self.worker_id)
+        fetcher = Fetcher(broker, self.settings, self._handled, self.clock)
+        if self._queue_order_override is not None:
+            fetcher.override_order(self._queue_order_override)
+        processor = Processor(
+            self.registry, self.settings, executor, writer, self.clock, self.worker_id,
+            handled=self._handled, limits=lambda: fetcher.limits,
+        )  # fmt: skip
         promote_wakeup = asyncio.Event()
         channels = {keys.route_notify_channel(k): self._work_ready for k in self.settings.routing_keys}
         channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
+        mode = self.settings.mode
         keeper = LeaseKeeper(
             broker,
             self.clock,
@@ -108,23 +136,45 @@ class Worker:
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),
-            asyncio.create_task(WakeupListener(client, channels).run(), name="bananas-wakeup"),
-            asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
-            asyncio.create_task(recoverer.run(), name="bananas-recoverer"),
-            asyncio.create_task(Promoter(broker, self.clock, promote_wakeup).run(), name="bananas-promoter"),
             asyncio.create_task(
-                Reconciler(broker, self.clock, lease_seconds=self.settings.lease_seconds, owner=self.worker_id).run(),
-                name="bananas-reconciler",
+                WakeupListener(client, channels, on_parked=fetcher.parked_changed).run(), name="bananas-wakeup"
             ),
+            asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
         ]
-        log.info(
-            "worker %s consuming %s (concurrency %d)",
-            self.worker_id,
-            " > ".join(keys.queue(q) for q in self.queue_order),
-            self.settings.concurrency,
-        )
+        # A thin worker only runs jobs; promotion, recovery and repairs are left to the
+        # other processes of the fleet (docs/WORKER_MODES.md).
+        if mode is not WorkerMode.THIN:
+            reconciler = Reconciler(broker, self.clock, lease_seconds=self.settings.lease_seconds, owner=self.worker_id)
+            helpers += [
+                asyncio.create_task(recoverer.run(), name="bananas-recoverer"),
+                asyncio.create_task(
+                    Promoter(
+                        broker,
+                        self.clock,
+                        promote_wakeup,
+                        failed_ttl=self.settings.failed_ttl,
+                        dead_letter_cap=self.settings.dead_letter_cap,
+                    ).run(),
+                    name="bananas-promoter",
+                ),
+                asyncio.create_task(reconciler.run(), name="bananas-reconciler"),
+            ]
+        if mode is WorkerMode.SCHEDULER_ONLY:
+            log.info("worker %s in scheduler-only mode: promotion, recovery and repairs, no jobs", self.worker_id)
+        else:
+            log.info(
+                "worker %s consuming %s (%s, concurrency %d)",
+                self.worker_id,
+                " > ".join(keys.queue(q) for q in fetcher.queue_order),
+                self.settings.queue_selection.value,
+                self.settings.concurrency,
+            )
         try:
-            await self._fetch_loop(broker, processor)
+            if mode is WorkerMode.SCHEDULER_ONLY:
+                self._ready.set()
+                await self._stopping.wait()
+            else:
+                await self._fetch_loop(fetcher, processor)
             await self._drain(broker, writer)
         finally:
             writer.close()
@@ -142,7 +192,7 @@ class Worker:
 
     # -- the fetch loop ----------------------------------------------------------------------
 
-    async def _fetch_loop(self, broker: Broker, processor: Processor) -> None:
+    async def _fetch_loop(self, fetcher: Fetcher, processor: Processor) -> None:
         backoff = Backoff()
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
@@ -155,7 +205,10 @@ class Worker:
                 # Cleared before looking, so a publish during the look still wakes us.
                 self._work_ready.clear()
                 try:
-                    got = await self._fetch(broker, processor, free)
+                    token = f"{self.worker_id}:{next(self._tokens)}"
+                    wait, taken = await fetcher.fetch(free, self._running_by_route, token)
+                    if taken:
+                        await self._start(processor, taken, token, fetcher)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -167,23 +220,21 @@ class Worker:
                     continue
                 backoff.reset()
                 self._ready.set()
-                if not got:
-                    await self._first_of(self._work_ready, stop_wait, IDLE_POLL)
+                if not taken:
+                    # Idle: sleep until a wake-up, a rate limit opening, or the safety poll.
+                    idle = min(wait, IDLE_POLL) if wait > 0 else IDLE_POLL
+                    await self._first_of(self._work_ready, stop_wait, idle)
         finally:
             stop_wait.cancel()
 
-    async def _fetch(self, broker: Broker, processor: Processor, free: int) -> int:
-        token = f"{self.worker_id}:{next(self._tokens)}"
-        deadline_ms = int((self.clock.now() + self.settings.lease_seconds) * 1000)
-        ids = await broker.dequeue(self.queue_order, deadline_ms, token, free)
-        if not ids:
-            return 0
-        records = await broker.records(ids)
-        for job_id, raw in zip(ids, records, strict=True):
-            delivery = Delivery(job_id, token)
+    async def _start(self, processor: Processor, taken: list[tuple[Source, str]], token: str, fetcher: Fetcher) -> None:
+        records = await fetcher.records([job_id for _, job_id in taken])
+        for (source, job_id), raw in zip(taken, records, strict=True):
+            delivery = Delivery(job_id, token, source)
+            route = source.ref.routing_key
+            self._running_by_route[route] = self._running_by_route.get(route, 0) + 1
             task = asyncio.create_task(self._process(processor, delivery, raw))
             self._running[job_id] = (delivery, task)
-        return len(ids)
 
     async def _process(self, processor: Processor, delivery: Delivery, raw: bytes | None) -> None:
         try:
@@ -197,6 +248,8 @@ class Worker:
             log.exception("job %s: recording its outcome failed", delivery.job_id)
         finally:
             self._running.pop(delivery.job_id, None)
+            route = delivery.source.ref.routing_key
+            self._running_by_route[route] = self._running_by_route.get(route, 1) - 1
             self._lost.discard(delivery.job_id)
             self._slot_free.set()
 

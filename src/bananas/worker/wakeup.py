@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
@@ -20,10 +20,17 @@ log = logging.getLogger("bananas.worker")
 
 
 class WakeupListener:
-    def __init__(self, client: aioredis.Redis, channels: Mapping[str, asyncio.Event]) -> None:
-        """``channels`` maps each channel name to the event it sets."""
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        channels: Mapping[str, asyncio.Event],
+        on_parked: Callable[[], None] | None = None,
+    ) -> None:
+        """``channels`` maps each channel name to the event it sets; ``on_parked`` is
+        called when a message says a job was parked (see park.lua)."""
         self._client = client
         self._channels = dict(channels)
+        self._on_parked = on_parked
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -43,6 +50,8 @@ class WakeupListener:
                         target = self._channels.get(name)
                         if target is not None:
                             target.set()
+                        if self._on_parked is not None and message.get("data") in (b"parked", "parked"):
+                            self._on_parked()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

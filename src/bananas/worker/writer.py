@@ -77,7 +77,8 @@ class Writer:
         acks: list[Pending] = []
         for call, future in batch:
             if call.script is ScriptName.START and call.args[0] in finishing:
-                future.set_result(1)
+                # Already resolved when this batch is flushed again after a lost connection.
+                _resolve(future, 1)
                 continue
             if call.script is ScriptName.ACK:
                 acks.append((call, future))

@@ -2,8 +2,10 @@
 --
 -- KEYS[1]  leases        bananas:leases
 -- KEYS[2]  lease owners  bananas:lease:owners
--- KEYS[3]  job record    bananas:job:{id}
--- KEYS[4]  result        bananas:result:{id} (hash)
+-- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
+-- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
+-- KEYS[5]  job record    bananas:job:{id}
+-- KEYS[6]  result        bananas:result:{id} (hash)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "completed")
@@ -21,17 +23,22 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+local route = redis.call('HGET', KEYS[3], ARGV[1])
+if route then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], route, -1)
+end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
-  redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl)
+  redis.call('SET', KEYS[5], ARGV[3], 'EX', ttl)
 else
-  redis.call('SET', KEYS[3], ARGV[3])
+  redis.call('SET', KEYS[5], ARGV[3])
 end
 local result_ttl = tonumber(ARGV[5])
 if result_ttl > 0 then
-  redis.call('DEL', KEYS[4])
-  redis.call('HSET', KEYS[4], unpack(ARGV, 7))
-  redis.call('EXPIRE', KEYS[4], result_ttl)
+  redis.call('DEL', KEYS[6])
+  redis.call('HSET', KEYS[6], unpack(ARGV, 7))
+  redis.call('EXPIRE', KEYS[6], result_ttl)
   redis.call('PUBLISH', ARGV[6], 'completed')
 end
 return 1

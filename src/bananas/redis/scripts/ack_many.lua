@@ -2,8 +2,10 @@
 --
 -- KEYS[1]          leases        bananas:leases
 -- KEYS[2]          lease owners  bananas:lease:owners
--- KEYS[2+2i-1]     job record    bananas:job:{id_i}     for i = 1..N
--- KEYS[2+2i]       result        bananas:result:{id_i}
+-- KEYS[3]          lease routes  bananas:lease:routes
+-- KEYS[4]          in flight     bananas:limits:inflight
+-- KEYS[4+2i-1]     job record    bananas:job:{id_i}     for i = 1..N
+-- KEYS[4+2i]       result        bananas:result:{id_i}
 -- ARGV, per job i in order, a header of 7 values and then its result fields:
 --   id, lease token, job record (JSON, "completed"), record TTL (0 = forever),
 --   result TTL (0 = no result), result channel, F = number of result field/value
@@ -13,7 +15,7 @@
 -- written for that job, exactly as ``ack`` would). Each job is handled as ``ack``.
 local out = {}
 local a = 1
-local n = (#KEYS - 2) / 2
+local n = (#KEYS - 4) / 2
 for i = 1, n do
   local id, token, record = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local ttl, result_ttl, channel = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
@@ -25,13 +27,18 @@ for i = 1, n do
   else
     redis.call('ZREM', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
+    local route = redis.call('HGET', KEYS[3], id)
+    if route then
+      redis.call('HDEL', KEYS[3], id)
+      redis.call('HINCRBY', KEYS[4], route, -1)
+    end
     if ttl > 0 then
-      redis.call('SET', KEYS[1 + 2 * i], record, 'EX', ttl)
+      redis.call('SET', KEYS[3 + 2 * i], record, 'EX', ttl)
     else
-      redis.call('SET', KEYS[1 + 2 * i], record)
+      redis.call('SET', KEYS[3 + 2 * i], record)
     end
     if result_ttl > 0 and f > 0 then
-      local result_key = KEYS[2 + 2 * i]
+      local result_key = KEYS[4 + 2 * i]
       redis.call('DEL', result_key)
       redis.call('HSET', result_key, unpack(ARGV, first_field, first_field + f - 1))
       redis.call('EXPIRE', result_key, result_ttl)

@@ -3,9 +3,11 @@
 --
 -- KEYS[1]  leases          bananas:leases
 -- KEYS[2]  lease owners    bananas:lease:owners
--- KEYS[3]  job record      bananas:job:{id}
--- KEYS[4]  dead letters    bananas:queue:dead
--- KEYS[5]  result          bananas:result:{id} (hash)
+-- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
+-- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
+-- KEYS[5]  job record      bananas:job:{id}
+-- KEYS[6]  dead letters    bananas:queue:dead
+-- KEYS[7]  result          bananas:result:{id} (hash)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "failed", error)
@@ -21,23 +23,28 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+local route = redis.call('HGET', KEYS[3], ARGV[1])
+if route then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], route, -1)
+end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
-  redis.call('SET', KEYS[3], ARGV[3], 'EX', ttl)
+  redis.call('SET', KEYS[5], ARGV[3], 'EX', ttl)
 else
-  redis.call('SET', KEYS[3], ARGV[3])
+  redis.call('SET', KEYS[5], ARGV[3])
 end
-redis.call('LREM', KEYS[4], 0, ARGV[1])
-redis.call('LPUSH', KEYS[4], ARGV[1])
+redis.call('LREM', KEYS[6], 0, ARGV[1])
+redis.call('LPUSH', KEYS[6], ARGV[1])
 local cap = tonumber(ARGV[5])
 if cap > 0 then
-  redis.call('LTRIM', KEYS[4], 0, cap - 1)
+  redis.call('LTRIM', KEYS[6], 0, cap - 1)
 end
 local result_ttl = tonumber(ARGV[6])
 if result_ttl > 0 then
-  redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[5], unpack(ARGV, 8))
-  redis.call('EXPIRE', KEYS[5], result_ttl)
+  redis.call('DEL', KEYS[7])
+  redis.call('HSET', KEYS[7], unpack(ARGV, 8))
+  redis.call('EXPIRE', KEYS[7], result_ttl)
   redis.call('PUBLISH', ARGV[7], 'failed')
 end
 return 1

@@ -1,30 +1,207 @@
--- dequeue: take up to COUNT ready job ids in the worker's order and lease them.
+-- dequeue: take up to COUNT ready job ids in the worker's order and lease them,
+-- within the worker's and the fleet's limits.
 --
--- KEYS[1]     leases          bananas:leases (zset: id -> lease deadline, Unix ms)
--- KEYS[2]     lease owners    bananas:lease:owners (hash: id -> lease token)
--- KEYS[3..]   ready queues in the order the worker prefers them
--- ARGV[1]     lease deadline, Unix milliseconds (now + lease length, from the caller's clock)
--- ARGV[2]     lease token for this delivery (worker id and a sequence number)
--- ARGV[3]     COUNT, the most ids to take (the worker's free slots)
+-- KEYS[1]               leases        bananas:leases (zset: id -> lease deadline, Unix ms)
+-- KEYS[2]               lease owners  bananas:lease:owners (hash: id -> lease token)
+-- KEYS[3]               lease routes  bananas:lease:routes (hash: id -> routing key)
+-- KEYS[4]               in flight     bananas:limits:inflight (hash: routing key -> count)
+-- KEYS[5 .. 4+Q]        the Q ready lists, in the order the worker prefers them
+-- KEYS[5+Q .. 4+Q+G]    rate state of each of the G routing-key groups (GCRA, ms)
+-- KEYS[5+Q+G .. +T]     rate state of each of the T job-name gates
+-- ARGV[1]  lease deadline, Unix ms (now + lease length, from the caller's clock)
+-- ARGV[2]  lease token for this delivery
+-- ARGV[3]  COUNT, the most ids to take (the worker's free slots)
+-- ARGV[4]  now, Unix ms
+-- ARGV[5]  Q     ARGV[6]  G     ARGV[7]  T
+-- then per group, 5 values: routing key; local cap (-1 none; how many more this worker
+--   may start); fleet concurrency limit (0 none); rate interval ms (0 none); rate
+--   burst tolerance ms
+-- then per gate, 2 values: rate interval ms, burst tolerance ms
+-- then per list, 2 values: its group (1..G), its gate (0 none)
+-- then optionally one group per slot (weighted selection): slot s tries that group's
+--   lists first, then every list in order. Without them the lists are walked in order.
 --
--- Returns a flat array {queue_index, id, queue_index, id, ...} (queue_index is 1-based
--- into the queue KEYS, i.e. KEYS[queue_index + 2]); empty when every queue is empty.
--- The pop and the lease are one step: a job is never in no list and no lease.
+-- Returns {wait_ms, list_index, id, list_index, id, ...}: list_index is 1-based into
+-- the Q lists; wait_ms > 0 says a rate limit held back a non-empty list and when it
+-- opens again (0 otherwise). The pop and the lease are one step: a job is never in no
+-- list and no lease. A job counted against a fleet limit is recorded in lease routes
+-- so that whatever ends its lease gives the slot back.
+local deadline, token = ARGV[1], ARGV[2]
 local wanted = tonumber(ARGV[3])
-local out = {}
-for i = 3, #KEYS do
-  local ids = redis.call('RPOP', KEYS[i], wanted)
-  if ids then
-    for _, id in ipairs(ids) do
-      redis.call('ZADD', KEYS[1], ARGV[1], id)
-      redis.call('HSET', KEYS[2], id, ARGV[2])
-      out[#out + 1] = i - 2
-      out[#out + 1] = id
+local now = tonumber(ARGV[4])
+local Q, G, T = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local a = 8
+local route, cap, fleet, interval, tolerance = {}, {}, {}, {}, {}
+for g = 1, G do
+  route[g] = ARGV[a]
+  cap[g] = tonumber(ARGV[a + 1])
+  fleet[g] = tonumber(ARGV[a + 2])
+  interval[g] = tonumber(ARGV[a + 3])
+  tolerance[g] = tonumber(ARGV[a + 4])
+  a = a + 5
+end
+local gate_interval, gate_tolerance = {}, {}
+for t = 1, T do
+  gate_interval[t] = tonumber(ARGV[a])
+  gate_tolerance[t] = tonumber(ARGV[a + 1])
+  a = a + 2
+end
+local group_of, gate_of = {}, {}
+for q = 1, Q do
+  group_of[q] = tonumber(ARGV[a])
+  gate_of[q] = tonumber(ARGV[a + 1])
+  a = a + 2
+end
+local prefs = {}
+for i = a, #ARGV do
+  prefs[#prefs + 1] = tonumber(ARGV[i])
+end
+
+local out = {0}
+local wait_ms = 0
+local inflight = {}
+
+local function note_wait(ms)
+  if wait_ms == 0 or ms < wait_ms then
+    wait_ms = ms
+  end
+end
+
+-- GCRA: the state is the theoretical arrival time; admit when it is within tolerance.
+local function rate_tat(key, step)
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then
+    tat = now
+  end
+  return tat
+end
+
+local function admit(key, step, tol)
+  local tat = rate_tat(key, step)
+  if tat - now > tol then
+    return false, tat - now - tol
+  end
+  return true, tat
+end
+
+local function commit(key, tat, step)
+  redis.call('SET', key, tat + step, 'PX', math.floor(tat + step - now + step + 1000))
+end
+
+-- Try to take one id from list q; returns it or nil.
+local function take(q)
+  local g, t = group_of[q], gate_of[q]
+  if cap[g] == 0 then
+    return nil
+  end
+  if fleet[g] > 0 then
+    if inflight[g] == nil then
+      inflight[g] = tonumber(redis.call('HGET', KEYS[4], route[g]) or '0')
     end
-    wanted = wanted - #ids
+    if inflight[g] >= fleet[g] then
+      return nil
+    end
+  end
+  local list = KEYS[4 + q]
+  local route_ok, route_tat, gate_ok, gate_tat = true, nil, true, nil
+  if interval[g] > 0 or t > 0 then
+    if redis.call('LLEN', list) == 0 then
+      return nil
+    end
+    if interval[g] > 0 then
+      route_ok, route_tat = admit(KEYS[4 + Q + g], interval[g], tolerance[g])
+      if not route_ok then
+        note_wait(route_tat)
+        return nil
+      end
+    end
+    if t > 0 then
+      gate_ok, gate_tat = admit(KEYS[4 + Q + G + t], gate_interval[t], gate_tolerance[t])
+      if not gate_ok then
+        note_wait(gate_tat)
+        return nil
+      end
+    end
+  end
+  local id = redis.call('RPOP', list)
+  if not id then
+    return nil
+  end
+  if route_tat then
+    commit(KEYS[4 + Q + g], route_tat, interval[g])
+  end
+  if gate_tat then
+    commit(KEYS[4 + Q + G + t], gate_tat, gate_interval[t])
+  end
+  redis.call('ZADD', KEYS[1], deadline, id)
+  redis.call('HSET', KEYS[2], id, token)
+  if fleet[g] > 0 then
+    redis.call('HSET', KEYS[3], id, route[g])
+    redis.call('HINCRBY', KEYS[4], route[g], 1)
+    inflight[g] = inflight[g] + 1
+  end
+  if cap[g] > 0 then
+    cap[g] = cap[g] - 1
+  end
+  out[#out + 1] = q
+  out[#out + 1] = id
+  wanted = wanted - 1
+  return id
+end
+
+-- A list with no limits at all is popped in one command (the common, fast case).
+local function unlimited(q)
+  local g = group_of[q]
+  return cap[g] < 0 and fleet[g] == 0 and interval[g] == 0 and gate_of[q] == 0
+end
+
+if #prefs == 0 then
+  for q = 1, Q do
     if wanted <= 0 then
+      break
+    end
+    if unlimited(q) then
+      local ids = redis.call('RPOP', KEYS[4 + q], wanted)
+      if ids then
+        for _, id in ipairs(ids) do
+          redis.call('ZADD', KEYS[1], deadline, id)
+          redis.call('HSET', KEYS[2], id, token)
+          out[#out + 1] = q
+          out[#out + 1] = id
+        end
+        wanted = wanted - #ids
+      end
+    else
+      while wanted > 0 and take(q) do
+      end
+    end
+  end
+else
+  for _, preferred in ipairs(prefs) do
+    if wanted <= 0 then
+      break
+    end
+    local got = nil
+    for q = 1, Q do
+      if group_of[q] == preferred then
+        got = take(q)
+        if got then
+          break
+        end
+      end
+    end
+    if not got then
+      for q = 1, Q do
+        got = take(q)
+        if got then
+          break
+        end
+      end
+    end
+    if not got then
       break
     end
   end
 end
+out[1] = wait_ms
 return out

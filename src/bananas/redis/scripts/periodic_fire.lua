@@ -31,18 +31,24 @@ local score = ARGV[8]
 if score == '' then
   score = '+inf'
 end
+local result = 2
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  -- The ready queue is written first: if it is not a list (WRONGTYPE) the script
+  -- fails before writing anything, and the tick stays due.
+  redis.call('LPUSH', KEYS[4], ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[5])
+  redis.call('SADD', KEYS[5], ARGV[6])
+  redis.call('HSET', KEYS[1], 'last_run', ARGV[3], 'last_run_at', ARGV[9], 'last_job_id', ARGV[4])
+  redis.call('HINCRBY', KEYS[1], 'run_count', 1)
+  result = 1
+end
 redis.call('HSET', KEYS[1], 'cursor', ARGV[3], 'next_run', ARGV[8], 'updated_at', ARGV[9])
 redis.call('ZADD', KEYS[2], score, ARGV[1])
 if ARGV[10] == '1' then
   redis.call('HSET', KEYS[1], 'last_missed_from', ARGV[11], 'last_missed_to', ARGV[3],
     'last_missed_policy', 'once', 'last_missed_at', ARGV[9])
 end
-if not redis.call('SET', KEYS[3], ARGV[5], 'NX') then
-  return {2, ARGV[3]}
+if result == 1 then
+  redis.call('PUBLISH', ARGV[7], '1')
 end
-redis.call('LPUSH', KEYS[4], ARGV[4])
-redis.call('SADD', KEYS[5], ARGV[6])
-redis.call('PUBLISH', ARGV[7], '1')
-redis.call('HSET', KEYS[1], 'last_run', ARGV[3], 'last_run_at', ARGV[9], 'last_job_id', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'run_count', 1)
-return {1, ARGV[3]}
+return {result, ARGV[3]}

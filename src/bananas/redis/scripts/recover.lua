@@ -2,9 +2,11 @@
 --
 -- KEYS[1]  leases        bananas:leases
 -- KEYS[2]  lease owners  bananas:lease:owners
--- KEYS[3]  job record    bananas:job:{id}
--- KEYS[4]  destination   the job's ready queue, or the dead letter list
--- KEYS[5]  result        bananas:result:{id} (hash; written with 'dead' only)
+-- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
+-- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
+-- KEYS[5]  job record    bananas:job:{id}
+-- KEYS[6]  destination   the job's ready queue, or the dead letter list
+-- KEYS[7]  result        bananas:result:{id} (hash; written with 'dead' only)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller saw ('' when the lease had no owner)
 -- ARGV[3]  now, Unix milliseconds
@@ -26,20 +28,25 @@ if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= ARGV[2] then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+local route = redis.call('HGET', KEYS[3], ARGV[1])
+if route then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], route, -1)
+end
 if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[3], ARGV[4])
+  redis.call('SET', KEYS[5], ARGV[4])
 end
 if ARGV[5] == 'ready' then
-  redis.call('RPUSH', KEYS[4], ARGV[1])
+  redis.call('RPUSH', KEYS[6], ARGV[1])
   redis.call('PUBLISH', ARGV[6], '1')
 else
-  redis.call('LREM', KEYS[4], 0, ARGV[1])
-  redis.call('LPUSH', KEYS[4], ARGV[1])
+  redis.call('LREM', KEYS[6], 0, ARGV[1])
+  redis.call('LPUSH', KEYS[6], ARGV[1])
   local result_ttl = tonumber(ARGV[7])
   if result_ttl > 0 then
-    redis.call('DEL', KEYS[5])
-    redis.call('HSET', KEYS[5], unpack(ARGV, 9))
-    redis.call('EXPIRE', KEYS[5], result_ttl)
+    redis.call('DEL', KEYS[7])
+    redis.call('HSET', KEYS[7], unpack(ARGV, 9))
+    redis.call('EXPIRE', KEYS[7], result_ttl)
     redis.call('PUBLISH', ARGV[8], 'failed')
   end
 end

@@ -2,8 +2,10 @@
 --
 -- KEYS[1]  leases        bananas:leases
 -- KEYS[2]  lease owners  bananas:lease:owners
--- KEYS[3]  job record    bananas:job:{id}
--- KEYS[4]  ready queue   the job's own routing key and priority
+-- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
+-- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
+-- KEYS[5]  job record    bananas:job:{id}
+-- KEYS[6]  ready queue   the job's own routing key and priority
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "pending")
@@ -16,7 +18,12 @@ if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[3])
-redis.call('RPUSH', KEYS[4], ARGV[1])
+local route = redis.call('HGET', KEYS[3], ARGV[1])
+if route then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], route, -1)
+end
+redis.call('SET', KEYS[5], ARGV[3])
+redis.call('RPUSH', KEYS[6], ARGV[1])
 redis.call('PUBLISH', ARGV[4], '1')
 return 1

@@ -1,0 +1,143 @@
+"""Decides what the worker asks for on each dequeue, and asks.
+
+Holds the slowly changing inputs of the plan (fleet limits, which job names are parked
+on the worker's routing keys, which lists are overdue under the starvation guard) and
+refreshes them about once a second, off the hot path. The plan is rebuilt only when
+one of them changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from bananas.config import QueueSelection, WorkerMode, WorkerSettings
+from bananas.core.clock import Clock
+from bananas.core.job import Job
+from bananas.core.limits import FleetLimits
+from bananas.core.priority import Priority
+from bananas.core.routing import QueueRef
+from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base_order, boost, with_parked
+from bananas.errors import MalformedJobError
+from bananas.redis import calls, keys
+from bananas.redis.broker import Broker
+
+log = logging.getLogger("bananas.worker")
+
+#: Seconds between refreshes of limits, parked names and the starvation guard.
+REFRESH_INTERVAL = 1.0
+
+
+class Fetcher:
+    def __init__(self, broker: Broker, settings: WorkerSettings, handled: frozenset[str] | None, clock: Clock) -> None:
+        """``handled``: job names this worker runs (None: whatever it has handlers for)."""
+        self._broker = broker
+        self._settings = settings
+        self._handled = handled
+        self._clock = clock
+        legacy = settings.mode is not WorkerMode.SPECIALIZED
+        self._order = base_order(settings.routing_keys, settings.priorities, settings.queue_selection, legacy=legacy)
+        self.limits = FleetLimits()
+        self._parked: dict[tuple[str, Priority], list[str]] = {}
+        self._overdue: set[QueueRef] = set()
+        self._plan: DequeuePlan | None = None
+        self._next_refresh = 0.0
+        self._route_cap = dict(settings.route_concurrency)
+        self._wrr: WeightedRoundRobin | None = None
+        if settings.queue_selection is QueueSelection.WEIGHTED:
+            weights = dict(settings.route_weights)
+            self._wrr = WeightedRoundRobin({k: weights.get(k, 1) for k in settings.routing_keys})
+
+    @property
+    def queue_order(self) -> list[QueueRef]:
+        return list(self._order)
+
+    def override_order(self, order: Sequence[QueueRef]) -> None:
+        """Use an explicit list order (embedding and tests)."""
+        self._order = list(order)
+        self._plan = None
+
+    async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
+        return await self._broker.records(job_ids)
+
+    def parked_changed(self) -> None:
+        """A job was parked on one of our routing keys: look again before the next fetch."""
+        self._next_refresh = 0.0
+
+    @property
+    def plan(self) -> DequeuePlan:
+        if self._plan is None:
+            sources = boost(with_parked(self._order, self._parked), self._overdue)
+            self._plan = DequeuePlan.build(sources, self.limits)
+        return self._plan
+
+    async def refresh_if_due(self) -> None:
+        now = self._clock.now()
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + REFRESH_INTERVAL
+        raw_limits, parked_sets = await self._broker.limits_and_parked(self._settings.routing_keys)
+        limits = FleetLimits.from_hash(raw_limits)
+        parked = self._parked_for_us(parked_sets)
+        overdue = await self._find_overdue(now) if self._settings.max_wait else set()
+        if limits != self.limits or parked != self._parked or overdue != self._overdue:
+            self.limits, self._parked, self._overdue = limits, parked, overdue
+            self._plan = None
+
+    def _parked_for_us(self, parked_sets: Sequence[set[str]]) -> dict[tuple[str, Priority], list[str]]:
+        parked: dict[tuple[str, Priority], list[str]] = {}
+        for key, members in zip(self._settings.routing_keys, parked_sets, strict=True):
+            for member in sorted(members):
+                prio_text, _, name = member.partition(":")
+                if self._handled is not None and name not in self._handled:
+                    continue
+                try:
+                    priority = Priority.parse(prio_text)
+                except ValueError:
+                    continue
+                parked.setdefault((key, priority), []).append(name)
+        return parked
+
+    async def _find_overdue(self, now: float) -> set[QueueRef]:
+        limits = dict(self._settings.max_wait)
+        targets = [ref for ref in self._order if ref.routing_key in limits or ref.priority.value in limits]
+        records = await self._broker.oldest_ready([keys.queue(ref) for ref in targets])
+        overdue: set[QueueRef] = set()
+        for ref, raw in zip(targets, records, strict=True):
+            if raw is None:
+                continue
+            try:
+                ready_since = Job.from_record(raw).updated_at.timestamp()
+            except (MalformedJobError, ValueError):
+                continue
+            limit = min(limits.get(ref.routing_key, float("inf")), limits.get(ref.priority.value, float("inf")))
+            if now - ready_since > limit:
+                overdue.add(ref)
+        return overdue
+
+    async def fetch(
+        self, free: int, running_by_route: Mapping[str, int], token: str
+    ) -> tuple[float, list[tuple[Source, str]]]:
+        """Lease up to ``free`` jobs. Returns (seconds until a rate limit opens, jobs)."""
+        await self.refresh_if_due()
+        plan = self.plan
+        caps = [
+            max(0, self._route_cap[key] - running_by_route.get(key, 0)) if key in self._route_cap else -1
+            for key in plan.groups
+        ]
+        prefs: list[int] = []
+        if self._wrr is not None:
+            prefs = [plan.groups.index(k) + 1 for k in self._wrr.take(free) if k in plan.groups]
+        now = self._clock.now()
+        call = calls.dequeue(
+            plan,
+            self.limits,
+            caps,
+            deadline_ms=int((now + self._settings.lease_seconds) * 1000),
+            now_ms=int(now * 1000),
+            token=token,
+            count=free,
+            preferences=prefs,
+        )
+        wait_ms, taken = await self._broker.dequeue(call)
+        return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]

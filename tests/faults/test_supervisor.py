@@ -1,0 +1,173 @@
+"""Scenarios 7 and 8: the ``--processes`` supervisor restarting children, and poison pills."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from bananas import Client, Priority
+from bananas.redis import keys
+from faults.harness import (
+    ROUTING_KEYS,
+    SOAK,
+    Fleet,
+    assert_quiet,
+    check,
+    job_specs,
+    records,
+    run_pids,
+    runs,
+    scaled,
+    submit_all,
+    wait_completed,
+    wait_until,
+    workers_ready,
+)
+
+pytestmark = pytest.mark.timeout(1800 if SOAK else 180)
+
+RESTART = re.compile(
+    r"worker process (?P<slot>\d+) \(pid (?P<pid>\d+)\) exited with code (?P<code>-?\d+) "
+    r"after (?P<lived>[\d.]+)s; restarting in (?P<delay>[\d.]+)s"
+)
+
+
+def _restarts(log: str) -> list[dict[str, str]]:
+    return [m.groupdict() for m in RESTART.finditer(log)]
+
+
+def test_supervisor_restarts_children(
+    fleet: Fleet, redis_url: str, r: redis.Redis, store: redis.Redis, client: Client, tmp_path: Path
+):
+    """Scenario 7: a killed child is replaced, N keep running; a child that dies in a loop
+    is restarted with growing delays."""
+    crash = tmp_path / "crash-at-start"
+    sup = fleet.worker(
+        redis_url, processes=3, concurrency=4, lease=2.0, env={"TEST_CRASH_FILE": str(crash)}, name="supervisor"
+    )
+    wait_until(lambda: len(sup.children()) == 3, 30, "3 children")
+    wait_until(workers_ready(r, 3), 30, "3 children to announce themselves")
+    started = time.monotonic()
+    ids = submit_all(client, job_specs(scaled(2000), ms=(10, 60)))
+    killed: set[int] = set()
+
+    for _ in range(scaled(1)):
+        victim = sup.children()[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+        wait_until(lambda v=victim: len(sup.children()) == 3 and v not in sup.children(), 30, "a replacement child")
+
+    # A child that dies at start-up, again and again: the supervisor backs off.
+    crash.touch()
+    victim = sup.children()[-1]
+    os.kill(victim, signal.SIGKILL)
+    killed.add(victim)
+    slot = wait_until(
+        lambda: next((e["slot"] for e in _restarts(sup.log_text()) if e["pid"] == str(victim)), None),
+        30,
+        "the supervisor to notice the kill",
+    )
+    loops = 3
+    wait_until(
+        lambda: sum(1 for e in _restarts(sup.log_text()) if e["slot"] == slot and e["code"] == "3") >= loops,
+        60,
+        f"{loops} crash-loop restarts",
+        interval=0.2,
+    )
+    crash.unlink()
+    delays = [float(e["delay"]) for e in _restarts(sup.log_text()) if e["slot"] == slot]
+    assert len(delays) >= loops + 1
+    assert all(b > a for a, b in zip(delays, delays[1:], strict=False)), f"restart delays did not grow: {delays}"
+    wait_until(lambda: len(sup.children()) == 3, 60, "3 children again once start-up works")
+    assert sup.alive()
+
+    wait_completed(r, ids, timeout=120 * (SOAK + 1))
+    outcome = check(
+        "supervisor",
+        r,
+        store,
+        ids,
+        started,
+        kills=len(killed),
+        crash_loop_delays="/".join(f"{d:g}" for d in delays),
+    )
+    assert outcome.lost == 0
+    pids = run_pids(store)
+    unexplained = [i for i, ps in pids.items() if len(ps) > 1 and sum(1 for p in ps if p not in killed) > 1]
+    assert unexplained == []
+    assert_quiet(r)
+
+
+def test_poison_pills_are_parked(fleet: Fleet, redis_url: str, r: redis.Redis, store: redis.Redis, client: Client):
+    """Scenario 8: a job that kills its worker every time runs 1 + JOB_MAX_RECOVERIES times,
+    then is parked in the dead letters marked as a poison pill; ordinary failures are
+    counted apart (attempts, not recoveries); every other job completes."""
+    max_recoveries = 3
+    sup = fleet.worker(
+        redis_url,
+        processes=3,
+        concurrency=4,
+        lease=1.0,
+        env={"JOB_MAX_RECOVERIES": str(max_recoveries)},
+        name="pool",
+    )
+    wait_until(workers_ready(r, 3), 30, "3 children")
+    started = time.monotonic()
+    ids = submit_all(client, job_specs(scaled(1500), ms=(5, 40)))
+    wait_until(lambda: len(runs(store)) > 100, 30, "the load to start")
+    poison = [
+        client.submit_job("poison", {"n": i}, Priority.HIGH, routing_key=ROUTING_KEYS[i % 3]) for i in range(scaled(2))
+    ]
+    booms = [
+        client.submit_job("boom", {"n": i}, Priority.NORMAL, routing_key=ROUTING_KEYS[i % 3], max_retries=1)
+        for i in range(scaled(5))
+    ]
+
+    def parked() -> bool:
+        recs = records(r, poison + booms)
+        return all(rec is not None and rec["status"] == "failed" for rec in recs.values())
+
+    wait_until(parked, 90 * (SOAK + 1), "the poison pills and failing jobs to be parked", interval=0.25)
+    starts = {k.decode(): int(v) for k, v in store.hgetall("test:starts").items()}
+    time.sleep(3.0)  # several lease lengths: nothing may pick a parked pill up again
+    assert {k.decode(): int(v) for k, v in store.hgetall("test:starts").items()} == starts
+
+    dead = {m.decode() for m in r.lrange(keys.DEAD, 0, -1)}
+    for job_id in poison:
+        rec = records(r, [job_id])[job_id]
+        assert rec is not None
+        assert rec["poison_pill"] is True
+        assert rec["recoveries"] == max_recoveries + 1
+        assert rec["error"].startswith("poison pill:")
+        assert starts[job_id] == max_recoveries + 1, "a poison pill ran more often than its limit allows"
+        assert job_id in dead
+    for job_id in booms:
+        rec = records(r, [job_id])[job_id]
+        assert rec is not None
+        assert rec["attempts"] == 2 and "ValueError: boom" in rec["error"]
+        assert "poison_pill" not in rec and "recoveries" not in rec
+        assert job_id in dead
+
+    wait_completed(r, ids, timeout=120 * (SOAK + 1))
+    recs = records(r, ids)
+    bystanders = max(int((rec or {}).get("recoveries", 0)) for rec in recs.values())
+    outcome = check(
+        "poison_pill",
+        r,
+        store,
+        ids,
+        started,
+        poison_pills=len(poison),
+        pill_runs=sum(starts[i] for i in poison),
+        failing=len(booms),
+        bystander_max_recoveries=bystanders,
+    )
+    assert outcome.lost == 0
+    assert sup.alive() and len(sup.children()) == 3
+    assert_quiet(r)

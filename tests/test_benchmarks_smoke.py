@@ -1,0 +1,120 @@
+"""The benchmark suite still runs (benchmarks/, docs/PERFORMANCE.md).
+
+Runs the harness in its ``--smoke`` mode (N=500, one repeat, Bananas only) and the
+scaling script with tiny sizes, each in a subprocess against its own embedded servers.
+Nothing here asserts a speed: numbers on a shared CI machine mean nothing; only that
+every figure produced a well-formed result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import profile_worker, report  # noqa: E402
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "JOB_", "BANANAS_", "REDIS_URL"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-5000:]}"
+    )
+    return proc
+
+
+@pytest.mark.timeout(420)
+def test_harness_smoke_runs_every_bananas_figure(tmp_path: Path) -> None:
+    _run(["benchmarks.run", "--smoke", "--out", str(tmp_path), "--label", "smoke"], timeout=400)
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    runs = {r["case"]: r for r in data["runs"]}
+    assert set(runs) == {"submit", "submit_async", "bulk", "drain_p1", "drain_p2", "pickup_rk1", "pickup_rk5", "wait"}
+    for case, run in runs.items():
+        assert run["system"] == "bananas"
+        assert not run.get("error"), (case, run)
+        if run.get("unsupported"):
+            assert case == "wait", (case, run)
+            continue
+        if case.startswith("pickup"):
+            assert run["measured"] == 30 and 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"], run
+        else:
+            assert run["rate"] > 0 and run["seconds"] > 0, run
+        if case.startswith("drain"):
+            assert run["completed"] >= 500
+    assert runs["pickup_rk5"]["routing_keys"] == 5
+    meta = data["meta"]
+    assert meta["cores"] and meta["server"]["version"] and meta["interpreters"]["bananas"]["python"]
+    markdown = (tmp_path / "smoke.md").read_text()
+    for title in ("Submit throughput", "Drain throughput", "Pickup latency", "Targets (issue 5)"):
+        assert title in markdown
+
+
+@pytest.mark.timeout(300)
+def test_scaling_smoke(tmp_path: Path) -> None:
+    _run(["benchmarks.scaling", "--smoke", "--out", str(tmp_path), "--label", "scaling"], timeout=280)
+    data = json.loads((tmp_path / "scaling.json").read_text())
+    assert [row["depth"] for row in data["depth"]] == [10, 1000]
+    assert [row["routing_keys"] for row in data["keys"]] == [1, 10]
+    for row in data["depth"] + data["keys"]:
+        assert row["call_us_p50"] > 0
+    assert data["memory"]["record_bytes"] > 0 and data["memory"]["used_memory_delta_per_job"] > 0
+    assert data["rss"]["idle_kib"] > 0 and data["rss"]["load_max_kib"] > 0
+    assert "Redis memory per queued no-op job" in (tmp_path / "scaling.md").read_text()
+
+
+def _synthetic_run(system: str, case: str, rep: int, **values: float) -> dict[str, object]:
+    return {"system": system, "case": case, "figure": case.split("_")[0], "n": 100, "repeat": rep, **values}
+
+
+def test_report_medians_ratios_and_targets() -> None:
+    runs = []
+    for rep, (b, p) in enumerate([(3000.0, 1000.0), (3300.0, 1100.0), (2700.0, 900.0)]):
+        runs.append(_synthetic_run("bananas", "drain_p1", rep, rate=b, steady_rate=b * 1.2))
+        runs.append(_synthetic_run("rq-simple", "drain_p1", rep, rate=p, steady_rate=p))
+        runs.append(_synthetic_run("bananas", "pickup_rk1", rep, p50_ms=0.5, p95_ms=1.0, p99_ms=2.0, max_ms=3.0))
+        runs.append(_synthetic_run("rq-simple", "pickup_rk1", rep, p50_ms=5.0, p95_ms=9.0, p99_ms=10.0, max_ms=20.0))
+    runs.append(
+        {"system": "rq-simple", "case": "submit_async", "figure": "submit_async", "n": 100, "unsupported": True}
+    )
+    runs.append({"system": "bananas", "case": "bulk", "figure": "bulk", "n": 100, "error": "boom"})
+    summary = report.summarize(runs)
+    drain = summary["drain_p1"]["bananas"]["rate"]
+    assert (drain["median"], drain["min"], drain["max"]) == (3000.0, 2700.0, 3300.0)
+    markdown = report.render({"meta": {}, "config": {"n": 100, "repeats": 3, "pickup_jobs": 300}, "runs": runs})
+    assert "3,000 (2,700–3,300)" in markdown
+    assert "| rq-simple | – | none | – |" in markdown  # async submit unsupported: "none"
+    ratios = next(line for line in markdown.splitlines() if line.startswith("| rq-simple |") and "×" in line)
+    assert "3.00×" in ratios and "10.00×" in ratios  # drain 3000/1000, pickup p50 5.0/0.5
+    assert "| drain, 1 process ≥ 3× fastest peer (start→last) | 3.00× the fastest peer (rq-simple" in markdown
+    assert "| pickup p50 < 1 ms, p99 < 5 ms (1 routing key) | p50 0.50 ms, p99 2.00 ms | met |" in markdown
+
+
+def test_profile_summary_of_collapsed_stacks(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        "run (asyncio/runners.py:190);Runner.run (asyncio/runners.py:118) 50\n"
+        "Runner.run (asyncio/runners.py:118);Worker._fetch (bananas/worker/service.py:170);"
+        "Broker.dequeue (bananas/redis/broker.py:36) 30\n"
+        "Runner.run (asyncio/runners.py:118);Processor.process (bananas/worker/processor.py:80);"
+        "Job.from_record (bananas/core/job.py:120) 20\n"
+    )
+    stats = profile_worker.summarize_stacks(profile_worker.parse_raw(raw))
+    assert stats["samples"] == 100
+    assert stats["by_area"] == {"asyncio / uvloop": 0.5, "bananas.redis": 0.3, "bananas.core": 0.2}
+    assert stats["inclusive"]["Worker._fetch (dequeue, MGET, task creation)"] == 0.3
+    assert stats["inclusive"]["Job.from_record (parse the record)"] == 0.2
