@@ -1,13 +1,12 @@
 """Huey adapter for the benchmark suite (contract: benchmarks/systems/_peer_common.py).
 
-    python benchmarks/systems/huey.py FIGURE --redis-url URL --n N [--processes P] [--variant threads|greenlet|process]
+    python benchmarks/systems/huey.py FIGURE --redis-url URL --n N [--processes P] [--variant threads|greenlet]
 
 ``RedisHuey`` (blocking BRPOP dequeue, Huey's default for Redis), results off.
 Variants (worker side only):
   threads   P consumer processes, each ``huey_consumer -k thread -w 8``.
   greenlet  P consumer processes, each ``-k greenlet -w 32``, started through a small
             launcher that applies gevent's monkey patch first (as Huey's docs ask).
-  process   one consumer ``-k process -w P`` (Huey's own multi-process mode).
 Consumers run with ``-n`` (no periodic tasks), ``-C`` (no health checks) and ``-q``
 (WARNING logging).  Bulk = ``Task.map`` (one LPUSH per task).  See benchmarks/peers.md.
 """
@@ -51,7 +50,7 @@ def noop(i: int | None = None) -> None:
 
 class Peer(common.PeerBase):
     name = "huey"
-    variants = ("threads", "greenlet", "process")
+    variants = ("threads", "greenlet")
     client = "sync"
     bulk_api = "Task.map()"
     bulk_note = "Task.map enqueues one task at a time (no pipeline)"
@@ -71,17 +70,13 @@ class Peer(common.PeerBase):
         if self.variant == "threads":
             argv = [common.bin_path("huey_consumer"), target, "-k", "thread", "-w", str(THREADS), *common_opts]
             return [common.WorkerSpec(argv) for _ in range(self.processes)]
-        if self.variant == "greenlet":
-            argv = [sys.executable, "-c", GEVENT_LAUNCHER, target, "-k", "greenlet", "-w", str(GREENLETS), *common_opts]
-            return [common.WorkerSpec(argv) for _ in range(self.processes)]
-        argv = [common.bin_path("huey_consumer"), target, "-k", "process", "-w", str(self.processes), *common_opts]
-        return [common.WorkerSpec(argv)]
+        argv = [sys.executable, "-c", GEVENT_LAUNCHER, target, "-k", "greenlet", "-w", str(GREENLETS), *common_opts]
+        return [common.WorkerSpec(argv) for _ in range(self.processes)]
 
     def config(self) -> dict[str, Any]:
         worker = {
             "threads": f"{self.processes} x huey_consumer -k thread -w {THREADS}",
             "greenlet": f"{self.processes} x huey_consumer -k greenlet -w {GREENLETS} (gevent monkey-patched)",
-            "process": f"1 x huey_consumer -k process -w {self.processes}",
         }[self.variant]
         return {"worker": worker + " -n -C -q", "storage": "RedisHuey (blocking BRPOP)", "results": False}
 

@@ -6,6 +6,7 @@ Precedence: command-line flags > environment variables > defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import ConfigurationError, ValidationError
-from bananas.redis.connection import DEFAULT_REDIS_URL, validate_url
+from bananas.redis.connection import DEFAULT_REDIS_URL, mask_url, validate_url
 
 T = TypeVar("T")
 
@@ -89,6 +90,50 @@ class WorkerSettings:
     #: A job whose name has no handler here: "park" it for a pool that has one (it waits,
     #: visible in ``bananas queues``), or "fail" it at once to the dead letters.
     unknown_jobs: str = "park"
+
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: never show the Redis password.
+        fields = ", ".join(
+            f"{f.name}={mask_url(self.redis_url)!r}" if f.name == "redis_url" else f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"WorkerSettings({fields})"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that ``from_env`` turns back into these settings (for the
+        supervisor's children: no secret ever appears on a command line)."""
+        weights = dict(self.route_weights)
+        keys = ",".join(f"{k}:{weights[k]}" if k in weights else k for k in self.routing_keys)
+
+        def pairs(items: tuple[tuple[str, Any], ...]) -> str:
+            return ",".join(f"{k}:{v!r}" if isinstance(v, float) else f"{k}:{v}" for k, v in items)
+
+        env = {
+            "REDIS_URL": self.redis_url,
+            "WORKER_ROUTING_KEYS": keys,
+            "WORKER_PRIORITIES": ",".join(p.value for p in self.priorities),
+            "WORKER_CONCURRENCY": str(self.concurrency),
+            "WORKER_PROCESSES": str(self.processes),
+            "JOB_TIMEOUT": "none" if self.job_timeout is None else repr(self.job_timeout),
+            "JOB_LEASE_SECONDS": repr(self.lease_seconds),
+            "MAX_RETRIES": str(self.max_retries),
+            "WORKER_SHUTDOWN_GRACE": repr(self.shutdown_grace),
+            "JOB_COMPLETED_TTL": str(self.completed_ttl),
+            "JOB_FAILED_TTL": str(self.failed_ttl),
+            "DEAD_LETTER_MAX": str(self.dead_letter_cap),
+            "JOB_MAX_RECOVERIES": str(self.max_recoveries),
+            "RETRY_BACKOFF_BASE": repr(self.retry_policy.base),
+            "RETRY_BACKOFF_MAX": repr(self.retry_policy.cap),
+            "RESULT_TTL": str(self.result_ttl),
+            "RESULT_FAILURE_TTL": str(self.result_failure_ttl),
+            "WORKER_QUEUE_SELECTION": self.queue_selection.value,
+            "WORKER_MODE": self.mode.value,
+            "WORKER_UNKNOWN_JOBS": self.unknown_jobs,
+            "WORKER_ROUTE_CONCURRENCY": pairs(self.route_concurrency),
+            "WORKER_MAX_WAIT": pairs(self.max_wait),
+            "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
+        }
+        return env
 
     def with_overrides(self, **changes: Any) -> WorkerSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -62,7 +62,18 @@ class SecretMaskingFilter(logging.Filter):
         masked = mask_secrets(message, self.url)
         if masked != message:
             record.msg, record.args = masked, None
+        # Tracebacks carry exception messages too: render and mask them here, so the
+        # formatter prints the masked text (it reuses ``exc_text`` when set).
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_secrets(record.exc_text, self.url)
+        if record.stack_info:
+            record.stack_info = mask_secrets(record.stack_info, self.url)
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 def setup_logging(level: str, redis_url: str | None) -> None:

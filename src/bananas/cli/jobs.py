@@ -93,6 +93,11 @@ def queues(as_json: bool, redis_url: str | None) -> None:
             "scheduled": stats.scheduled,
             "processing": stats.processing,
             "dead": stats.dead,
+            "parked": [
+                {"routing_key": p.routing_key, "priority": p.priority.value, "job_name": p.job_name,
+                 "waiting": p.waiting, "key": p.key}
+                for p in stats.parked
+            ],
         }  # fmt: skip
         click.echo(json.dumps(data, indent=2))
         return
@@ -108,6 +113,10 @@ def queues(as_json: bool, redis_url: str | None) -> None:
         label = "(legacy)"
         click.echo(f"{label:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}")
     click.echo(f"\nscheduled: {stats.scheduled}   processing: {stats.processing}   dead: {stats.dead}")
+    if stats.parked:
+        click.echo("\nwaiting for a worker that runs them (no handler where taken, or rate limited):")
+        for p in stats.parked:
+            click.echo(f"  {p.routing_key}:{p.priority.value}  {p.job_name}  {p.waiting}")
 
 
 def _routed(stats: Any, key: str, priority: Priority) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bananas.client.core import ClientCore, router_from_environment
-from bananas.client.inspect import QueueStats, depth_plan, parse_depths
+from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
@@ -179,12 +179,15 @@ class AsyncClient:
         routing_keys = sorted(k.decode() for k in (await self.redis.smembers(keys.ROUTING_KEYS)))  # type: ignore[union-attr]
         plan = depth_plan(routing_keys)
         pipe = self.redis.pipeline(transaction=False)
-        for key in plan.list_keys:
-            pipe.llen(key)
-        pipe.zcard(keys.SCHEDULED)
-        pipe.zcard(keys.LEASES)
-        pipe.llen(keys.DEAD)
-        return parse_depths(plan, await pipe.execute())
+        for command, key in first_round(plan):
+            pipe.execute_command(command, key)
+        replies = await pipe.execute()
+        parked = parked_candidates(plan, replies)
+        pipe = self.redis.pipeline(transaction=False)
+        for entry in parked:
+            pipe.llen(entry.key)
+        parked_depths = await pipe.execute() if parked else []
+        return parse_depths(plan, replies, parked, parked_depths)
 
     async def aclose(self) -> None:
         if self._waiter is not None:

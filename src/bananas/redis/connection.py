@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -16,21 +16,32 @@ from bananas.errors import ConfigurationError
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 
 _PASSWORD = re.compile(r"(rediss?|unix)://([^:@/]*):([^@/]*)@")
+#: redis-py also takes the password as a query parameter (``?password=...``).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, for logs, errors and CLI output."""
-    return _PASSWORD.sub(lambda m: f"{m.group(1)}://{m.group(2)}:***@", url)
+    masked = _PASSWORD.sub(lambda m: f"{m.group(1)}://{m.group(2)}:***@", url)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}***", masked)
 
 
 def mask_secrets(text: str, url: str | None = None) -> str:
     """Remove a URL's password from arbitrary text (e.g. an exception message)."""
-    text = _PASSWORD.sub(lambda m: f"{m.group(1)}://{m.group(2)}:***@", text)
+    text = mask_url(text)
     if url:
-        password = urlsplit(url).password
-        if password:
+        for password in sorted(_passwords(url), key=len, reverse=True):
             text = text.replace(password, "***")
     return text
+
+
+def _passwords(url: str) -> set[str]:
+    """The password of ``url`` in every form it may be printed in (raw, percent-decoded)."""
+    parts = urlsplit(url)
+    found = {value for key, value in parse_qsl(parts.query) if key.lower() == "password"}
+    if parts.password:
+        found |= {parts.password, unquote(parts.password)}
+    return {p for p in found if p}
 
 
 def validate_url(url: str, setting: str = "REDIS_URL") -> str:

@@ -247,9 +247,10 @@ class Scheduler:
         helpers: list[asyncio.Task[None]] = []
         backoff = Backoff()
         try:
-            await self._start_when_reachable(backoff)
+            if not await self._start_when_reachable(backoff):
+                return
             assert self._broker is not None and self._redis is not None
-            if self.promote and not self._stopping.is_set():
+            if self.promote:
                 wakeup = asyncio.Event()
                 listener = WakeupListener(self._redis, {keys.SCHEDULED_NOTIFY_CHANNEL: wakeup})
                 promoter = Promoter(self._broker, self.clock, wakeup)
@@ -276,12 +277,13 @@ class Scheduler:
             await self.aclose()
             log.info("scheduler %s stopped; it enqueued %d job(s)", self.scheduler_id, self.enqueued)
 
-    async def _start_when_reachable(self, backoff: Backoff) -> None:
+    async def _start_when_reachable(self, backoff: Backoff) -> bool:
+        """Start, retrying while Redis is unreachable; False if stopped first."""
         while not self._stopping.is_set():
             try:
                 await self.start()
                 backoff.reset()
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -289,6 +291,7 @@ class Scheduler:
                     raise
                 log.warning("scheduler cannot reach redis yet, retrying: %s", exc)
                 await self._sleep(backoff.next_delay())
+        return False
 
     async def _sleep(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -36,21 +36,7 @@ class Slot:
 
 
 def child_environment(settings: WorkerSettings, base: dict[str, str]) -> dict[str, str]:
-    env = dict(base)
-    env.update(
-        {
-            "REDIS_URL": settings.redis_url,
-            "WORKER_ROUTING_KEYS": ",".join(settings.routing_keys),
-            "WORKER_PRIORITIES": ",".join(p.value for p in settings.priorities),
-            "WORKER_CONCURRENCY": str(settings.concurrency),
-            "WORKER_PROCESSES": "1",
-            "JOB_TIMEOUT": "none" if settings.job_timeout is None else repr(settings.job_timeout),
-            "JOB_LEASE_SECONDS": repr(settings.lease_seconds),
-            "MAX_RETRIES": str(settings.max_retries),
-            "WORKER_SHUTDOWN_GRACE": repr(settings.shutdown_grace),
-        }
-    )
-    return env
+    return {**base, **settings.to_env(), "WORKER_PROCESSES": "1"}
 
 
 class Supervisor:
