@@ -138,9 +138,10 @@ def commandstats(r: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in r.info("commandstats").items()}
 
 
-def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any]:
+def profile_pyspy(n: int, rate: int, out_dir: Path, label: str, sample: bool = True) -> dict[str, Any]:
+    """``sample=False``: only CPU time per job and the server's time per operation."""
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(pyspy).exists():
+    if sample and not Path(pyspy).exists():
         raise SystemExit("py-spy is not installed: pip install -e '.[bench]'")
     with tempfile.TemporaryDirectory(prefix="bananas-profile-") as data, EmbeddedServer(data) as server:
         r = redis.Redis.from_url(server.url)
@@ -159,7 +160,7 @@ def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any
             cpu_w0, cpu_s0, t0 = cpu_seconds(proc.pid), cpu_seconds(server_pid), time.monotonic()
             cmds0 = commandstats(r)
             scaling.start_command_log(r)
-            spy = subprocess.Popen(
+            spy = None if not sample else subprocess.Popen(
                 [pyspy, "record", "--pid", str(proc.pid), "--rate", str(rate), "--nonblocking", "--idle",
                  "--format", "raw", "-o", str(raw)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -168,8 +169,9 @@ def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any
             cpu_w1, cpu_s1 = cpu_seconds(proc.pid), cpu_seconds(server_pid)
             done = c.count(r) - start_count
             cmds1 = commandstats(r)
-            spy.send_signal(signal.SIGINT)
-            spy.wait(60)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             server_ops = scaling.server_time_per_job(scaling.read_command_log(r), done)
         finally:
             if spy is not None and spy.poll() is None:
@@ -177,11 +179,11 @@ def profile_pyspy(n: int, rate: int, out_dir: Path, label: str) -> dict[str, Any
             c.stop_worker(proc)
             r.close()
     wall = t1 - t0
-    stats = summarize_stacks(parse_raw(raw))
+    stats = summarize_stacks(parse_raw(raw)) if sample else None
     # The poller's GETs and the profile's own INFO calls are not the worker's.
     per_job = {k: (cmds1.get(k, 0) - cmds0.get(k, 0)) / done for k in cmds1 if k not in ("get", "info")}
     return {
-        "tool": "py-spy",
+        "tool": "py-spy" if sample else "none",
         "jobs": done,
         "wall_s": wall,
         "rate": done / wall,
@@ -246,7 +248,7 @@ def render(data: dict[str, Any]) -> str:
         f"loopback, {meta.get('cores')} cores, load average {meta.get('loadavg_start')}; {res['tool']}."
         + (f" {meta['note']}" if meta.get("note") else "")
     )
-    if res["tool"] != "py-spy":
+    if res["tool"] == "pyinstrument":
         return head + "\n\n```\n" + "\n".join(res["flat_top"]) + "\n```\n"
     prof = res["profile"]
     parts = [head]
@@ -260,6 +262,8 @@ def render(data: dict[str, Any]) -> str:
          ", ".join(f"{k} {v:.1f}" for k, v in res["server_us_per_job_by_op"].items() if v >= 0.05)],
     ]  # fmt: skip
     parts.append(report.table(["", ""], rows, align="ll"))
+    if prof is None:
+        return "\n\n".join(parts) + "\n"
     rows = [[area, f"{share:.1%}"] for area, share in prof["by_area"].items()]
     parts.append("Worker CPU samples by where the sampled (innermost) frame is:\n\n"
                  + report.table(["area", "share of samples"], rows))  # fmt: skip
@@ -274,7 +278,8 @@ def render(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.profile_worker")
     p.add_argument("--n", type=int, default=20_000)
-    p.add_argument("--tool", choices=("py-spy", "pyinstrument"), default="py-spy")
+    p.add_argument("--tool", choices=("py-spy", "pyinstrument", "none"), default="py-spy",
+                   help="none: CPU per job and server time only, no sampling")  # fmt: skip
     p.add_argument("--rate", type=int, default=500, help="py-spy samples per second")
     p.add_argument("--out", default=None)
     p.add_argument("--label", default=None)
@@ -291,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     meta.update({"started": datetime.now(UTC).isoformat(timespec="seconds"), "note": args.note})
     with tempfile.TemporaryDirectory() as d, EmbeddedServer(d) as server:
         meta["server"] = machine.server(server.url)
-    if args.tool == "py-spy":
-        result = profile_pyspy(args.n, args.rate, out_dir, label)
+    if args.tool in ("py-spy", "none"):
+        result = profile_pyspy(args.n, args.rate, out_dir, label, sample=args.tool == "py-spy")
     else:
         result = profile_pyinstrument(args.n, out_dir, label)
     meta["loadavg_end"] = machine.loadavg()

@@ -337,8 +337,14 @@ class Run:
     def start_workers(self) -> None:
         self.workers.start(self.peer.worker_specs(), self.worker_env())
 
-    def wait_counter(self, target: int, what: str, samples: list[tuple[float, int]] | None = None,
-                     t0: float = 0.0, interval: float = POLL_INTERVAL_S) -> float:
+    def wait_counter(
+        self,
+        target: int,
+        what: str,
+        samples: list[tuple[float, int]] | None = None,
+        t0: float = 0.0,
+        interval: float = POLL_INTERVAL_S,
+    ) -> float:
         """Poll until the counter reaches ``target``; returns perf_counter() at that sample."""
         checks = 0
         while True:
@@ -367,6 +373,7 @@ class Run:
         lat: list[float] = []
         clock = time.perf_counter
         if peer.client == "async":
+
             async def go() -> None:
                 for k in range(n):
                     t = clock()
@@ -374,6 +381,7 @@ class Run:
                     lat.append((clock() - t) * 1000.0)
                     if k % 1000 == 999:
                         self.check_deadline("submitting")
+
             self.aio(go())
         else:
             for k in range(n):
@@ -388,10 +396,12 @@ class Run:
         peer = self.peer
         batches = [min(BULK_BATCH, n - k) for k in range(0, n, BULK_BATCH)]
         if peer.client == "async":
+
             async def go() -> None:
                 for size in batches:
                     await peer.asubmit_bulk(size)
                     self.check_deadline("bulk submitting")
+
             self.aio(go())
         else:
             for size in batches:
@@ -410,6 +420,7 @@ class Run:
                 for k in range(0, n, 100):
                     await asyncio.gather(*(peer.asubmit(None) for _ in range(min(100, n - k))))
                     self.check_deadline("filling the queue")
+
             self.aio(go())
             return "async client, 100 submits in flight"
         self.submit_all(n)
@@ -443,8 +454,9 @@ class Run:
         t0 = time.perf_counter()
         self.bulk_all(n)
         dt = time.perf_counter() - t0
-        self.result.update(seconds=dt, rate=n / dt, batch=BULK_BATCH, bulk_api=self.peer.bulk_api,
-                           client=self.peer.client)
+        self.result.update(
+            seconds=dt, rate=n / dt, batch=BULK_BATCH, bulk_api=self.peer.bulk_api, client=self.peer.client
+        )
         if self.peer.bulk_note:
             self.result["bulk_note"] = self.peer.bulk_note
 
@@ -468,8 +480,9 @@ class Run:
             # keep what was measured: a slow peer still gets a (partial) rate
             if samples:
                 t_last, done = samples[-1]
-                self.result.update(completed=done, partial_seconds=t_last,
-                                   partial_rate=done / t_last if t_last > 0 else None)
+                self.result.update(
+                    completed=done, partial_seconds=t_last, partial_rate=done / t_last if t_last > 0 else None
+                )
             raise
         seconds = t_end - t0
         first = crossing_time(samples, 1)
@@ -518,6 +531,7 @@ class Run:
                     submitted[i] = time.monotonic()
                     await peer.asubmit(i)
                     next_at += gap
+
             self.aio(go())
         else:
             next_at = time.monotonic()
@@ -607,15 +621,18 @@ class Run:
 
 
 def parse_args(peer_cls: type[PeerBase], argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=f"benchmarks/systems/{peer_cls.name}.py",
-                                description=f"Benchmark adapter for {peer_cls.name} (see benchmarks/peers.md)")
+    p = argparse.ArgumentParser(
+        prog=f"benchmarks/systems/{peer_cls.name}.py",
+        description=f"Benchmark adapter for {peer_cls.name} (see benchmarks/peers.md)",
+    )
     p.add_argument("figure", choices=FIGURES)
     p.add_argument("--redis-url", required=True)
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--processes", type=int, default=1)
     p.add_argument("--variant", choices=peer_cls.variants, default=peer_cls.variants[0])
-    p.add_argument("--timeout", type=float, default=None,
-                   help="hard limit for the whole run in seconds (default 60 + N/40)")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="hard limit for the whole run in seconds (default 60 + N/40)"
+    )
     p.add_argument("--pickup-jobs", type=int, default=PICKUP_JOBS, help=f"pickup jobs (default {PICKUP_JOBS})")
     p.add_argument("--flush", action="store_true", help="FLUSHDB first instead of requiring an empty server")
     args = p.parse_args(argv)
@@ -644,12 +661,32 @@ def main(module_name: str) -> None:
     for env, value in ((URL_ENV, known.redis_url), (VARIANT_ENV, known.variant), (PROCESSES_ENV, known.processes)):
         if value:
             os.environ[env] = value
-    mod = importlib.import_module(module_name)
+    try:
+        mod = importlib.import_module(module_name)
+    except Exception as e:  # the peer is not installed, or does not import: still one JSON line
+        traceback.print_exc()
+        _emit(
+            {
+                "system": module_name.rsplit(".", 1)[-1],
+                "figure": sys.argv[1] if len(sys.argv) > 1 else None,
+                "n": None,
+                "seconds": None,
+                "rate": None,
+                "error": f"cannot import the adapter: {type(e).__name__}: {e}",
+            }
+        )
+        sys.exit(1)
     peer_cls: type[PeerBase] = mod.Peer
     args = parse_args(peer_cls)
     system = f"{peer_cls.name}-{args.variant}" if len(peer_cls.variants) > 1 else peer_cls.name
-    base = {"system": system, "figure": args.figure, "n": args.n, "seconds": None, "rate": None,
-            "variant": args.variant}
+    base = {
+        "system": system,
+        "figure": args.figure,
+        "n": args.n,
+        "seconds": None,
+        "rate": None,
+        "variant": args.variant,
+    }
     if (urlparse(args.redis_url).port or 6379) == 6379:
         _emit({**base, "error": "refusing to use a server on port 6379 (the machine's own Redis)"})
         sys.exit(2)

@@ -35,9 +35,7 @@ from benchmarks.systems import _peer_common as common
 THREADS = 8
 GREENLETS = 32
 GEVENT_LAUNCHER = (
-    "from gevent import monkey; monkey.patch_all()\n"
-    "from huey.bin.huey_consumer import consumer_main\n"
-    "consumer_main()\n"
+    "from gevent import monkey; monkey.patch_all()\nfrom huey.bin.huey_consumer import consumer_main\nconsumer_main()\n"
 )
 
 huey = RedisHuey("bench", url=common.env_url(), results=False)

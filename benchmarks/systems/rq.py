@@ -5,7 +5,9 @@
 Variants (worker side only; the producer is the same):
   simple  ``rq worker --worker-class rq.worker.SimpleWorker``: runs jobs in the worker process.
   fork    ``rq worker`` (the default ``Worker``): forks a work horse for every job.
-P processes = P independent ``rq worker`` processes on the same queue (RQ's usual deployment).
+P processes = P independent ``rq worker`` processes on the same queue (RQ's usual deployment),
+each started as the ``rq`` CLI after importing the job module (RQ's performance notes:
+preload what the jobs import, or every forked work horse imports it again).
 Bulk = ``Queue.enqueue_many`` (one pipeline per batch).  See benchmarks/peers.md.
 """
 
@@ -33,6 +35,9 @@ from benchmarks.systems import _peer_common as common
 
 QUEUE = "bench"
 WORKER_CLASSES = {"simple": "rq.worker.SimpleWorker", "fork": "rq.worker.Worker"}
+# RQ's performance notes: import the job's module in the worker before it forks, or every
+# work horse imports it again.  This is the ``rq`` CLI with that one import first.
+PRELOAD_LAUNCHER = "import benchmarks.systems.rq\nfrom rq.cli import main\nmain()\n"
 
 
 def noop(i: int | None = None) -> None:
@@ -63,7 +68,7 @@ class Peer(common.PeerBase):
 
     def worker_specs(self) -> list[common.WorkerSpec]:
         argv = [
-            common.bin_path("rq"), "worker",
+            sys.executable, "-c", PRELOAD_LAUNCHER, "worker",
             "--url", self.args.redis_url,
             "--worker-class", WORKER_CLASSES[self.variant],
             "--quiet",
@@ -74,7 +79,8 @@ class Peer(common.PeerBase):
 
     def config(self) -> dict[str, Any]:
         return {
-            "worker": f"{self.processes} x rq worker --worker-class {WORKER_CLASSES[self.variant]}",
+            "worker": f"{self.processes} x rq worker --worker-class {WORKER_CLASSES[self.variant]}"
+            " (job module preloaded before forking)",
             "queue": QUEUE,
             "logging": "--quiet (WARNING)",
             "results": "library default (result kept 500 s)",

@@ -98,3 +98,17 @@ def whoami(job: Job) -> None:
     """Records which process ran the job in 'test:pids' as 'id|pid'."""
     store().rpush("test:pids", f"{job.id}|{os.getpid()}")
     time.sleep(_seconds(job))
+
+
+@registry.handler("rendezvous")
+def rendezvous(job: Job) -> None:
+    """Records 'id|pid' in 'test:pids', then waits (up to 10 s) until ``payload["parties"]``
+    different processes are inside this handler at once: proof that they run in parallel."""
+    store().rpush("test:pids", f"{job.id}|{os.getpid()}")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = {entry.split(b"|")[1] for entry in store().lrange("test:pids", 0, -1)}  # type: ignore[union-attr]
+        if len(pids) >= int(job.payload["parties"]):
+            return
+        time.sleep(0.02)
+    raise TimeoutError("the other parties never arrived")

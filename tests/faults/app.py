@@ -75,8 +75,10 @@ async def slow(job: Job) -> None:
 
 @registry.handler("poison")
 def poison(job: Job) -> None:
-    """Kills its worker process every time, before any outcome can be written."""
+    """Kills its worker process every time (after ``payload.delay`` seconds), before any
+    outcome can be written."""
     started(job)
+    time.sleep(float(job.payload.get("delay", 0)) if isinstance(job.payload, dict) else 0)
     os._exit(1)
 
 

@@ -287,6 +287,16 @@ def wait_completed(r: redis.Redis, ids: Sequence[str], timeout: float) -> None:
         raise AssertionError(f"{left()} of {len(ids)} jobs did not complete within {timeout:.0f}s") from None
 
 
+def wait_settled(r: redis.Redis, ids: Sequence[str], timeout: float) -> None:
+    """Until every job is completed or failed (parked)."""
+    wait_until(
+        lambda: all(s in ("completed", "failed") for s in statuses(r, ids).values()),
+        timeout,
+        "every job to complete or be parked",
+        interval=0.25,
+    )
+
+
 def runs(store: redis.Redis) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in store.hgetall("test:runs").items()}
 
@@ -318,12 +328,17 @@ class Outcome:
 
 
 def check(name: str, r: redis.Redis, store: redis.Redis, ids: Sequence[str], started: float, **notes: Any) -> Outcome:
-    """Every id: completed and ran at least once (else lost); ran more than once (duplicated)."""
+    """Every id: completed and ran at least once, else lost (a job parked in the dead
+    letters is counted as ``parked`` instead, in the notes); ran more than once: duplicated."""
     count = runs(store)
     state = statuses(r, ids)
-    completed = sum(1 for i in ids if state[i] == "completed")
-    lost = sum(1 for i in ids if state[i] != "completed" or count.get(i, 0) < 1)
+    dead = {m.decode() for m in r.lrange(keys.DEAD, 0, -1)}
+    completed = sum(1 for i in ids if state[i] == "completed" and count.get(i, 0) >= 1)
+    parked = sum(1 for i in ids if state[i] == "failed" and i in dead)
+    lost = len(ids) - completed - parked
     duplicated = sum(1 for i in ids if count.get(i, 0) > 1)
+    if parked:
+        notes = {"parked": parked, **notes}
     outcome = Outcome(name, len(ids), completed, lost, duplicated, time.monotonic() - started, notes)
     report(outcome)
     return outcome

@@ -16,9 +16,11 @@ from faults.harness import (
     Fleet,
     assert_quiet,
     check,
+    job_specs,
     records,
     runs,
     scaled,
+    submit_all,
     wait_completed,
     wait_until,
     workers_ready,
@@ -42,16 +44,17 @@ def test_slow_handlers_keep_their_lease(
         fleet.worker(redis_url, concurrency=4, lease=LEASE)
     wait_until(workers_ready(r, 2), 30, "2 workers")
     started = time.monotonic()
-    ids = [
-        client.submit_job("slow", {"seconds": 4}, Priority.NORMAL, routing_key=ROUTING_KEYS[i % 3])
+    slow = [
+        client.submit_job("slow", {"seconds": 4}, Priority.HIGH, routing_key=ROUTING_KEYS[i % 3])
         for i in range(scaled(4))
     ]
-    wait_completed(r, ids, timeout=60)
-    outcome = check("slow_handler", r, store, ids, started, lease_seconds=LEASE, job_seconds=4)
+    ids = slow + submit_all(client, job_specs(scaled(1000), ms=(5, 30)))
+    wait_completed(r, ids, timeout=60 * (SOAK + 1))
+    outcome = check("slow_handler", r, store, ids, started, lease_seconds=LEASE, slow_jobs=len(slow), job_seconds=4)
     assert outcome.lost == 0
     assert outcome.duplicated == 0
     assert all(n == 1 for n in _starts(store).values()), "a slow job was started twice"
-    for record in records(r, ids).values():
+    for record in records(r, slow).values():
         assert record is not None
         assert record["attempts"] == 1
         assert "recoveries" not in record
@@ -68,7 +71,8 @@ def test_hung_worker_loses_its_lease(fleet: Fleet, redis_url: str, r: redis.Redi
     wait_until(lambda: _starts(store).get(job_id) == 1, 20, "the job to start in the first worker")
     hung.signal(signal.SIGSTOP)
     try:
-        fleet.worker(redis_url, concurrency=1, lease=LEASE, name="healthy")
+        fleet.worker(redis_url, concurrency=4, lease=LEASE, name="healthy")
+        load = submit_all(client, job_specs(scaled(1000), ms=(5, 30)))
         wait_completed(r, [job_id], timeout=30)
         settled = r.get(keys.job(job_id))
     finally:
@@ -80,8 +84,9 @@ def test_hung_worker_loses_its_lease(fleet: Fleet, redis_url: str, r: redis.Redi
     record = records(r, [job_id])[job_id]
     assert record is not None and record["status"] == "completed"
     assert record["recoveries"] == 1 and record["attempts"] == 2
-    outcome = check("hung_worker", r, store, [job_id], started, expected_duplicates=1)
-    assert outcome.lost == 0 and outcome.duplicated == 1
+    wait_completed(r, load, timeout=60 * (SOAK + 1))
+    outcome = check("hung_worker", r, store, [job_id, *load], started, hung_jobs=1)
+    assert outcome.lost == 0 and outcome.duplicated == 1 and runs(store)[job_id] == 2
     assert_quiet(r)
 
 
@@ -100,15 +105,18 @@ def test_late_outcomes_do_not_corrupt(fleet: Fleet, redis_url: str, r: redis.Red
         ids.append(client.submit_job("slow", {"seconds": 3, "raise": True}, routing_key=rk))  # late retry
         ids.append(client.submit_job("slow", {"seconds": 3, "raise": True}, routing_key=rk, max_retries=0))  # bury
     wait_until(lambda: len(_starts(store)) == total, 30, "every job to start in the first worker")
+    load = submit_all(client, job_specs(scaled(1000), ms=(5, 30)))
+    wait_until(lambda: len(runs(store)) >= 50, 30, "the first worker to run some of the load")
     hung.signal(signal.SIGSTOP)
+    held = {k.decode() for k, v in r.hgetall(keys.LEASE_OWNERS).items() if f":{hung.pid}:" in v.decode()}
     try:
         fleet.worker(redis_url, concurrency=total + 5, lease=LEASE, name="healthy")
-        wait_completed(r, ids, timeout=60)
+        wait_completed(r, ids + load, timeout=60 * (SOAK + 1))
         settled = {i: r.get(keys.job(i)) for i in ids}
         results = {i: r.hgetall(keys.result(i)) for i in ids}
     finally:
         hung.signal(signal.SIGCONT)
-    wait_until(lambda: sum(1 for n in runs(store).values() if n == 2) == total, 30, "the late copies to finish")
+    wait_until(lambda: all(runs(store).get(i) == 2 for i in ids), 30, "the late copies to finish")
     wait_until(
         lambda: hung.log_text().count("after its lease was lost") >= total, 30, "every late outcome to be refused"
     )
@@ -116,6 +124,20 @@ def test_late_outcomes_do_not_corrupt(fleet: Fleet, redis_url: str, r: redis.Red
     assert {i: r.hgetall(keys.result(i)) for i in ids} == results, "a late outcome rewrote a result"
     assert r.llen(keys.DEAD) == 0, "a late bury reached the dead letters"
     assert hung.alive()
-    outcome = check("late_ack", r, store, ids, started, late_ack=per_kind, late_retry=per_kind, late_bury=per_kind)
-    assert outcome.lost == 0 and outcome.duplicated == total
+    outcome = check(
+        "late_ack",
+        r,
+        store,
+        ids + load,
+        started,
+        held_when_hung=len(held),
+        late_ack=per_kind,
+        late_retry=per_kind,
+        late_bury=per_kind,
+    )
+    assert outcome.lost == 0
+    assert set(ids) <= held, "the hung worker did not hold every slow job"
+    duplicated = {i for i, n in runs(store).items() if n > 1}
+    assert set(ids) <= duplicated, "a slow job did not run twice (once late)"
+    assert duplicated <= held, "a job not held by the hung worker ran twice"
     assert_quiet(r)

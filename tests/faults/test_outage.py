@@ -101,7 +101,7 @@ def test_connection_cut(fleet: Fleet, redis_url: str, r: redis.Redis, store: red
             submitter = Submitter(client, job_specs(scaled(1000), ms=(10, 80))).start()
             for n in range(scaled(1)):
                 for mode in ("drop", "pause"):
-                    wait_until(lambda: len(runs(store)) >= 300 * (n + 1), 60, "progress before a cut")
+                    wait_until(lambda n=n: len(runs(store)) >= 300 * (n + 1), 60, "progress before a cut")
                     if mode == "drop":
                         proxy.drop()
                     else:

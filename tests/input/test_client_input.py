@@ -42,7 +42,8 @@ def circular() -> list[Any]:
     return value
 
 
-BAD_ROUTING_KEYS = ["", "x" * 65, "a b", "a/b", "a.b", "{a}", "ключ", "a\x00b", "gpu\n", None, 5]
+# (None is not here: it means "the route table's choice, else default".)
+BAD_ROUTING_KEYS = ["", "x" * 65, "a b", "a/b", "a.b", "{a}", "ключ", "a\x00b", "gpu\n", 5, b"gpu"]
 
 CASES: dict[str, Case] = {}
 for key in BAD_ROUTING_KEYS:
@@ -56,7 +57,7 @@ CASES["with_route routing_key='a.b'"] = Case(
     "submit_job_with_route", {"routing_key": "a.b"}, InvalidRoutingKeyError, "'.'"
 )
 
-for prio in ["urgent", "", None, 1, "HIGHEST"]:
+for prio in ["urgent", "", 1, "HIGHEST", b"high"]:
     CASES[f"priority={prio!r}"] = Case("submit_job", {"priority": prio}, InvalidPriorityError, "unknown priority")
     CASES[f"many priority={prio!r}"] = Case("submit_many", {"priority": prio}, InvalidPriorityError, "unknown priority")
 

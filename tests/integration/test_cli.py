@@ -147,8 +147,11 @@ def test_processes_runs_two_workers_and_sigterm_exits_0(cli: CliRunner, client: 
     pids = {int(strings([r.hget(f"bananas:worker:{w}", "pid")])[0]) for w in cli.worker_ids()}
     assert len(pids) == 2 and supervisor.pid not in pids
 
-    ids = [client.submit_job("whoami", {"seconds": 0.3}, routing_key="gpu") for _ in range(4)]
-    wait_until(lambda: all(status_of(r, j) == "completed" for j in ids), 15, what="the jobs to run")
+    # Each process runs one job at a time, and each job waits for the other: both complete
+    # only if the two processes run them side by side.
+    ids = [client.submit_job("rendezvous", {"parties": 2}, routing_key="gpu", max_retries=0) for _ in range(2)]
+    wait_until(lambda: all(status_of(r, j) in ("completed", "failed") for j in ids), 15, what="the jobs to run")
+    assert [status_of(r, j) for j in ids] == ["completed", "completed"]
     ran_by = {int(entry.split("|")[1]) for entry in strings(r.lrange("test:pids", 0, -1))}
     assert ran_by == pids, "both worker processes ran jobs"
 

@@ -67,7 +67,8 @@ async def test_late_outcome_from_expired_lease_is_discarded(
     @slow_registry.handler("job")
     async def slow(job: Job) -> str:
         started.set()
-        await asyncio.sleep(1.0)
+        # Finish only after the job was recovered and completed elsewhere: a late outcome.
+        await eventually(lambda: status_of(r, job.id) == "completed", what="the other worker to complete the job")
         if late_outcome != "success":
             raise ValueError("late failure")
         return "late"

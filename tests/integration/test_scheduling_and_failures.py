@@ -12,6 +12,7 @@ import redis
 from support import Recorder, Workers, eventually, job_record, status_of, strings
 
 from bananas import Client, Fail, Job, Priority, Registry, Retry
+from bananas.core.job import new_job
 from bananas.core.retry import RetryPolicy
 
 SCHEDULED = "bananas:queue:scheduled"
@@ -62,16 +63,16 @@ async def test_scheduled_jobs_land_in_their_own_routing_key_and_priority(
     assert gpu.ids == [by_delay]
 
 
-async def test_scheduled_job_does_not_run_early(client: Client, workers: Workers) -> None:
-    rec = Recorder()
-    await workers.start(rec.registry, routing_keys=("gpu",))
+async def test_scheduled_job_does_not_run_early(client: Client, workers: Workers, r: redis.Redis) -> None:
+    started: list[float] = []
+    registry = Registry()
+    registry.add("task", lambda job: started.append(time.time()))
+    await workers.start(registry, routing_keys=("gpu",))
     job_id = client.schedule_job("task", None, delay=0.5, routing_key="gpu")
-    submitted = time.time()
-    await eventually(lambda: rec.ids == [job_id], what="the scheduled job to run")
-    # The handler has run; its completion is written just after.
-    await eventually(lambda: status_of(client.redis, job_id) == "completed", what="the job to complete")
-    job = client.get_job(job_id)
-    assert job is not None and job.updated_at.timestamp() >= submitted + 0.5
+    due = r.zscore(SCHEDULED, job_id)
+    assert due is not None
+    await eventually(lambda: status_of(r, job_id) == "completed", what="the job to complete")
+    assert len(started) == 1 and started[0] >= due
 
 
 async def test_retry_is_scheduled_in_its_own_routing_key_with_backoff(
@@ -197,16 +198,22 @@ async def test_timeout_cancels_async_handler_and_fails_the_attempt(
     async def short(job: Job) -> None:
         await hang(job)
 
+    # A record may carry its own "timeout" (seconds), which wins over the handler's and the worker's.
+    by_record = new_job("short", None, "normal", "default", now=datetime.now(UTC), max_retries=0)
+    by_record.extra["timeout"] = 0.25
+    r.set(f"bananas:job:{by_record.id}", by_record.to_record())
+    r.lpush("bananas:route:default:queue:normal", by_record.id)
+
     await workers.start(registry, job_timeout=0.3)
     by_setting = client.submit_job("hang", None, max_retries=0)
     by_handler = client.submit_job("short", None, max_retries=1)
     await eventually(
-        lambda: status_of(r, by_setting) == "failed" and status_of(r, by_handler) == "failed",
-        what="both jobs to time out",
+        lambda: all(status_of(r, j) == "failed" for j in (by_setting, by_handler, by_record.id)),
+        what="every job to time out",
     )
-    assert sorted(cancelled) == sorted([by_setting, by_handler, by_handler])  # 1 + 2 attempts
+    assert sorted(cancelled) == sorted([by_setting, by_handler, by_handler, by_record.id])  # 1 + 2 + 1 attempts
     assert finished == []
-    for job_id, seconds in ((by_setting, "0.3"), (by_handler, "0.2")):
+    for job_id, seconds in ((by_setting, "0.3"), (by_handler, "0.2"), (by_record.id, "0.25")):
         job = client.get_job(job_id)
         assert job is not None and job.error is not None
         assert job.error.startswith("TimeoutError") and f"timeout of {seconds} seconds" in job.error

@@ -23,12 +23,13 @@ def test_running_jobs_finish_then_exit_0(cli: CliRunner, client: Client, r: redi
     ]
     wait_until(lambda: len(ran(r, "test:started")) == 3, what="all three jobs to start")
     worker.send_signal(sig)
+    wait_until(lambda: f"{sig.name} received" in cli.output(worker), what="the worker to begin stopping")
     late = client.submit_job("slow", {"seconds": 0}, "high", routing_key="gpu")
 
     assert cli.wait_exit(worker) == 0, cli.output(worker)
     assert [status_of(r, j) for j in ids] == ["completed"] * 3
     assert sorted(entry[0] for entry in ran(r)) == sorted(ids)
-    # Every slot was busy until after the signal, and once stopping the worker fetches nothing.
+    # Once stopping, the worker fetches nothing new, though its slots are free again.
     assert status_of(r, late) == "pending"
     assert strings(r.lrange("bananas:route:gpu:queue:high", 0, -1)) == [late]
     assert r.zcard("bananas:leases") == 0

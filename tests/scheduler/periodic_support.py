@@ -25,15 +25,19 @@ class FakeClock:
         self.value = float(value)
 
 
-def local_ts(zone: str, *parts: int, fold: int = 0) -> float:
-    return datetime(*parts, tzinfo=ZoneInfo(zone), fold=fold).timestamp()  # type: ignore[misc]
+def local_ts(zone: str, year: int, month: int, day: int, hour: int, minute: int, *, fold: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone), fold=fold).timestamp()
 
 
 def queued_jobs(r: redis.Redis, routing_key: str = "default", priority: str = "normal") -> list[Job]:
     """Jobs in a ready list, oldest first."""
-    ids = [i.decode() for i in reversed(r.lrange(keys.route_queue(routing_key, priority), 0, -1))]
+    ids = [_text(i) for i in reversed(r.lrange(keys.route_queue(routing_key, priority), 0, -1))]
     records = r.mget([keys.job(i) for i in ids]) if ids else []
-    return [Job.from_record(raw, job_id=job_id) for job_id, raw in zip(ids, records, strict=True)]
+    jobs = []
+    for job_id, raw in zip(ids, records, strict=True):
+        assert raw is not None, f"job {job_id} is queued but has no record"
+        jobs.append(Job.from_record(raw, job_id=job_id))
+    return jobs
 
 
 def ticks_of(jobs: list[Job], zone: str = "UTC") -> list[str]:
@@ -46,4 +50,8 @@ def ticks_of(jobs: list[Job], zone: str = "UTC") -> list[str]:
 
 
 def state(r: redis.Redis, schedule_id: str) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in r.hgetall(keys.schedule(schedule_id)).items()}
+    return {_text(k): _text(v) for k, v in r.hgetall(keys.schedule(schedule_id)).items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

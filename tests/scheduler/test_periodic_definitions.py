@@ -137,6 +137,7 @@ def test_other_invalid_options_name_the_schedule() -> None:
         ({"priority": "urgent"}, "unknown priority"),
         ({"missed": "all"}, "unknown missed-tick policy"),
         ({"grace": -1}, "grace must be"),
+        ({"grace": 0.5}, "grace must be a number of seconds >= 1"),
         ({"max_retries": -1}, "max_retries"),
         ({"payload": {"x": float("nan")}}, "NaN"),
         ({"payload": object()}, "not JSON-serializable"),

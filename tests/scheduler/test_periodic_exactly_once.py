@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+import pytest
 import redis
 from periodic_support import queued_jobs, state
 
@@ -75,6 +76,7 @@ def wait_for(condition: object, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.timeout(SOAK_SECONDS + 120)
 def test_three_schedulers_enqueue_every_tick_exactly_once(
     cli_env: dict[str, str], r: redis.Redis, tmp_path: Path
 ) -> None:

@@ -349,6 +349,8 @@ async def test_enqueue_error_is_recorded_and_the_tick_still_runs_once_fixed(
     assert "WRONGTYPE" in saved["last_error"]
     assert saved["cursor"] == str(BASE) and saved["run_count"] == "0"
     assert r.get(keys.job(tick_job_id("sync", BASE + 60))) is None  # nothing half-written
+    wake = scheduler.next_wakeup()
+    assert wake is not None and wake >= BASE + 62  # the schedule is retried with backoff, not in a hot loop
     r.delete(keys.route_queue("broken", "normal"))
     clock.set(BASE + 70)
     assert await scheduler.run_pending() == 1
@@ -385,5 +387,5 @@ async def test_run_promotes_due_scheduled_jobs_and_stops(redis_url: str, r: redi
         await asyncio.sleep(0.02)
     scheduler.stop()
     await asyncio.wait_for(task, 10)
-    assert [i.decode() for i in r.lrange(keys.route_queue("timed", "low"), 0, -1)] == [job_id]
+    assert [j.id for j in queued_jobs(r, "timed", "low")] == [job_id]
     assert r.zcard(keys.SCHEDULED) == 0

@@ -96,7 +96,7 @@ def test_a_wrong_password_is_refused_with_a_masked_error(secure: SecureServer) -
     wrong = "Wr0ng-Pw-Never-Printed"
     env = cli_env(secure.url(password=wrong))
     runs = [bananas("submit", "task", env=env)]  # a real process...
-    for args in (["queues"], ["job", "some-id"], ["dlq", "list"]):  # ...and the other commands in-process
+    for args in (["queues"],):  # ...and in-process (each failed connect costs ~2.5 s of retries)
         result = CliRunner().invoke(cli, args, env={"REDIS_URL": secure.url(password=wrong)})
         runs.append(subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr))
     for done in runs:

@@ -34,7 +34,9 @@ def _reject_constant(name: str) -> Any:
 @click.argument("name")
 @click.option("--payload", default="null", show_default=True, help="The job's payload, as JSON.")
 @click.option("--priority", default=None, help="high, normal or low (default: the route table's, else normal).")
-@click.option("--routing-key", default=None, help="Worker pool to send it to (default: the route table's, else 'default').")
+@click.option(
+    "--routing-key", default=None, help="Worker pool to send it to (default: the route table's, else 'default')."
+)
 @click.option(
     "--max-retries", type=int, default=None, help="Retries after the first attempt (default $MAX_RETRIES or 3)."
 )

@@ -12,6 +12,7 @@ import time
 import click
 
 from bananas.cli.common import fail, friendly_errors, load_registry, redis_url_option, resolve_redis_url, setup_logging
+from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
 from bananas.redis import connection
 from bananas.scheduler.definition import Schedule
@@ -67,12 +68,20 @@ def scheduler(
     """
     url = resolve_redis_url(redis_url)
     setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", url)
+    try:
+        # The promoter parks unreadable entries like a worker's does: same settings.
+        settings = WorkerSettings.from_env(os.environ, redis_url=url)
+    except ConfigurationError as exc:
+        fail(str(exc))
     schedules = collect_schedules(app, schedules_file)
     if not schedules:
         if no_promote:
             fail(f"nothing to do: no schedules (give APP, --schedules or ${SCHEDULES_ENV}) and --no-promote")
         logging.getLogger("bananas.scheduler").warning("no schedules defined; only promoting due scheduled jobs")
-    service = Scheduler(schedules, redis_url=url, promote=not no_promote)
+    service = Scheduler(
+        schedules, redis_url=url, promote=not no_promote, failed_ttl=settings.failed_ttl,
+        dead_letter_cap=settings.dead_letter_cap,
+    )  # fmt: skip
     with friendly_errors(url):
         asyncio.run(service.run(install_signal_handlers=True))
     logging.shutdown()

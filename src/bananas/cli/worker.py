@@ -38,6 +38,16 @@ log = logging.getLogger("bananas.cli")
     default=None,
     help="Seconds to let running jobs finish on SIGTERM ($WORKER_SHUTDOWN_GRACE, default 30).",
 )
+@click.option(
+    "--queue-selection",
+    default=None,
+    help="strict, priority-first or weighted ($WORKER_QUEUE_SELECTION, default strict).",
+)
+@click.option("--queue-selection", default=None, help="strict, priority-first or weighted ($WORKER_QUEUE_SELECTION, default strict).")
+@click.option("--route-concurrency", default=None, help="Per routing key caps in this process, e.g. gpu:2 ($WORKER_ROUTE_CONCURRENCY).")
+@click.option("--job-types", default=None, help="Only run these job names, comma list ($WORKER_JOB_TYPES).")
+@click.option("--max-wait", default=None, help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
+@click.option("--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE).")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
 def worker(
     app: str,
@@ -49,6 +59,7 @@ def worker(
     job_timeout: str | None,
     lease_seconds: str | None,
     shutdown_grace: str | None,
+    queue_selection: str | None,
     log_level: str | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
@@ -63,6 +74,7 @@ def worker(
             job_timeout=job_timeout,
             lease_seconds=lease_seconds,
             shutdown_grace=shutdown_grace,
+            queue_selection=queue_selection,
         )
     except ConfigurationError as exc:
         fail(str(exc))

@@ -18,7 +18,15 @@ from typing import Any
 
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
-from bananas.core.job import DEFAULT_MAX_RETRIES, Job, JobStatus, new_job
+from bananas.core.job import (
+    DEFAULT_MAX_RETRIES,
+    Job,
+    JobStatus,
+    RecordTemplate,
+    new_job,
+    new_job_id,
+    validate_new_job,
+)
 from bananas.core.priority import Priority
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
@@ -127,23 +135,33 @@ class ClientCore:
             Priority.parse(priority)
         if routing_key is not None:
             validate_routing_key(routing_key)
+        validate_new_job(name, priority or Priority.NORMAL, routing_key or DEFAULT_ROUTING_KEY, max_retries, None)
         route = self._bulk_route(name, routing_key, priority)
-        jobs: list[Job] = []
-        groups: dict[tuple[str, Priority], list[Job]] = {}
+        now = to_datetime(self.clock.now())
+        ids: list[str] = []
+        groups: dict[tuple[str, Priority], tuple[RecordTemplate, list[str], list[bytes]]] = {}
         for index, payload in enumerate(payloads):
-            key, prio = route(payload)
+            key, chosen = route(payload)
+            prio = Priority.parse(chosen)
+            group = groups.get((key, prio))
+            if group is None:
+                validate_new_job(name, prio, key, max_retries, None)
+                group = (RecordTemplate(name, prio, key, now, max_retries), [], [])
+                groups[(key, prio)] = group
             try:
-                job = self.build(name, payload, prio, key, max_retries, None)
+                encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
             except PayloadError as exc:
                 raise PayloadError(f"payloads[{index}]: {exc}") from None
-            jobs.append(job)
-            groups.setdefault((job.routing_key, job.priority), []).append(job)
+            job_id = new_job_id()
+            ids.append(job_id)
+            group[1].append(job_id)
+            group[2].append(group[0].encode(job_id, encoded))
         batch: list[Call] = []
-        for group in groups.values():
-            for start in range(0, len(group), SUBMIT_MANY_CHUNK):
-                chunk = group[start : start + SUBMIT_MANY_CHUNK]
-                batch.append(calls.submit_many(chunk, [j.to_record() for j in chunk]))
-        return [j.id for j in jobs], batch
+        for (key, prio), (_, group_ids, records) in groups.items():
+            for start in range(0, len(group_ids), SUBMIT_MANY_CHUNK):
+                end = start + SUBMIT_MANY_CHUNK
+                batch.append(calls.submit_many(key, prio, group_ids[start:end], records[start:end]))
+        return ids, batch
 
     def schedule(
         self,

@@ -37,7 +37,8 @@ def encode_payload(payload: Any, *, max_bytes: int | None = DEFAULT_MAX_PAYLOAD_
         encoded = orjson.dumps(payload)
     except TypeError as exc:
         raise PayloadError(f"payload is not JSON-serializable: {exc}") from None
-    if _has_non_finite(payload):
+    # orjson writes NaN/Infinity as null, so only an encoding with a null can hide one.
+    if b"null" in encoded and _has_non_finite(payload):
         raise PayloadError("payload contains NaN or Infinity, which JSON cannot represent")
     if max_bytes is not None and len(encoded) > max_bytes:
         raise PayloadError(f"payload is {len(encoded)} bytes encoded, above the limit of {max_bytes} bytes")

@@ -116,7 +116,9 @@ class Job:
         return codec.dumps(self.to_dict())
 
     @classmethod
-    def from_record(cls, raw: bytes | str, *, job_id: str | None = None) -> Job:
+    def from_record(
+        cls, raw: bytes | str, *, job_id: str | None = None, default_max_retries: int = DEFAULT_MAX_RETRIES
+    ) -> Job:
         """Read a record written by any Bananas producer; raise ``MalformedJobError``."""
         try:
             data = codec.loads(raw)
@@ -124,10 +126,12 @@ class Job:
             raise MalformedJobError(f"record is not valid JSON ({exc})", job_id) from None
         if not isinstance(data, dict):
             raise MalformedJobError(f"record is JSON but not an object (got {type(data).__name__})", job_id)
-        return cls.from_dict(data, job_id=job_id)
+        return cls.from_dict(data, job_id=job_id, default_max_retries=default_max_retries)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, job_id: str | None = None) -> Job:
+    def from_dict(
+        cls, data: dict[str, Any], *, job_id: str | None = None, default_max_retries: int = DEFAULT_MAX_RETRIES
+    ) -> Job:
         record_id = data.get("id")
         if not isinstance(record_id, str) or not record_id:
             raise MalformedJobError("record has no id", job_id)
@@ -145,7 +149,7 @@ class Job:
             scheduled_for = parse_time(data.get("scheduled_for"))
             attempts = int(data.get("attempts") or 0)
             max_retries = data.get("max_retries")
-            max_retries = DEFAULT_MAX_RETRIES if max_retries is None else int(max_retries)
+            max_retries = default_max_retries if max_retries is None else int(max_retries)
         except (ValueError, TypeError) as exc:
             raise MalformedJobError(f"record has an invalid field: {exc}", record_id) from None
         if created is None or updated is None:
@@ -181,6 +185,54 @@ class Job:
         )
 
 
+def validate_new_job(
+    name: str, priority: Priority | str, routing_key: str, max_retries: int, description: str | None
+) -> Priority:
+    """Check everything about a new job but its payload; returns the parsed priority."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"job name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(f"job name is {len(name)} characters long, the maximum is {MAX_NAME_LENGTH}")
+    _check_text("job name", name)
+    prio = Priority.parse(priority)
+    validate_routing_key(routing_key)
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValidationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    if max_retries > MAX_COUNTER:
+        raise ValidationError(f"max_retries must be at most {MAX_COUNTER}, got {max_retries}")
+    if description is not None:
+        if not isinstance(description, str):
+            raise ValidationError(f"description must be a string, got {type(description).__name__}")
+        if len(description) > MAX_DESCRIPTION_LENGTH:
+            raise ValidationError(
+                f"description is {len(description)} characters long, the maximum is {MAX_DESCRIPTION_LENGTH}"
+            )
+        _check_text("description", description)
+    return prio
+
+
+class RecordTemplate:
+    """Encodes new pending records that differ only in id and payload (bulk submit):
+    the shared fields are encoded once, the rest is concatenation."""
+
+    def __init__(self, name: str, priority: Priority, routing_key: str, now: datetime, max_retries: int) -> None:
+        stamp = format_time(now)
+        shared = {
+            "name": name,
+            "status": JobStatus.PENDING.value,
+            "priority": priority.value,
+            "routing_key": routing_key,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "attempts": 0,
+            "max_retries": max_retries,
+        }
+        self._tail = b"," + codec.dumps(shared)[1:]
+
+    def encode(self, job_id: str, payload_json: bytes) -> bytes:
+        return b'{"id":"' + job_id.encode() + b'","payload":' + payload_json + self._tail
+
+
 def new_job(
     name: str,
     payload: Any,
@@ -194,25 +246,7 @@ def new_job(
     job_id: str | None = None,
 ) -> Job:
     """Build a validated pending job. Raises a ``ValidationError`` subclass on bad input."""
-    if not isinstance(name, str) or not name:
-        raise ValidationError(f"job name must be a non-empty string, got {name!r}")
-    if len(name) > MAX_NAME_LENGTH:
-        raise ValidationError(f"job name is {len(name)} characters long, the maximum is {MAX_NAME_LENGTH}")
-    _check_text("job name", name)
-    prio = Priority.parse(priority)
-    validate_routing_key(routing_key)
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValidationError(f"max_retries must be an integer >= 0, got {max_retries!r}")
-    if max_retries > MAX_COUNTER:
-        raise ValidationError(f"max_retries must be at most {MAX_COUNTER}, got {max_retries}")
-    if description is not None and not isinstance(description, str):
-        raise ValidationError(f"description must be a string, got {type(description).__name__}")
-    if description is not None:
-        if len(description) > MAX_DESCRIPTION_LENGTH:
-            raise ValidationError(
-                f"description is {len(description)} characters long, the maximum is {MAX_DESCRIPTION_LENGTH}"
-            )
-        _check_text("description", description)
+    prio = validate_new_job(name, priority, routing_key, max_retries, description)
     codec.check_payload(payload, max_bytes=max_payload_bytes)
     return Job(
         id=job_id or new_job_id(),

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from bananas.core.job import Job
 from bananas.core.limits import FleetLimits
+from bananas.core.priority import Priority
 from bananas.core.selection import DequeuePlan, Source
 from bananas.redis import keys
 from bananas.redis.scripts import Call, ScriptName
@@ -29,16 +30,15 @@ def submit(job: Job, record: bytes) -> Call:
     )
 
 
-def submit_many(jobs: Sequence[Job], records: Sequence[bytes]) -> Call:
-    """All jobs share one routing key and priority (that of the first)."""
-    first = jobs[0]
-    args: list[str | bytes] = [first.routing_key, keys.route_notify_channel(first.routing_key)]
-    for job, record in zip(jobs, records, strict=True):
-        args.append(job.id)
+def submit_many(routing_key: str, priority: Priority, ids: Sequence[str], records: Sequence[bytes]) -> Call:
+    """New jobs that all share ``routing_key`` and ``priority``."""
+    args: list[str | bytes] = [routing_key, keys.route_notify_channel(routing_key)]
+    for job_id, record in zip(ids, records, strict=True):
+        args.append(job_id)
         args.append(record)
     return Call(
         ScriptName.SUBMIT_MANY,
-        (*(keys.job(j.id) for j in jobs), ready_queue_of(first), keys.ROUTING_KEYS),
+        (*(keys.job(i) for i in ids), keys.route_queue(routing_key, priority), keys.ROUTING_KEYS),
         tuple(args),
     )
 
@@ -218,7 +218,7 @@ def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> C
     return Call(
         ScriptName.RECOVER,
         (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
-        (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, ""),
+        (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, "", 0, 0),
     )
 
 
@@ -229,6 +229,9 @@ def recover_to_dead(
     record: bytes,
     result_ttl: int = 0,
     result: Sequence[str | bytes] = (),
+    *,
+    record_ttl: int = 0,
+    dead_cap: int = 0,
 ) -> Call:
     return Call(
         ScriptName.RECOVER,
@@ -242,6 +245,8 @@ def recover_to_dead(
             "",
             result_ttl if result else 0,
             keys.result_notify_channel(job_id),
+            record_ttl,
+            dead_cap,
             *result,
         ),
     )
@@ -283,6 +288,11 @@ def rehome(
     lists = tuple(dict.fromkeys(k for k in other_lists if k != home_queue))
     return Call(
         ScriptName.REHOME,
-        (keys.LEASES, keys.LEASE_OWNERS, keys.job(job_id), keys.SCHEDULED, keys.DEAD, home_queue, *lists),
+        (*LEASE_KEYS, keys.job(job_id), keys.SCHEDULED, keys.DEAD, home_queue, *lists),
         (job_id, seen_record_sha1, seen_owner, home, record, repr(score), channel, "1" if orphan else "0"),
     )
+
+
+def repair_inflight() -> Call:
+    """Reconciler repair: drop lease routes without a lease, recount in-flight per key."""
+    return Call(ScriptName.REPAIR_INFLIGHT, LEASE_KEYS, ())

@@ -15,7 +15,8 @@ from bananas.errors import ConfigurationError
 
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 
-_PASSWORD = re.compile(r"(rediss?|unix)://([^:@/]*):([^@/]*)@")
+#: userinfo of any URL scheme: a mistyped scheme (http://, redis+sentinel://) must not leak.
+_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^:@/\s]*):([^@/\s]*)@")
 #: redis-py also takes the password as a query parameter (``?password=...``).
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
 

@@ -53,7 +53,7 @@ WORKERS = f"{PREFIX}:workers"
 
 
 def worker_info(worker_id: str) -> str:
-    """Hash describing one worker (host, pid, routing keys, started)."""
+    """Hash describing one worker: host, pid, routing_keys, running, heartbeat."""
     return f"{PREFIX}:worker:{worker_id}"
 
 

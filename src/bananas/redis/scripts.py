@@ -41,6 +41,7 @@ class ScriptName(StrEnum):
     DLQ_RETRY = "dlq_retry"
     DLQ_PURGE = "dlq_purge"
     REHOME = "rehome"
+    REPAIR_INFLIGHT = "repair_inflight"
 
 
 def _load(name: str) -> Script:

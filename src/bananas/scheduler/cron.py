@@ -110,12 +110,6 @@ class CronSpec:
         if self.next_after(_REFERENCE) is None:
             raise CronError(f"cron expression {self.expression!r} never matches (no tick within 50 years)")
 
-    @property
-    def fixed_time(self) -> bool:
-        """True when the DST rule for fixed times of day applies (see the module docstring)."""
-        fields = self._library_expr.split(" ")
-        return len(fields) == 5 and _fixed_time(fields[0], fields[1]) and self.tz is not UTC
-
     def next_after(self, ts: int) -> int | None:
         """The first tick strictly after ``ts`` (Unix seconds), or None if there is none."""
         reach = max(self._seconds)

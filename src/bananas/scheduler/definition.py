@@ -110,8 +110,10 @@ class Schedule:
             policy = MissedPolicy(missed.strip().lower() if isinstance(missed, str) else missed)
         except ValueError:
             raise ScheduleError(sid, f"unknown missed-tick policy {missed!r}: expected 'skip' or 'once'") from None
-        if isinstance(grace, bool) or not isinstance(grace, int | float) or not math.isfinite(grace) or grace < 0:
-            raise ScheduleError(sid, f"grace must be a number of seconds >= 0, got {grace!r}")
+        # At least a second: a scheduler always wakes a little after a tick, and with no
+        # grace at all every tick would count as missed.
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not math.isfinite(grace) or grace < 1:
+            raise ScheduleError(sid, f"grace must be a number of seconds >= 1, got {grace!r}")
         try:
             # A probe job validates name, payload, priority, routing key, retries, description.
             probe = new_job(

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.errors import ValidationError
 from bananas.redis import connection, keys
@@ -41,6 +42,8 @@ log = logging.getLogger("bananas.scheduler")
 MAX_IDLE = 1.0
 #: Steps applied per schedule per pass, so one schedule far behind cannot starve others.
 MAX_STEPS_PER_PASS = 1000
+#: Longest wait before retrying a schedule whose enqueue failed (1, 2, 4... seconds).
+ERROR_RETRY_CAP = 30.0
 
 
 class Scheduler:
@@ -54,7 +57,11 @@ class Scheduler:
         redis_client: aioredis.Redis | None = None,
         clock: Clock = SYSTEM_CLOCK,
         promote: bool = True,
+        failed_ttl: int = DEFAULT_FAILED_TTL,
+        dead_letter_cap: int = DEFAULT_DEAD_LETTER_CAP,
     ) -> None:
+        """``failed_ttl`` and ``dead_letter_cap`` apply to unreadable scheduled entries the
+        promoter parks in the dead letters, as in the worker (``WorkerSettings``)."""
         seen: set[str] = set()
         for schedule in schedules:
             if schedule.id in seen:
@@ -63,6 +70,8 @@ class Scheduler:
         self.schedules = list(schedules)
         self.clock = clock
         self.promote = promote
+        self._failed_ttl = failed_ttl
+        self._dead_letter_cap = dead_letter_cap
         self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.enqueued = 0
         self._redis_url = redis_url
@@ -73,6 +82,8 @@ class Scheduler:
         self._cursors: dict[str, int] = {}
         self._waits: dict[str, Step] = {}
         self._exhausted: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
         self._stopping = asyncio.Event()
 
     # -- control -----------------------------------------------------------------------
@@ -110,6 +121,8 @@ class Scheduler:
         """Apply every step that is due now; returns the jobs this scheduler enqueued."""
         enqueued = 0
         for schedule in self.schedules:
+            if self.clock.now() < self._retry_at.get(schedule.id, 0.0):
+                continue
             try:
                 enqueued += await self._run_schedule(schedule)
             except asyncio.CancelledError:
@@ -117,12 +130,20 @@ class Scheduler:
             except Exception as exc:
                 if is_connection_error(exc):
                     raise
-                log.error("schedule %r: could not enqueue its due tick: %s", schedule.id, exc)
+                # Not Redis being away but this schedule failing (e.g. its queue key holds
+                # the wrong type): record it, and retry this schedule with backoff.
+                failures = self._failures.get(schedule.id, 0) + 1
+                self._failures[schedule.id] = failures
+                delay = min(ERROR_RETRY_CAP, 2.0 ** (failures - 1))
+                self._retry_at[schedule.id] = self.clock.now() + delay
+                log.error("schedule %r: could not enqueue its due tick (retrying in %gs): %s", schedule.id, delay, exc)
                 with contextlib.suppress(Exception):
                     await self._require_store().record_error(
                         schedule.id, f"{type(exc).__name__}: {exc}", self.clock.now()
                     )
-        self.enqueued += enqueued
+            else:
+                self._failures.pop(schedule.id, None)
+                self._retry_at.pop(schedule.id, None)
         return enqueued
 
     def next_wakeup(self) -> float | None:
@@ -137,6 +158,7 @@ class Scheduler:
             if step.action is Action.EXHAUSTED:
                 continue
             due = float(step.next_run) if step.action is Action.WAIT and step.next_run is not None else now
+            due = max(due, self._retry_at.get(schedule.id, due))
             soonest = due if soonest is None else min(soonest, due)
         return soonest
 
@@ -160,6 +182,7 @@ class Scheduler:
                 self._report_fire(schedule, step, outcome)
                 if outcome.result is FireResult.ENQUEUED:
                     enqueued += 1
+                    self.enqueued += 1
             else:
                 outcome = await store.advance(
                     schedule.id, cursor, step.cursor, step.next_run, now, _missed_fields(step, schedule, now)
@@ -253,7 +276,9 @@ class Scheduler:
             if self.promote:
                 wakeup = asyncio.Event()
                 listener = WakeupListener(self._redis, {keys.SCHEDULED_NOTIFY_CHANNEL: wakeup})
-                promoter = Promoter(self._broker, self.clock, wakeup)
+                promoter = Promoter(
+                    self._broker, self.clock, wakeup, failed_ttl=self._failed_ttl, dead_letter_cap=self._dead_letter_cap
+                )
                 helpers.append(asyncio.create_task(listener.run(), name="bananas-scheduler-wakeup"))
                 helpers.append(asyncio.create_task(promoter.run(), name="bananas-scheduler-promoter"))
             self._log_started()

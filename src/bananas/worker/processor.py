@@ -71,7 +71,7 @@ class Processor:
         try:
             if raw is None:
                 raise MalformedJobError("record missing (the id in the queue points to no record)", job_id)
-            job = Job.from_record(raw, job_id=job_id)
+            job = Job.from_record(raw, job_id=job_id, default_max_retries=self._settings.max_retries)
         except MalformedJobError as exc:
             log.error("job %s has a malformed record (%s); moved to dead letters", job_id, exc.reason)
             stub = stub_record(job_id, exc.reason, raw, now)
@@ -93,7 +93,7 @@ class Processor:
             return
         # Not awaited: the handler starts at once; the writer keeps start before the outcome.
         self._writer.send(calls.start(job_id, token, job.to_record()))
-        timeout = job.extra.get("timeout") or handler.timeout or self._settings.job_timeout
+        timeout = _job_timeout(job) or handler.timeout or self._settings.job_timeout
         try:
             result = await self._executor.call(handler, job, timeout)
         except asyncio.CancelledError:
@@ -200,3 +200,11 @@ def _describe(exc: BaseException) -> str:
     head = f"{type(exc).__name__}: {exc}"
     tb = "".join(traceback.format_exception(exc))
     return f"{head}\n{tb}"
+
+
+def _job_timeout(job: Job) -> float | None:
+    """A record may carry its own ``timeout`` (seconds); anything but a positive number is ignored."""
+    value = job.extra.get("timeout")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
+        return float(value)
+    return None

@@ -34,6 +34,7 @@ pass on demand.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -66,6 +67,8 @@ LEASED_AND_QUEUED = "leased_and_queued"
 DUPLICATE_PLACEMENT = "duplicate_placement"
 SCHEDULED_WITHOUT_RECORD = "scheduled_without_record"
 ORPHAN = "orphan"
+ROUTE_WITHOUT_LEASE = "route_without_lease"
+INFLIGHT_DRIFT = "inflight_count_drift"
 
 _CHUNK = 1000
 _LIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.SCHEDULED})
@@ -212,11 +215,11 @@ class Reconciler:
                 if plan is not None:
                     plans.append(plan)
         plans.extend(await self._orphans(snap, report, now, full_sweep))
-        if not plans:
-            return report
         if dry_run:
             report.repairs.extend(repair for repair, _ in plans)
+            report.skipped.append("fleet concurrency counts: repaired in place, so not checked in a dry run")
             return report
+        report.repairs.extend(await self._repair_inflight())
         for start in range(0, len(plans), _CHUNK):
             chunk_plans = plans[start : start + _CHUNK]
             replies = await self._broker.run_many([call for _, call in chunk_plans])
@@ -229,6 +232,24 @@ class Reconciler:
                     report.raced += 1
         return report
 
+    async def _repair_inflight(self) -> list[Repair]:
+        reply = await self._broker.run(calls.repair_inflight())
+        items = [_text(v) for v in reply]
+        out: list[Repair] = []
+        i = 0
+        while i < len(items):
+            if items[i] == "route":
+                job_id, route = items[i + 1], items[i + 2]
+                detail = f"a fleet concurrency slot of routing key {route!r} held without a lease; given back"
+                out.append(Repair(ROUTE_WITHOUT_LEASE, job_id, "none", detail, applied=True))
+                i += 3
+            else:
+                route, old, new = items[i + 1], items[i + 2], items[i + 3]
+                detail = f"routing key {route!r} counted {old} jobs in flight, its leases say {new}; corrected"
+                out.append(Repair(INFLIGHT_DRIFT, "-", "none", detail, applied=True))
+                i += 4
+        return out
+
     # -- reading -----------------------------------------------------------------------
 
     async def _snapshot(self, report: ReconcileReport) -> _Snapshot:
@@ -237,10 +258,7 @@ class Reconciler:
         snap = _Snapshot()
         views = snap.views
         lim = self.limits
-        routing_keys = {_text(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
-        routing_keys.add(DEFAULT_ROUTING_KEY)
-        queues = [keys.route_queue(k, p) for k in sorted(routing_keys) for p in Priority]
-        queues += [keys.legacy_queue(p) for p in Priority]
+        queues = await self._ready_lists()
         pipe = self._redis.pipeline(transaction=False)
         for queue in queues:
             pipe.llen(queue)
@@ -292,6 +310,24 @@ class Reconciler:
             for member, score in replies.pop():
                 views[_text(member)].scheduled = float(score)
         return snap
+
+    async def _ready_lists(self) -> list[str]:
+        """Every ready list of the known routing keys: main, per-name (parked), legacy."""
+        found = {_text(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
+        routing_keys = sorted(found | {DEFAULT_ROUTING_KEY})
+        pipe = self._redis.pipeline(transaction=False)
+        for key in routing_keys:
+            pipe.smembers(keys.parked_index(key))
+        parked = await pipe.execute()
+        queues = [keys.route_queue(k, p) for k in routing_keys for p in Priority]
+        for key, members in zip(routing_keys, parked, strict=True):
+            for member in sorted(_text(m) for m in members):
+                prio, sep, name = member.partition(":")
+                if sep and name:
+                    with contextlib.suppress(ValueError):
+                        queues.append(keys.parked_queue(key, prio, name))
+        queues += [keys.legacy_queue(p) for p in Priority]
+        return queues
 
     @staticmethod
     def _suspects(snap: _Snapshot) -> set[str]:
@@ -417,8 +453,11 @@ class Reconciler:
             stub = stub_record(job_id, exc.reason, raw, now)
             return _Home("dead", stub, why=f"record unreadable ({exc.reason}); parked")
         queue = calls.ready_queue_of(job)
-        # A ``default`` job may sit in the legacy list of its priority: look there too.
-        extra = (keys.legacy_queue(job.priority),) if job.routing_key == DEFAULT_ROUTING_KEY else ()
+        # A job may also sit in the list of its name (parked) and, on ``default``, in the
+        # legacy list of its priority: look there too.
+        extra: tuple[str, ...] = (keys.parked_queue(job.routing_key, job.priority, job.name),)
+        if job.routing_key == DEFAULT_ROUTING_KEY:
+            extra += (keys.legacy_queue(job.priority),)
         status = job.status
         if status in (JobStatus.PENDING, JobStatus.PROCESSING):
             record = b""

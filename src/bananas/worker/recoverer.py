@@ -38,7 +38,11 @@ class Recoverer:
         max_recoveries: int,
         is_mine: Callable[[str], bool],
         result_failure_ttl: int = 0,
+        failed_ttl: int = 0,
+        dead_letter_cap: int = 0,
     ) -> None:
+        self._failed_ttl = failed_ttl
+        self._dead_cap = dead_letter_cap
         self._result_ttl = result_failure_ttl
         self._broker = broker
         self._clock = clock
@@ -63,11 +67,17 @@ class Recoverer:
 
     def _plan(self, job_id: str, token: str, raw: bytes | None, now: float, now_ms: int) -> Call:
         if raw is None:
-            return calls.recover_to_dead(job_id, token, now_ms, stub_record(job_id, "record missing", None, now))
+            stub = stub_record(job_id, "record missing", None, now)
+            return calls.recover_to_dead(
+                job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
+            )
         try:
             job = Job.from_record(raw, job_id=job_id)
         except MalformedJobError as exc:
-            return calls.recover_to_dead(job_id, token, now_ms, stub_record(job_id, exc.reason, raw, now))
+            stub = stub_record(job_id, exc.reason, raw, now)
+            return calls.recover_to_dead(
+                job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
+            )
         recoveries = int(job.extra.get("recoveries") or 0) + 1
         job.extra["recoveries"] = recoveries
         if recoveries > self._max_recoveries:
@@ -80,7 +90,16 @@ class Recoverer:
             job.extra["poison_pill"] = True
             job.extra["failed_at"] = format_time(to_datetime(now))
             fields = result_fields(job, status=FAILED, started=now, finished=now, worker="") if self._result_ttl else ()
-            return calls.recover_to_dead(job_id, token, now_ms, job.to_record(), self._result_ttl, fields)
+            return calls.recover_to_dead(
+                job_id,
+                token,
+                now_ms,
+                job.to_record(),
+                self._result_ttl,
+                fields,
+                record_ttl=self._failed_ttl,
+                dead_cap=self._dead_cap,
+            )
         mark_pending(job, to_datetime(now))
         return calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))
 

@@ -133,6 +133,8 @@ class Worker:
             max_recoveries=self.settings.max_recoveries,
             is_mine=lambda job_id: job_id in self._running,
             result_failure_ttl=self.settings.result_failure_ttl,
+            failed_ttl=self.settings.failed_ttl,
+            dead_letter_cap=self.settings.dead_letter_cap,
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),

@@ -15,7 +15,9 @@
 -- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
 -- ARGV[7]  result TTL in seconds (with 'dead'; 0 stores no result)
 -- ARGV[8]  result channel        bananas:result:notify:{id}
--- ARGV[9..]  result hash fields and values (with 'dead')
+-- ARGV[9]  record TTL in seconds with 'dead' (0 keeps it forever)
+-- ARGV[10] dead letter list cap with 'dead' (0 = unbounded)
+-- ARGV[11..]  result hash fields and values (with 'dead')
 --
 -- Returns 1, or 0 when the lease is no longer expired or changed hands since the
 -- caller looked (a heartbeat extended it, or another recoverer was first).
@@ -34,7 +36,12 @@ if route then
   redis.call('HINCRBY', KEYS[4], route, -1)
 end
 if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[5], ARGV[4])
+  local record_ttl = tonumber(ARGV[9])
+  if ARGV[5] == 'dead' and record_ttl > 0 then
+    redis.call('SET', KEYS[5], ARGV[4], 'EX', record_ttl)
+  else
+    redis.call('SET', KEYS[5], ARGV[4])
+  end
 end
 if ARGV[5] == 'ready' then
   redis.call('RPUSH', KEYS[6], ARGV[1])
@@ -42,10 +49,14 @@ if ARGV[5] == 'ready' then
 else
   redis.call('LREM', KEYS[6], 0, ARGV[1])
   redis.call('LPUSH', KEYS[6], ARGV[1])
+  local cap = tonumber(ARGV[10])
+  if cap > 0 then
+    redis.call('LTRIM', KEYS[6], 0, cap - 1)
+  end
   local result_ttl = tonumber(ARGV[7])
-  if result_ttl > 0 then
+  if result_ttl > 0 and #ARGV >= 11 then
     redis.call('DEL', KEYS[7])
-    redis.call('HSET', KEYS[7], unpack(ARGV, 9))
+    redis.call('HSET', KEYS[7], unpack(ARGV, 11))
     redis.call('EXPIRE', KEYS[7], result_ttl)
     redis.call('PUBLISH', ARGV[8], 'failed')
   end

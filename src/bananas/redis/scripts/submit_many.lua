@@ -8,8 +8,9 @@
 -- ARGV[3..]   id_1, record_1, id_2, record_2, ... (N pairs)
 --
 -- Returns N, or 0 when the first job's record already exists (the batch was applied
--- before: a retry after a lost reply writes nothing). Either every job is written and queued or, if the script fails, none is
--- (scripts are atomic), so a batch is all-or-nothing.
+-- before: a retry after a lost reply writes nothing). The client validates every record
+-- before sending and the commands here cannot fail on valid input, so a batch is
+-- all-or-nothing; no other client sees it half-written, as scripts run atomically.
 local n = #KEYS - 2
 local queue = KEYS[n + 1]
 if redis.call('EXISTS', KEYS[1]) == 1 then
