@@ -76,7 +76,7 @@ def run(seconds: float, env: dict[str, str], url: str) -> int:
 
     print("\n$ bananas schedules tasks:registry --schedules schedules.toml")
     subprocess.run([*BANANAS, "schedules", "tasks:registry", "--schedules", "schedules.toml"], cwd=HERE, env=env)
-    return 1 if twice else 0
+    return 1 if twice or codes[1:] != [0, 0] else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ under load (no false positives)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -21,8 +22,9 @@ import redis
 
 from bananas import Client, Priority
 from bananas.core.clock import SYSTEM_CLOCK
-from bananas.redis import connection, keys
+from bananas.redis import calls, connection, keys
 from bananas.redis.broker import Broker
+from bananas.redis.runner import SyncRunner
 from bananas.worker.reconciler import ReconcileLimits, Reconciler, Repair
 from faults.harness import (
     SOAK,
@@ -268,3 +270,30 @@ def test_reconciler_during_load_repairs_nothing(
     pids = run_pids(store)
     assert all(sum(1 for p in ps if p != victim) <= 1 for ps in pids.values())
     assert_quiet(r)
+
+
+def test_a_repair_is_refused_when_the_job_changed(r: redis.Redis, client: Client):
+    """The rehome script re-checks, under Redis' lock, that neither the record nor the lease
+    owner changed since the reconciler looked; if either did it writes nothing."""
+    alpha = keys.route_queue("alpha", Priority.NORMAL)
+    job_id = client.submit_job("work", {"ms": 1}, routing_key="alpha")
+    r.lpush(keys.DEAD, job_id)  # in two places
+    seen = hashlib.sha1(r.get(keys.job(job_id))).hexdigest()  # type: ignore[arg-type]
+    channel = keys.route_notify_channel("alpha")
+    runner = SyncRunner(r)
+
+    def repair(sha: str, owner: str = "") -> int:
+        call = calls.rehome(job_id, "ready", home_queue=alpha, seen_record_sha1=sha, seen_owner=owner, channel=channel)
+        return int(runner.run(call))
+
+    _set(r, job_id, description="changed by someone else")
+    assert repair(seen) == 0
+    assert r.lrange(alpha, 0, -1) == [job_id.encode()] and r.lrange(keys.DEAD, 0, -1) == [job_id.encode()]
+    fresh = hashlib.sha1(r.get(keys.job(job_id))).hexdigest()  # type: ignore[arg-type]
+    r.hset(keys.LEASE_OWNERS, job_id, "w:1:a:1")  # a worker took it meanwhile
+    assert repair(fresh) == 0
+    r.hdel(keys.LEASE_OWNERS, job_id)
+    assert repair(fresh) == 1
+    assert r.lrange(alpha, 0, -1) == [job_id.encode()] and r.llen(keys.DEAD) == 0
+    assert repair(fresh) == 1  # idempotent: still exactly one copy
+    assert r.lrange(alpha, 0, -1) == [job_id.encode()]

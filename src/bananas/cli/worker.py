@@ -43,11 +43,16 @@ log = logging.getLogger("bananas.cli")
     default=None,
     help="strict, priority-first or weighted ($WORKER_QUEUE_SELECTION, default strict).",
 )
-@click.option("--queue-selection", default=None, help="strict, priority-first or weighted ($WORKER_QUEUE_SELECTION, default strict).")
-@click.option("--route-concurrency", default=None, help="Per routing key caps in this process, e.g. gpu:2 ($WORKER_ROUTE_CONCURRENCY).")
+@click.option(
+    "--route-concurrency",
+    default=None,
+    help="Per routing key caps in this process, e.g. gpu:2 ($WORKER_ROUTE_CONCURRENCY).",
+)
 @click.option("--job-types", default=None, help="Only run these job names, comma list ($WORKER_JOB_TYPES).")
 @click.option("--max-wait", default=None, help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
-@click.option("--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE).")
+@click.option(
+    "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
+)
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
 def worker(
     app: str,
@@ -60,6 +65,10 @@ def worker(
     lease_seconds: str | None,
     shutdown_grace: str | None,
     queue_selection: str | None,
+    route_concurrency: str | None,
+    job_types: str | None,
+    max_wait: str | None,
+    mode: str | None,
     log_level: str | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
@@ -75,6 +84,10 @@ def worker(
             lease_seconds=lease_seconds,
             shutdown_grace=shutdown_grace,
             queue_selection=queue_selection,
+            route_concurrency=route_concurrency,
+            job_types=job_types,
+            max_wait=max_wait,
+            mode=mode,
         )
     except ConfigurationError as exc:
         fail(str(exc))

@@ -4,37 +4,41 @@ a restore from an old backup).
 
 Every Bananas script keeps these invariants (docs/RELIABILITY.md):
 
-- a job id is in at most one place: one ready list, the scheduled set, the dead letters,
-  or leased (an entry in ``bananas:leases`` *and* its owner in ``bananas:lease:owners``);
+- a job id is in at most one place: one ready list (main, per-name "parked", or legacy),
+  the scheduled set, the dead letters, or leased (an entry in ``bananas:leases`` *and*
+  its owner in ``bananas:lease:owners``);
 - a leased or scheduled id has a record;
 - a job whose record says pending, processing or scheduled is somewhere (else no worker
-  will ever see it: an orphan).
+  will ever see it: an orphan);
+- a fleet concurrency slot (``bananas:lease:routes``) belongs to a lease, and each
+  routing key's in-flight count equals its number of slots.
 
-The reconciler looks for each break and repairs it with the ``rehome`` script, which puts
-the id back in exactly one place, chosen from the record's status, and only if neither the
-record nor the lease owner changed since the reconciler looked (it compares the record's
-SHA1 and the owner token under Redis' lock). A repair never deletes a job: at worst a job
-whose record is gone is parked in the dead letters with a stand-in record that says so.
+The reconciler reads where every id is in one MULTI/EXEC (an atomic picture: a job moving
+while we read is never mistaken for a job in two places), decides each break from the
+record's status, and repairs it with the ``rehome`` script, which puts the id back in
+exactly one place only if neither the record (compared by SHA1) nor the lease owner
+changed since the picture was taken. Slots and counts are repaired by
+``repair_inflight``. A repair never deletes a job: at worst a job whose record is gone is
+parked in the dead letters with a stand-in record that says so.
 
-A pass reads the lease set and owners, the scheduled set, every ready list of the known
-routing keys (``bananas:routing_keys`` plus ``default``) and the legacy lists, and the
-dead letters: O(total entries). Lists and sets above the limits in ``ReconcileLimits``
-are not read (the checks that need them are skipped and reported). Orphans are found by
-SCAN over ``bananas:job:*``, at most ``records_per_pass`` keys per pass; the periodic loop
-keeps its SCAN cursor between passes, so it sweeps the whole keyspace over several passes
-at a bounded cost each. Only records last updated more than ``orphan_min_age`` seconds ago
-are candidates, so a foreign producer that writes the record and pushes the id in two
-steps is never caught in between.
+Cost of a pass: O(leases + ready and dead list entries + scheduled entries) for the
+picture, bounded by ``ReconcileLimits`` (a check whose input is above its limit is
+skipped and reported), plus the orphan search: SCAN over ``bananas:job:*``, at most
+``records_per_pass`` keys per pass; the periodic loop keeps its SCAN cursor between
+passes, so it sweeps the whole keyspace over several passes at a bounded cost each.
+Only records last updated more than ``orphan_min_age`` seconds ago are orphan
+candidates, so a foreign producer that writes the record and pushes the id in two steps
+is never caught in between. Ready lists are those of the routing keys in
+``bananas:routing_keys`` (every producer registers its key) plus ``default``.
 
 Every worker runs the loop (every ``interval`` seconds, default 60); a lock key lets one
 worker per interval do the pass for the whole fleet. ``bananas reconcile`` runs one full
-pass on demand.
+pass on demand (``--dry-run`` to only look).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -50,6 +54,7 @@ from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
 from bananas.redis.broker import Broker
+from bananas.redis.inventory import Inventory
 from bananas.redis.scripts import Call
 from bananas.worker.backoff import is_connection_error
 from bananas.worker.malformed import stub_record
@@ -82,7 +87,7 @@ class ReconcileLimits:
     max_scheduled: int = 100_000
     #: Most leases (and lease owners) read in one pass.
     max_leases: int = 100_000
-    #: Most job record keys visited by SCAN in one pass of the periodic loop.
+    #: Most keys SCAN visits (looking for job records) in one pass of the periodic loop.
     records_per_pass: int = 10_000
     #: A pending/processing/scheduled record is an orphan candidate only when it was last
     #: updated longer ago than this (seconds).
@@ -185,10 +190,7 @@ class Reconciler:
         self.limits = limits or ReconcileLimits()
         self._lock_owner = owner or "reconciler"
         self._cursor = 0
-
-    @property
-    def _redis(self) -> Any:
-        return self._broker.redis
+        self._inventory = Inventory(broker.redis)
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -253,81 +255,46 @@ class Reconciler:
     # -- reading -----------------------------------------------------------------------
 
     async def _snapshot(self, report: ReconcileReport) -> _Snapshot:
-        """Where every id is, read in one MULTI/EXEC: an atomic picture, so a job moving
-        between two places while we read is never mistaken for a job in two places."""
+        """Where every id is, from one atomic picture (see ``Inventory.picture``)."""
         snap = _Snapshot()
-        views = snap.views
         lim = self.limits
-        queues = await self._ready_lists()
-        pipe = self._redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.llen(queue)
-        pipe.llen(keys.DEAD)
-        pipe.zcard(keys.SCHEDULED)
-        pipe.zcard(keys.LEASES)
-        pipe.hlen(keys.LEASE_OWNERS)
-        *lengths, dead_len, scheduled_len, leases_len, owners_len = await pipe.execute()
-        report.leases = int(leases_len)
-        report.list_entries = int(sum(lengths) + dead_len)
-        report.scheduled = int(scheduled_len)
-
-        snap.leases_complete = max(leases_len, owners_len) <= lim.max_leases
-        snap.lists_complete = report.list_entries <= lim.max_list_entries
-        snap.scheduled_complete = scheduled_len <= lim.max_scheduled
+        queues = await self._inventory.ready_lists()
+        sizes = await self._inventory.sizes(queues)
+        report.leases = sizes.leases
+        report.list_entries = sizes.list_entries
+        report.scheduled = sizes.scheduled
+        snap.leases_complete = max(sizes.leases, sizes.owners) <= lim.max_leases
+        snap.lists_complete = sizes.list_entries <= lim.max_list_entries
+        snap.scheduled_complete = sizes.scheduled <= lim.max_scheduled
         if not snap.leases_complete:
-            report.skipped.append(f"leases: {max(leases_len, owners_len)} above the limit of {lim.max_leases}")
+            report.skipped.append(f"leases: {max(sizes.leases, sizes.owners)} above the limit of {lim.max_leases}")
         if not snap.lists_complete:
             report.skipped.append(
-                f"ready and dead lists: {report.list_entries} entries above the limit of {lim.max_list_entries}"
+                f"ready and dead lists: {sizes.list_entries} entries above the limit of {lim.max_list_entries}"
             )
         if not snap.scheduled_complete:
-            report.skipped.append(f"scheduled: {scheduled_len} entries above the limit of {lim.max_scheduled}")
-
-        pipe = self._redis.pipeline(transaction=True)
-        if snap.leases_complete:
-            pipe.zrange(keys.LEASES, 0, -1, withscores=True)
-            pipe.hgetall(keys.LEASE_OWNERS)
-        if snap.lists_complete:
-            for queue in queues:
-                pipe.lrange(queue, 0, -1)
-            pipe.lrange(keys.DEAD, 0, -1)
-        if snap.scheduled_complete:
-            pipe.zrange(keys.SCHEDULED, 0, -1, withscores=True)
-        replies = list(await pipe.execute()) if len(pipe) else []
-        replies.reverse()
-        if snap.leases_complete:
-            for member, score in replies.pop():
-                views[_text(member)].lease = int(score)
-            for member, token in replies.pop().items():
-                views[_text(member)].owner = _text(token)
-        if snap.lists_complete:
-            for queue in queues:
-                for member in replies.pop():
-                    views[_text(member)].lists.append(queue)
-            for member in replies.pop():
-                views[_text(member)].dead += 1
-        if snap.scheduled_complete:
-            for member, score in replies.pop():
-                views[_text(member)].scheduled = float(score)
+            report.skipped.append(f"scheduled: {sizes.scheduled} entries above the limit of {lim.max_scheduled}")
+        # Only non-empty lists go into the picture.
+        present = [q for q in queues if sizes.lists.get(q)]
+        pic = await self._inventory.picture(
+            present,
+            with_leases=snap.leases_complete,
+            with_lists=snap.lists_complete,
+            with_scheduled=snap.scheduled_complete,
+        )
+        views = snap.views
+        for job_id, deadline in pic.leases.items():
+            views[job_id].lease = deadline
+        for job_id, token in pic.owners.items():
+            views[job_id].owner = token
+        for queue, members in pic.lists.items():
+            for job_id in members:
+                views[job_id].lists.append(queue)
+        for job_id in pic.dead:
+            views[job_id].dead += 1
+        for job_id, due in pic.scheduled.items():
+            views[job_id].scheduled = due
         return snap
-
-    async def _ready_lists(self) -> list[str]:
-        """Every ready list of the known routing keys: main, per-name (parked), legacy."""
-        found = {_text(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
-        routing_keys = sorted(found | {DEFAULT_ROUTING_KEY})
-        pipe = self._redis.pipeline(transaction=False)
-        for key in routing_keys:
-            pipe.smembers(keys.parked_index(key))
-        parked = await pipe.execute()
-        queues = [keys.route_queue(k, p) for k in routing_keys for p in Priority]
-        for key, members in zip(routing_keys, parked, strict=True):
-            for member in sorted(_text(m) for m in members):
-                prio, sep, name = member.partition(":")
-                if sep and name:
-                    with contextlib.suppress(ValueError):
-                        queues.append(keys.parked_queue(key, prio, name))
-        queues += [keys.legacy_queue(p) for p in Priority]
-        return queues
 
     @staticmethod
     def _suspects(snap: _Snapshot) -> set[str]:
@@ -341,16 +308,7 @@ class Reconciler:
 
     async def _scheduled_without_record(self, snap: _Snapshot) -> set[str]:
         ids = [i for i, v in snap.views.items() if v.scheduled is not None]
-        missing: set[str] = set()
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            pipe = self._redis.pipeline(transaction=False)
-            for job_id in chunk:
-                pipe.exists(keys.job(job_id))
-            for job_id, exists in zip(chunk, await pipe.execute(), strict=True):
-                if not exists:
-                    missing.add(job_id)
-        return missing
+        return await self._inventory.missing_records(ids)
 
     async def _orphans(
         self, snap: _Snapshot, report: ReconcileReport, now: float, full_sweep: bool
@@ -358,17 +316,18 @@ class Reconciler:
         if not (snap.lists_complete and snap.scheduled_complete and snap.leases_complete):
             report.skipped.append("orphans: not looked for, because a snapshot above was incomplete")
             return []
-        prefix = keys.job("")
-        budget = None if full_sweep else self.limits.records_per_pass
+        # SCAN walks every key (MATCH filters afterwards), so the budget counts SCAN steps
+        # of _CHUNK keys, not job records found.
+        steps = None if full_sweep else max(1, self.limits.records_per_pass // _CHUNK)
         cursor = 0 if full_sweep else self._cursor
         plans: list[tuple[Repair, Call]] = []
         visited = 0
         while True:
-            cursor, found = await self._redis.scan(cursor, match=keys.job("*"), count=_CHUNK)
-            names = [_text(k) for k in found]
-            visited += len(names)
-            if names:
-                ids = [n[len(prefix) :] for n in names]
+            cursor, ids = await self._inventory.scan_job_ids(cursor, _CHUNK)
+            visited += len(ids)
+            if steps is not None:
+                steps -= 1
+            if ids:
                 raws = await self._broker.records(ids)
                 for job_id, raw in zip(ids, raws, strict=True):
                     view = snap.views.get(job_id) or _View()
@@ -382,7 +341,7 @@ class Reconciler:
             if cursor == 0:
                 report.sweep_complete = True
                 break
-            if budget is not None and visited >= budget:
+            if steps is not None and steps <= 0:
                 break
         if not full_sweep:
             self._cursor = int(cursor)
@@ -524,13 +483,13 @@ class Reconciler:
         worker_id, sep, _seq = token.rpartition(":")
         if not sep or not worker_id:
             return True  # not a token this version writes: rely on the lease deadline
-        return bool(await self._redis.exists(keys.worker_info(worker_id)))
+        return await self._inventory.worker_alive(worker_id)
 
     # -- the loop ----------------------------------------------------------------------
 
     async def _acquire(self) -> bool:
         ttl_ms = max(1000, int(self.interval * 900))
-        return bool(await self._redis.set(keys.RECONCILE_LOCK, self._lock_owner, nx=True, px=ttl_ms))
+        return await self._inventory.try_lock(self._lock_owner, ttl_ms)
 
     async def run(self) -> None:
         """Every ``interval`` seconds, one pass by one worker of the fleet."""

@@ -1,0 +1,141 @@
+"""Reads for the reconciler: where every job id is, in one atomic picture.
+
+Kept in the redis package (the only one that talks to redis-py); the reconciler
+(bananas.worker.reconciler) decides what is broken from these reads and repairs with
+scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
+from bananas.redis import keys
+
+_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    lists: dict[str, int]
+    dead: int
+    scheduled: int
+    leases: int
+    owners: int
+
+    @property
+    def list_entries(self) -> int:
+        return sum(self.lists.values()) + self.dead
+
+
+@dataclass(slots=True)
+class Picture:
+    """Everything read in one MULTI/EXEC. A part not asked for is left empty."""
+
+    leases: dict[str, int] = field(default_factory=dict)  # id -> deadline, Unix ms
+    owners: dict[str, str] = field(default_factory=dict)  # id -> lease token
+    lists: dict[str, list[str]] = field(default_factory=dict)  # ready list -> ids
+    dead: list[str] = field(default_factory=list)
+    scheduled: dict[str, float] = field(default_factory=dict)  # id -> due, Unix s
+
+
+class Inventory:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+
+    async def ready_lists(self) -> list[str]:
+        """Every ready list of the known routing keys (``bananas:routing_keys`` plus
+        ``default``): main lists, per-name (parked) lists, and the legacy lists."""
+        found = {_text(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
+        routing_keys = sorted(found | {DEFAULT_ROUTING_KEY})
+        pipe = self._redis.pipeline(transaction=False)
+        for key in routing_keys:
+            pipe.smembers(keys.parked_index(key))
+        parked = await pipe.execute()
+        queues = [keys.route_queue(k, p) for k in routing_keys for p in Priority]
+        for key, members in zip(routing_keys, parked, strict=True):
+            for member in sorted(_text(m) for m in members):
+                prio, sep, name = member.partition(":")
+                if sep and name:
+                    with contextlib.suppress(ValueError):
+                        queues.append(keys.parked_queue(key, prio, name))
+        queues += [keys.legacy_queue(p) for p in Priority]
+        return queues
+
+    async def sizes(self, lists: Sequence[str]) -> Sizes:
+        pipe = self._redis.pipeline(transaction=False)
+        for name in lists:
+            pipe.llen(name)
+        pipe.llen(keys.DEAD)
+        pipe.zcard(keys.SCHEDULED)
+        pipe.zcard(keys.LEASES)
+        pipe.hlen(keys.LEASE_OWNERS)
+        *lengths, dead, scheduled, leases, owners = await pipe.execute()
+        return Sizes(dict(zip(lists, map(int, lengths), strict=True)), int(dead), int(scheduled), leases, owners)
+
+    async def picture(
+        self, lists: Sequence[str], *, with_leases: bool, with_lists: bool, with_scheduled: bool
+    ) -> Picture:
+        """One MULTI/EXEC: an atomic picture, so a job moving from one place to another
+        while we read is never seen in both (or in neither)."""
+        pic = Picture()
+        pipe = self._redis.pipeline(transaction=True)
+        if with_leases:
+            pipe.zrange(keys.LEASES, 0, -1, withscores=True)
+            pipe.hgetall(keys.LEASE_OWNERS)
+        if with_lists:
+            for name in lists:
+                pipe.lrange(name, 0, -1)
+            pipe.lrange(keys.DEAD, 0, -1)
+        if with_scheduled:
+            pipe.zrange(keys.SCHEDULED, 0, -1, withscores=True)
+        if not len(pipe):
+            return pic
+        replies = list(await pipe.execute())
+        replies.reverse()
+        if with_leases:
+            pic.leases = {_text(m): int(s) for m, s in replies.pop()}
+            pic.owners = {_text(m): _text(t) for m, t in replies.pop().items()}
+        if with_lists:
+            for name in lists:
+                pic.lists[name] = [_text(m) for m in replies.pop()]
+            pic.dead = [_text(m) for m in replies.pop()]
+        if with_scheduled:
+            pic.scheduled = {_text(m): float(s) for m, s in replies.pop()}
+        return pic
+
+    async def missing_records(self, job_ids: Sequence[str]) -> set[str]:
+        missing: set[str] = set()
+        for start in range(0, len(job_ids), _CHUNK):
+            chunk = job_ids[start : start + _CHUNK]
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in chunk:
+                pipe.exists(keys.job(job_id))
+            for job_id, exists in zip(chunk, await pipe.execute(), strict=True):
+                if not exists:
+                    missing.add(job_id)
+        return missing
+
+    async def scan_job_ids(self, cursor: int, count: int = _CHUNK) -> tuple[int, list[str]]:
+        """One SCAN step over ``bananas:job:*``: (next cursor, job ids)."""
+        prefix = keys.job("")
+        cursor, found = await self._redis.scan(cursor, match=keys.job("*"), count=count)
+        return int(cursor), [_text(k)[len(prefix) :] for k in found]
+
+    async def worker_alive(self, worker_id: str) -> bool:
+        """Whether the worker still announces itself (its info hash has not expired)."""
+        return bool(await self._redis.exists(keys.worker_info(worker_id)))
+
+    async def try_lock(self, owner: str, ttl_ms: int) -> bool:
+        """The fleet-wide reconcile lock, for ``ttl_ms`` (never released early)."""
+        return bool(await self._redis.set(keys.RECONCILE_LOCK, owner, nx=True, px=ttl_ms))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
