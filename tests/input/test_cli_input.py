@@ -4,6 +4,7 @@ code is non-zero, there is no traceback, and nothing is written."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -25,7 +26,15 @@ CLEAN_ENV = {
 
 
 def invoke(redis_url: str, args: list[str], env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(cli, args, env={**CLEAN_ENV, "REDIS_URL": redis_url, **(env or {})})
+    """Run the CLI in-process; ``bananas worker`` configures the root logger, so it is
+    put back afterwards (other tests rely on it)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return CliRunner().invoke(cli, args, env={**CLEAN_ENV, "REDIS_URL": redis_url, **(env or {})})
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def assert_one_line_error(result: Result, *fragments: str) -> str:

@@ -8,7 +8,6 @@ import asyncio
 import json
 from dataclasses import fields
 
-import pytest
 import redis
 from input_helpers import StartWorker, eventually
 

@@ -62,6 +62,7 @@ def test_log_lines_and_tracebacks_are_masked() -> None:
     log = logging.getLogger("bananas.test.masking")
     log.addHandler(handler)
     log.propagate = False
+    log.setLevel(logging.DEBUG)
     try:
         log.warning("connecting to %s", url)
         try:

@@ -142,3 +142,20 @@ def test_queue_selection_flag(redis_url: str) -> None:
     assert "--queue-selection" in line, line
     settings = WorkerSettings.from_env({"WORKER_QUEUE_SELECTION": "strict"}, queue_selection="priority-first")
     assert settings.queue_selection is QueueSelection.PRIORITY_FIRST
+
+
+@pytest.mark.parametrize(
+    ("flags", "mentions"),
+    [
+        (["--mode", "fast"], "--mode"),
+        (["--mode", "specialized"], "'default'"),
+        (["--mode", "job-specialized"], "WORKER_JOB_TYPES"),
+        (["--route-concurrency", "gpu"], "--route-concurrency"),
+        (["--max-wait", "low:0"], "--max-wait"),
+        (["--job-types", " , "], "--job-types"),
+        (["--routing-keys", "gpu:6", "--queue-selection", "strict"], "weighted"),
+    ],
+)
+def test_bad_worker_flags_are_one_line_errors(redis_url: str, flags: list[str], mentions: str) -> None:
+    line = one_line_error(invoke(redis_url, "worker", "apps.basic:registry", *flags))
+    assert mentions in line, line

@@ -26,6 +26,9 @@ log = logging.getLogger("bananas.worker")
 
 #: Seconds between refreshes of limits, parked names and the starvation guard.
 REFRESH_INTERVAL = 1.0
+#: Seconds between dequeues that look at every list, woken or not (covers producers
+#: that do not publish wake-ups, such as pre-routing clients).
+FULL_SCAN_INTERVAL = 1.0
 
 
 class Fetcher:
@@ -43,6 +46,15 @@ class Fetcher:
         self._plan: DequeuePlan | None = None
         self._next_refresh = 0.0
         self._route_cap = dict(settings.route_concurrency)
+        self._all_routes = frozenset(settings.routing_keys)
+        # Routing keys that may hold jobs: a wake-up adds one, a dequeue that found all
+        # of a key's lists empty removes it. Between full scans only these are looked
+        # at, so the cost of a dequeue follows the busy keys, not every key listened to.
+        self._active: set[str] = set(self._all_routes)
+        self._wakeups = 0
+        self._woken_at: dict[str, int] = {}
+        self._next_full_scan = 0.0
+        self._plan_routes: frozenset[str] | None = None
         self._wrr: WeightedRoundRobin | None = None
         if settings.queue_selection is QueueSelection.WEIGHTED:
             weights = dict(settings.route_weights)
@@ -60,16 +72,35 @@ class Fetcher:
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         return await self._broker.records(job_ids)
 
+    def route_woken(self, routing_key: str) -> None:
+        """A job became ready on ``routing_key`` (its wake-up channel said so)."""
+        self._wakeups += 1
+        self._woken_at[routing_key] = self._wakeups
+        self._active.add(routing_key)
+
     def parked_changed(self) -> None:
         """A job was parked on one of our routing keys: look again before the next fetch."""
         self._next_refresh = 0.0
 
     @property
     def plan(self) -> DequeuePlan:
-        if self._plan is None:
-            sources = boost(with_parked(self._order, self._parked), self._overdue)
+        """The plan over every list (see ``_plan_for`` for the one actually used)."""
+        return self._plan_for(self._all_routes)
+
+    def _plan_for(self, routes: frozenset[str]) -> DequeuePlan:
+        if self._plan is None or self._plan_routes != routes:
+            order = [ref for ref in self._order if ref.routing_key in routes]
+            sources = boost(with_parked(order, self._parked), self._overdue)
             self._plan = DequeuePlan.build(sources, self.limits)
+            self._plan_routes = routes
         return self._plan
+
+    def _unlimited(self, plan: DequeuePlan) -> bool:
+        """No cap, fleet limit or rate applies: a short dequeue means every list was empty."""
+        lim = self.limits
+        return not plan.gates and not any(
+            k in self._route_cap or k in lim.route_concurrency or k in lim.route_rate for k in plan.groups
+        )
 
     async def refresh_if_due(self) -> None:
         now = self._clock.now()
@@ -120,7 +151,16 @@ class Fetcher:
     ) -> tuple[float, list[tuple[Source, str]]]:
         """Lease up to ``free`` jobs. Returns (seconds until a rate limit opens, jobs)."""
         await self.refresh_if_due()
-        plan = self.plan
+        now = self._clock.now()
+        if now >= self._next_full_scan:
+            self._next_full_scan = now + FULL_SCAN_INTERVAL
+            routes = self._all_routes
+        else:
+            routes = frozenset(self._active)
+            if not routes:
+                return 0.0, []
+        plan = self._plan_for(routes)
+        wakeups_before = self._wakeups
         caps = [
             max(0, self._route_cap[key] - running_by_route.get(key, 0)) if key in self._route_cap else -1
             for key in plan.groups
@@ -128,7 +168,6 @@ class Fetcher:
         prefs: list[int] = []
         if self._wrr is not None:
             prefs = [plan.groups.index(k) + 1 for k in self._wrr.take(free) if k in plan.groups]
-        now = self._clock.now()
         call = calls.dequeue(
             plan,
             self.limits,
@@ -140,4 +179,10 @@ class Fetcher:
             preferences=prefs,
         )
         wait_ms, taken = await self._broker.dequeue(call)
+        if len(taken) < free and self._unlimited(plan):
+            # Every list of the plan was empty at that moment. Keys woken since we asked
+            # stay active: their new job may have landed after the look.
+            for key in plan.groups:
+                if self._woken_at.get(key, 0) <= wakeups_before:
+                    self._active.discard(key)
         return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]

@@ -67,6 +67,7 @@ class Worker:
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
         self._running_by_route: dict[str, int] = {}
         self._parked_wakeup = asyncio.Event()
+        self._route_channels: dict[str, str] = {}
         self._lost: set[str] = set()
         self._tokens = itertools.count(1)
         self.processed = 0
@@ -114,7 +115,8 @@ class Worker:
             handled=self._handled, limits=lambda: fetcher.limits,
         )  # fmt: skip
         promote_wakeup = asyncio.Event()
-        channels = {keys.route_notify_channel(k): self._work_ready for k in self.settings.routing_keys}
+        self._route_channels = {keys.route_notify_channel(k): k for k in self.settings.routing_keys}
+        channels = {channel: self._work_ready for channel in self._route_channels}
         channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
         mode = self.settings.mode
         keeper = LeaseKeeper(
@@ -139,7 +141,13 @@ class Worker:
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),
             asyncio.create_task(
-                WakeupListener(client, channels, on_parked=fetcher.parked_changed).run(), name="bananas-wakeup"
+                WakeupListener(
+                    client,
+                    channels,
+                    on_parked=fetcher.parked_changed,
+                    on_message=lambda channel: self._on_wakeup(fetcher, channel),
+                ).run(),
+                name="bananas-wakeup",
             ),
             asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
         ]
@@ -291,6 +299,11 @@ class Worker:
         if batch:
             released = sum(1 for r in await broker.run_many(batch) if r == 1)
             log.info("gave %d unfinished job(s) back to their queues", released)
+
+    def _on_wakeup(self, fetcher: Fetcher, channel: str) -> None:
+        route = self._route_channels.get(channel)
+        if route is not None:
+            fetcher.route_woken(route)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping.is_set():

@@ -25,12 +25,14 @@ class WakeupListener:
         client: aioredis.Redis,
         channels: Mapping[str, asyncio.Event],
         on_parked: Callable[[], None] | None = None,
+        on_message: Callable[[str], None] | None = None,
     ) -> None:
         """``channels`` maps each channel name to the event it sets; ``on_parked`` is
         called when a message says a job was parked (see park.lua)."""
         self._client = client
         self._channels = dict(channels)
         self._on_parked = on_parked
+        self._on_message = on_message
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -39,7 +41,9 @@ class WakeupListener:
             try:
                 await pubsub.subscribe(*self._channels)
                 # Anything published while we were not subscribed is unknown: look now.
-                for event in self._channels.values():
+                for name, event in self._channels.items():
+                    if self._on_message is not None:
+                        self._on_message(name)
                     event.set()
                 backoff.reset()
                 while True:
@@ -47,6 +51,8 @@ class WakeupListener:
                     if message is not None:
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else channel
+                        if self._on_message is not None:
+                            self._on_message(name)
                         target = self._channels.get(name)
                         if target is not None:
                             target.set()
