@@ -235,11 +235,15 @@ class DeadLetters:
     def iter(self, *, routing_key: str | None = None, name: str | None = None) -> Iterator[DeadLetter]:
         """Entries newest first, optionally only those of one routing key and/or job name.
 
-        Expired entries (no record) match only when no filter is given.
+        Expired entries (no record) match only when no filter is given. The list is read
+        page by page, so a short listing of a long dead list stays cheap.
         """
-        ids = self.ids()
-        for start in range(0, len(ids), SCAN_CHUNK):
-            chunk = ids[start : start + SCAN_CHUNK]
+        start = 0
+        while True:
+            chunk = [_text(i) for i in self.redis.lrange(keys.DEAD, start, start + SCAN_CHUNK - 1)]
+            if not chunk:
+                return
+            start += len(chunk)
             for job_id, raw in zip(chunk, self._records(chunk), strict=True):
                 entry = _entry(job_id, raw)
                 if _matches(entry, routing_key, name):

@@ -58,8 +58,9 @@ def test_redis_restart(fleet: Fleet, aof_server: EmbeddedServer, store: redis.Re
         ids = submit_all(client, job_specs(scaled(1500), ms=(10, 80)))
         submitter = Submitter(client, job_specs(scaled(1500), ms=(10, 80))).start()
         restarts = scaled(2)
+        step = scaled(3000) // (restarts + 2)
         for n in range(restarts):
-            wait_until(lambda n=n: len(runs(store)) >= (n + 1) * scaled(600), 60, "progress before a restart")
+            wait_until(lambda n=n: len(runs(store)) >= (n + 1) * step, 60, "progress before a restart")
             # Graceful stop (the AOF is flushed); in soak mode also kill -9 with fsync always.
             if SOAK and n % 2:
                 aof_server.kill()
@@ -99,9 +100,12 @@ def test_connection_cut(fleet: Fleet, redis_url: str, r: redis.Redis, store: red
         with Client(proxy.url) as client:
             ids = submit_all(client, job_specs(scaled(1500), ms=(10, 80)))
             submitter = Submitter(client, job_specs(scaled(1000), ms=(10, 80))).start()
-            for n in range(scaled(1)):
-                for mode in ("drop", "pause"):
-                    wait_until(lambda n=n: len(runs(store)) >= 300 * (n + 1), 60, "progress before a cut")
+            rounds = scaled(1)
+            step = scaled(2500) // (2 * rounds + 2)
+            for n in range(2 * rounds):
+                mode = ("drop", "pause")[n % 2]
+                if True:
+                    wait_until(lambda n=n: len(runs(store)) >= step * (n + 1), 60, "progress before a cut")
                     if mode == "drop":
                         proxy.drop()
                     else:

@@ -81,6 +81,9 @@ class Job:
     scheduled_for: datetime | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: created_at as read from the record, written back verbatim while unchanged (keeps
+    #: a producer's exact text, nanoseconds included, and saves formatting it again).
+    _created_text: tuple[datetime, str] | None = field(default=None, repr=False, compare=False)
 
     def set_routing_key(self, key: str, *, now: datetime | None = None) -> None:
         """Change the routing key after validating it; bumps ``updated_at``."""
@@ -102,7 +105,8 @@ class Job:
         record["status"] = self.status.value
         record["priority"] = self.priority.value
         record["routing_key"] = self.routing_key
-        record["created_at"] = format_time(self.created_at)
+        cached = self._created_text
+        record["created_at"] = cached[1] if cached and cached[0] is self.created_at else format_time(self.created_at)
         record["updated_at"] = format_time(self.updated_at)
         if self.scheduled_for is not None:
             record["scheduled_for"] = format_time(self.scheduled_for)
@@ -166,7 +170,7 @@ class Job:
                     record_id,
                 )
         extra = {k: v for k, v in data.items() if k not in _KNOWN}
-        return cls(
+        job = cls(
             id=record_id,
             name=name,
             payload=data.get("payload"),
@@ -183,6 +187,10 @@ class Job:
             error=error or None,
             extra=extra,
         )
+        raw_created = data.get("created_at")
+        if isinstance(raw_created, str):
+            job._created_text = (created, raw_created)
+        return job
 
 
 def validate_new_job(

@@ -17,6 +17,17 @@ class Broker:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
         self.runner = AsyncRunner(client)
+        # The two hot loops each keep a connection of their own (see AsyncRunner).
+        self._fetch_runner = AsyncRunner(client, dedicated=True)
+        self._write_runner = AsyncRunner(client, dedicated=True)
+
+    async def close(self) -> None:
+        await self._fetch_runner.close()
+        await self._write_runner.close()
+
+    async def write_many(self, batch: Sequence[Call]) -> list[Any]:
+        """The writer's state changes (one call at a time from one loop)."""
+        return await self._write_runner.run_many(batch)
 
     async def load_scripts(self) -> None:
         await self.runner.load_scripts()
@@ -31,7 +42,7 @@ class Broker:
 
     async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]]]:
         """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)])."""
-        reply = await self.runner.run(call)
+        reply = await self._fetch_runner.run(call)
         taken = [(int(reply[i]) - 1, _text(reply[i + 1])) for i in range(1, len(reply), 2)]
         return float(reply[0]), taken
 
@@ -58,7 +69,10 @@ class Broker:
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
             return []
-        return list(await self.redis.mget([keys.job(i) for i in job_ids]))  # type: ignore[arg-type]
+        (reply,) = await self._fetch_runner.send([("MGET", *(keys.job(i) for i in job_ids))])
+        if isinstance(reply, Exception):
+            raise reply
+        return list(reply)
 
     # -- maintenance reads ---------------------------------------------------------
 

@@ -7,6 +7,7 @@ did not run at all.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -116,10 +117,23 @@ class AsyncRunner:
     """Runs script calls on one connection at a time, straight through redis-py's
     connection layer (packing and hiredis parsing), without its command and pipeline
     wrappers: on the worker's hot path those cost more than the round trip itself.
-    TLS, AUTH and reconnects are still the connection's own."""
+    TLS, AUTH and reconnects are still the connection's own.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    With ``dedicated``, the runner keeps one connection for itself instead of taking one
+    from the pool per call: for a loop that makes one call at a time (the fetcher, the
+    writer) that saves the pool's locking on every round trip."""
+
+    def __init__(self, client: aioredis.Redis, *, dedicated: bool = False) -> None:
         self.client = client
+        self._dedicated = dedicated
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        """Give a dedicated connection back to the pool."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self.client.connection_pool.release(conn)
 
     async def load_scripts(self) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -127,11 +141,22 @@ class AsyncRunner:
             pipe.script_load(script.source)
         await pipe.execute()
 
+    async def send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
+        """Raw commands in one round trip; error replies are returned in place."""
+        if not self._dedicated:
+            return await self._send(commands)
+        async with self._lock:
+            return await self._send(commands)
+
     async def _send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
-        """One round trip; error replies are returned in place."""
         pool = self.client.connection_pool
         for attempt in (1, 2):
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            if self._conn is not None:
+                conn = self._conn
+            else:
+                conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+                if self._dedicated:
+                    self._conn = conn
             try:
                 await conn.send_packed_command([pack(commands)])
                 replies: list[Any] = []
@@ -142,17 +167,25 @@ class AsyncRunner:
                         replies.append(exc)
                 return replies
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-                await conn.disconnect()
+                await self._drop(conn)
                 # One immediate reconnect; longer outages are paced by the caller's backoff.
                 # Repeating is safe: every script checks state (SET NX, lease tokens).
                 if attempt == 2:
                     raise
             except BaseException:
-                await conn.disconnect()
+                await self._drop(conn)
                 raise
-            finally:
-                await pool.release(conn)
+            else:
+                if not self._dedicated:
+                    await pool.release(conn)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _drop(self, conn: Any) -> None:
+        """A connection in an unknown state: close it and hand it back to the pool."""
+        await conn.disconnect()
+        if self._conn is conn:
+            self._conn = None
+        await self.client.connection_pool.release(conn)
 
     async def run(self, call: Call) -> Any:
         (reply,) = await self.run_many([call])
@@ -165,11 +198,11 @@ class AsyncRunner:
         returned in place, not raised, so one failed call does not hide the others."""
         if transaction and len(calls) > 1:
             return await self._run_transaction(calls)
-        replies = await self._send([("EVALSHA", *call.evalsha_args()) for call in calls])
+        replies = await self.send([("EVALSHA", *call.evalsha_args()) for call in calls])
         missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
         if missing:
             await self.load_scripts()
-            again = await self._send([("EVALSHA", *calls[i].evalsha_args()) for i in missing])
+            again = await self.send([("EVALSHA", *calls[i].evalsha_args()) for i in missing])
             for i, value in zip(missing, again, strict=True):
                 replies[i] = value
         return replies

@@ -26,11 +26,12 @@ from bananas.core.result import COMPLETED, FAILED, result_fields
 from bananas.core.selection import Source
 from bananas.errors import MalformedJobError, PayloadError
 from bananas.redis import calls
+from bananas.redis.scripts import ScriptName
 from bananas.worker.executor import Executor, JobTimeoutExceeded
 from bananas.worker.malformed import stub_record
 from bananas.worker.registry import Registry
 from bananas.worker.signals import Fail, Retry
-from bananas.worker.writer import Writer
+from bananas.worker.writer import Deferred, Writer
 
 log = logging.getLogger("bananas.worker")
 
@@ -92,7 +93,7 @@ class Processor:
             await self._fail(job, token, error, FailureDecision(Verdict.DEAD), now, started)
             return
         # Not awaited: the handler starts at once; the writer keeps start before the outcome.
-        self._writer.send(calls.start(job_id, token, job.to_record()))
+        self._writer.send(Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record())))
         timeout = _job_timeout(job) or handler.timeout or self._settings.job_timeout
         try:
             result = await self._executor.call(handler, job, timeout)

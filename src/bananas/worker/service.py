@@ -196,6 +196,8 @@ class Worker:
             with contextlib.suppress(Exception):
                 await broker.retire(self.worker_id)
             executor.shutdown()
+            with contextlib.suppress(Exception):
+                await broker.close()
             if self._owns_redis:
                 await client.aclose()
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bananas.redis import calls
@@ -25,7 +27,17 @@ log = logging.getLogger("bananas.worker")
 MAX_BATCH = 512
 _OUTCOMES = frozenset({ScriptName.ACK, ScriptName.RETRY, ScriptName.BURY})
 
-Pending = tuple[Call, "asyncio.Future[Any]"]
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A call built only when it is about to be sent (or never, if dropped)."""
+
+    script: ScriptName
+    job_id: str
+    build: Callable[[], Call]
+
+
+Pending = tuple[Call | Deferred, "asyncio.Future[Any]"]
 
 
 class Writer:
@@ -35,7 +47,7 @@ class Writer:
         self._wake = asyncio.Event()
         self._closed = False
 
-    def send(self, call: Call) -> asyncio.Future[Any]:
+    def send(self, call: Call | Deferred) -> asyncio.Future[Any]:
         """Queue ``call``; the future resolves with the script's reply once it ran."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((call, future))
@@ -70,16 +82,19 @@ class Writer:
             del self._pending[: len(batch)]
 
     async def _flush(self, batch: list[Pending]) -> None:
-        finishing = {call.args[0] for call, _ in batch if call.script in _OUTCOMES}
+        # Over everything pending, not just this batch: an outcome is queued in the same
+        # step as the job state it records changes, so a job with a pending outcome must
+        # not have its start built from that changed state.
+        finishing = {call.args[0] for call, _ in self._pending if isinstance(call, Call) and call.script in _OUTCOMES}
         plan: list[Call] = []
         # Each entry: the futures a planned call answers (several for a merged ack_many).
         answers: list[list[asyncio.Future[Any]]] = []
-        acks: list[Pending] = []
-        for call, future in batch:
-            if call.script is ScriptName.START and call.args[0] in finishing:
-                # Already resolved when this batch is flushed again after a lost connection.
-                _resolve(future, 1)
+        acks: list[tuple[Call, asyncio.Future[Any]]] = []
+        for entry, future in batch:
+            if entry.script is ScriptName.START and _job_of(entry) in finishing:
+                future.set_result(1)
                 continue
+            call = entry.build() if isinstance(entry, Deferred) else entry
             if call.script is ScriptName.ACK:
                 acks.append((call, future))
                 continue
@@ -93,7 +108,7 @@ class Writer:
             answers.append([future for _, future in acks])
         if not plan:
             return
-        replies = await self._broker.run_many(plan)
+        replies = await self._broker.write_many(plan)
         for futures, reply in zip(answers, replies, strict=True):
             if len(futures) > 1 and isinstance(reply, list):
                 for future, value in zip(futures, reply, strict=True):
@@ -106,6 +121,10 @@ class Writer:
         """Stop once everything queued so far is written."""
         self._closed = True
         self._wake.set()
+
+
+def _job_of(entry: Call | Deferred) -> object:
+    return entry.job_id if isinstance(entry, Deferred) else entry.args[0]
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
