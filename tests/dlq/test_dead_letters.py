@@ -288,6 +288,8 @@ def test_bulk_retry_and_purge_cross_chunk_boundaries(redis_url: str, r: redis.Re
         ids.append(job.id)
     pipe.execute()
     letters = DeadLetters(r)
+    listed = letters.entries()  # read page by page
+    assert [e.id for e in listed] == list(reversed(ids)) and letters.count() == count
     report = letters.retry_all(routing_key="gpu")
     assert len(report.retried) == count // 2 and r.llen("bananas:route:gpu:queue:normal") == count // 2
     assert letters.purge() == count // 2

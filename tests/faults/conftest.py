@@ -4,7 +4,7 @@ its whole process group) at teardown, pass or fail."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +23,26 @@ def store(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def fleet(cli_env: dict[str, str], redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
+def fleet(request: pytest.FixtureRequest, cli_env: dict[str, str], redis_url: str, tmp_path: Path) -> Iterator[Fleet]:
     pool = Fleet(cli_env, redis_url, tmp_path)
     try:
         yield pool
     finally:
         pool.cleanup()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            for proc in pool.procs:  # shown with the failure, as captured teardown output
+                tail = proc.log_path.read_text(errors="replace")[-3000:]
+                print(f"----- {proc.name} (pid {proc.pid}) log tail -----\n{tail}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ class AsyncClient:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
+        result_ttl: int | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
@@ -74,6 +75,7 @@ class AsyncClient:
             routing_key=routing_key,
             max_retries=max_retries,
             description=description,
+            result_ttl=result_ttl,
         )
         await self._runner.run(call)
         return job_id
@@ -94,6 +96,7 @@ class AsyncClient:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
+        result_ttl: int | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
         job_id, call = self._core.schedule(
@@ -105,6 +108,7 @@ class AsyncClient:
             routing_key=routing_key,
             max_retries=max_retries,
             description=description,
+            result_ttl=result_ttl,
         )
         await self._runner.run(call)
         return job_id

@@ -64,6 +64,7 @@ class Client:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
+        result_ttl: int | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
@@ -75,6 +76,7 @@ class Client:
             routing_key=routing_key,
             max_retries=max_retries,
             description=description,
+            result_ttl=result_ttl,
         )
         self._runner.run(call)
         return job_id
@@ -95,6 +97,7 @@ class Client:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
+        result_ttl: int | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
         job_id, call = self._core.schedule(
@@ -106,6 +109,7 @@ class Client:
             routing_key=routing_key,
             max_retries=max_retries,
             description=description,
+            result_ttl=result_ttl,
         )
         self._runner.run(call)
         return job_id
