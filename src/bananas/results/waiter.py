@@ -20,9 +20,9 @@ import redis.asyncio as aioredis
 from bananas.core.result import JobResult
 from bananas.errors import JobTimeoutError
 from bananas.redis import keys
+from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.runner import AsyncRunner
 from bananas.redis.scripts import Call
-from bananas.worker.backoff import Backoff, is_connection_error
 
 log = logging.getLogger("bananas.results")
 

@@ -26,12 +26,12 @@ from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.errors import ValidationError
 from bananas.redis import connection, keys
+from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.connection import DEFAULT_REDIS_URL
 from bananas.scheduler.definition import Schedule
 from bananas.scheduler.policy import Action, Step, first_cursor, next_step
 from bananas.scheduler.store import FireResult, Outcome, ScheduleStore
-from bananas.worker.backoff import Backoff, is_connection_error
 from bananas.worker.promoter import Promoter
 from bananas.worker.wakeup import WakeupListener
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 
 from bananas.core.clock import Clock
 from bananas.redis import calls
+from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
-from bananas.worker.backoff import is_connection_error
 
 log = logging.getLogger("bananas.worker")
 

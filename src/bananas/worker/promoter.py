@@ -16,8 +16,8 @@ from bananas.core.job import Job
 from bananas.core.lifecycle import mark_pending
 from bananas.errors import MalformedJobError
 from bananas.redis import calls
+from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
-from bananas.worker.backoff import is_connection_error
 from bananas.worker.malformed import stub_record
 
 log = logging.getLogger("bananas.worker")

@@ -53,10 +53,10 @@ from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
+from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.inventory import Inventory
 from bananas.redis.scripts import Call
-from bananas.worker.backoff import is_connection_error
 from bananas.worker.malformed import stub_record
 
 log = logging.getLogger("bananas.reconciler")

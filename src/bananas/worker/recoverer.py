@@ -19,9 +19,9 @@ from bananas.core.lifecycle import mark_pending
 from bananas.core.result import FAILED, result_fields
 from bananas.errors import MalformedJobError
 from bananas.redis import calls
+from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call
-from bananas.worker.backoff import is_connection_error
 from bananas.worker.malformed import stub_record
 
 log = logging.getLogger("bananas.worker")

@@ -20,8 +20,8 @@ from bananas.core.lifecycle import mark_pending
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
 from bananas.redis import calls, connection, keys
+from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
-from bananas.worker.backoff import Backoff, is_connection_error
 from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper

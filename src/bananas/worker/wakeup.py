@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
-from bananas.worker.backoff import Backoff, is_connection_error
+from bananas.redis.backoff import Backoff, is_connection_error
 
 log = logging.getLogger("bananas.worker")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bananas.redis import calls
+from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call, ScriptName
-from bananas.worker.backoff import Backoff, is_connection_error
 
 log = logging.getLogger("bananas.worker")
 
