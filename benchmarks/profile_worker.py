@@ -47,7 +47,8 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 #: its function (the last dotted part, e.g. ``_fetch`` of ``Worker._fetch``) and its file
 #: (as py-spy prints it, e.g. ``bananas/worker/service.py``) both match.
 INCLUSIVE = (
-    ("Worker._fetch (dequeue, MGET, task creation)", r"_fetch", r"bananas/worker/service\.py"),
+    ("fetching (dequeue, MGET, task creation)", r"_fetch|_start|fetch|records",
+     r"bananas/worker/(service|fetcher)\.py"),
     ("Processor.process (one job, handler included)", r"process", r"bananas/worker/processor\.py"),
     ("Job.from_record (parse the record)", r"from_record", r"bananas/core/job\.py"),
     ("Job.to_record (encode the record)", r"to_record", r"bananas/core/job\.py"),
@@ -60,6 +61,7 @@ INCLUSIVE = (
     ("redis-py (any frame)", r".*", r"^redis/"),
     ("redis-py: command packing/encoding", r"pack_command|pack_commands|encode", r"^redis/"),
     ("LeaseKeeper / Recoverer / Promoter", r".*", r"bananas/worker/(heartbeat|recoverer|promoter)\.py"),
+    ("Reconciler (periodic bookkeeping check)", r".*", r"bananas/worker/reconciler\.py"),
 )
 
 

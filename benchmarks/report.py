@@ -2,9 +2,10 @@
 
     python -m benchmarks.report benchmarks/results/X.json [Y.json ...] [--update-docs]
 
-re-renders (and merges) result files; ``--update-docs`` pastes the tables into
-docs/PERFORMANCE.md between its ``<!-- BEGIN figures -->`` / ``<!-- END figures -->``
-markers (``scaling`` and ``profile`` sections likewise, from their own scripts).
+re-renders (and merges) result files of ``benchmarks.run``; ``--update-docs`` pastes the
+tables into docs/PERFORMANCE.md between its ``<!-- BEGIN figures -->`` / ``<!-- END
+figures -->`` markers. Given a result file of ``benchmarks.scaling`` or
+``benchmarks.profile_worker``, it re-renders that one into its own section.
 """
 
 from __future__ import annotations
@@ -321,11 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--update-docs", action="store_true")
     args = p.parse_args(argv)
-    data = merge(args.files)
-    markdown = render(data)
+    first = json.loads(args.files[0].read_text())
+    if "runs" in first:
+        section, markdown = "figures", render(merge(args.files))
+    elif "result" in first:  # a profile_worker result
+        from benchmarks import profile_worker
+
+        section, markdown = "profile", profile_worker.render(first)
+    else:  # a scaling result
+        from benchmarks import scaling
+
+        section, markdown = "scaling", scaling.render(first)
     print(markdown)
     if args.update_docs:
-        update_docs("figures", markdown)
+        update_docs(section, markdown)
     return 0
 
 

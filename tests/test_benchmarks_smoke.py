@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (the report prints typographic dashes and the multiplication sign)
 """The benchmark suite still runs (benchmarks/, docs/PERFORMANCE.md).
 
 Runs the harness in its ``--smoke`` mode (N=500, one repeat, Bananas only) and the

@@ -54,3 +54,8 @@ def noop_sync(job: Job) -> None:
     if _sync_client is None:
         _sync_client = redis.Redis.from_url(_url())
     _sync_client.incr(COUNTER_KEY)
+
+
+@registry.handler("empty")
+async def empty(job: Job) -> None:
+    """Does nothing at all: what is left is Bananas' own cost per job (profile_worker --tool cpu)."""

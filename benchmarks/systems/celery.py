@@ -35,7 +35,7 @@ from benchmarks.systems import _peer_common as common
 
 QUEUE = "bench"
 THREADS = 10
-PREFETCH_MULTIPLIER = 4  # Celery's default
+PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_CELERY_PREFETCH") or 4)  # 4 is Celery's default
 
 app = Celery("bench", broker=common.env_url())
 app.conf.update(

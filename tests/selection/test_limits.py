@@ -244,6 +244,8 @@ def test_limits_cli_set_list_clear(redis_url: str, r: redis.Redis) -> None:
         (["set", "email", "--rate", "5/0s"], "5/0s"),
         (["set", "gpu", "--concurrency", "0"], "--concurrency"),
         (["set", "gpu", "--concurrency", "-3"], "--concurrency"),
+        (["set", "gpu", "--concurrency", "abc"], "--concurrency"),
+        (["set", "gpu", "--concurrency", "2.5"], "--concurrency"),
         (["set", "gpu"], "--concurrency"),
         (["set", "--job-name", "send_sms"], "--rate"),
         (["set", "--job-name", "send_sms", "--concurrency", "2"], "--concurrency"),

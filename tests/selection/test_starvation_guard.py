@@ -7,19 +7,21 @@ import asyncio
 import time
 
 import pytest
-from selection_support import Pool, eventually
+import redis
+from selection_support import Pool, eventually, record
 
 from bananas import Client, Job, Registry
 
 
-def busy_registry(seen: list[tuple[str, str, float]], seconds: float) -> Registry:
+def busy_registry(seen: list[tuple[str, str, float]], seconds: float, names: tuple[str, ...] = ("task",)) -> Registry:
     registry = Registry()
 
     async def task(job: Job) -> None:
         seen.append((job.routing_key, job.priority.value, time.monotonic()))
         await asyncio.sleep(seconds)
 
-    registry.add("task", task)
+    for name in names:
+        registry.add(name, task)
     return registry
 
 
@@ -60,3 +62,22 @@ async def test_without_guard_strict_order_makes_the_old_job_wait(pool: Pool, cli
     assert seen, "the worker is running the backlog"
     assert all(p == "high" for _, p, _ in seen), "strict order: low waits while high has jobs"
     assert client.get_job(old).status == "pending"  # type: ignore[union-attr]
+
+
+async def test_guard_also_serves_an_old_parked_job(pool: Pool, client: Client, r: redis.Redis) -> None:
+    """A job parked by a worker without its handler waits in its name's list: the guard
+    must see it there too, or it waits behind the backlog despite WORKER_MAX_WAIT."""
+    old = client.submit_job("transcode", "old", "low")
+    seen: list[tuple[str, str, float]] = []
+    plain = await pool.start(busy_registry(seen, 0.05), concurrency=1)  # handles "task" only
+    await eventually(lambda: "parked" in record(r, old), what="the job to be parked")
+    await pool.stop(plain)
+    client.submit_many("task", ["busy"] * BACKLOG, "high")
+    registry = busy_registry(seen, 0.05, ("task", "transcode"))
+    started = time.monotonic()
+    await pool.start_env(registry, {"WORKER_MAX_WAIT": "low:1", "WORKER_CONCURRENCY": "1"})
+    await eventually(lambda: record(r, old)["status"] == "completed", timeout=8, what="the old parked job")
+    done_after = sum(1 for _, p, _ in seen if p == "high")
+    print(f"\nWORKER_MAX_WAIT low:1, old job parked: ran {time.monotonic() - started:.2f} s after start, "
+          f"after {done_after} backlog jobs")  # fmt: skip
+    assert done_after < BACKLOG

@@ -19,14 +19,15 @@ def limits() -> None:
 @limits.command("set")
 @click.argument("routing_key", required=False)
 @click.option("--job-name", default=None, help="Limit a job name instead of a routing key (rate only).")
-@click.option("--concurrency", type=int, default=None, help="At most N jobs of the routing key running fleet-wide.")
+@click.option("--concurrency", default=None, help="At most N jobs of the routing key running fleet-wide.")
 @click.option("--rate", default=None, help="At most COUNT per UNIT fleet-wide: 100/m, 10/s, 5/h, 30/10s.")
 @redis_url_option
 def set_limit(
-    routing_key: str | None, job_name: str | None, concurrency: int | None, rate: str | None, redis_url: str | None
+    routing_key: str | None, job_name: str | None, concurrency: str | None, rate: str | None, redis_url: str | None
 ) -> None:
     """Set a limit: `limits set gpu --concurrency 8`, `limits set --job-name send_sms --rate 10/s`."""
     url = resolve_redis_url(redis_url)
+    limit = _whole_number("--concurrency", concurrency)
     if (routing_key is None) == (job_name is None):
         fail("give either a ROUTING_KEY or --job-name NAME")
     with friendly_errors(url):
@@ -40,8 +41,8 @@ def set_limit(
             click.echo(f"job {job_name}: rate {rate}")
         else:
             assert routing_key is not None
-            admin.set_route(routing_key, concurrency=concurrency, rate=rate)
-            parts = [f"concurrency {concurrency}"] if concurrency is not None else []
+            admin.set_route(routing_key, concurrency=limit, rate=rate)
+            parts = [f"concurrency {limit}"] if limit is not None else []
             parts += [f"rate {rate}"] if rate is not None else []
             click.echo(f"routing key {routing_key}: {', '.join(parts)}")
 
@@ -120,3 +121,13 @@ def clear_limit(
             both = not (only_concurrency or only_rate)
             removed = admin.clear_route(routing_key, concurrency=both or only_concurrency, rate=both or only_rate)
             click.echo(f"routing key {routing_key}: {removed} limit(s) cleared")
+
+
+def _whole_number(option: str, raw: str | None) -> int | None:
+    """Parsed here rather than by click, so a bad value is one line like every other error."""
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        fail(f"{option} must be a whole number, got {raw!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -51,6 +52,7 @@ class Client:
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis)
         self._waiter: BackgroundWaiter | None = None
+        self._waiter_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Client({connection.mask_url(self.redis_url)!r})"
@@ -173,9 +175,12 @@ class Client:
         return JobResult.from_hash(job_id, data) if data else None
 
     def _background(self) -> BackgroundWaiter:
-        if self._waiter is None:
-            self._waiter = BackgroundWaiter(self.redis_url)
-        return self._waiter
+        # Threads may wait at once on a fresh client: exactly one of them starts the
+        # background loop (and so its one subscription connection).
+        with self._waiter_lock:
+            if self._waiter is None:
+                self._waiter = BackgroundWaiter(self.redis_url)
+            return self._waiter
 
     def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
@@ -198,9 +203,10 @@ class Client:
         return parse_depths(plan, replies, parked, parked_depths)
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._waiter.close()
-            self._waiter = None
+        with self._waiter_lock:
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.close()
         self.redis.close()
 
     def __enter__(self) -> Client:

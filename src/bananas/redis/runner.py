@@ -165,7 +165,6 @@ class AsyncRunner:
                         replies.append(await conn.read_response())
                     except ResponseError as exc:
                         replies.append(exc)
-                return replies
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
                 await self._drop(conn)
                 # One immediate reconnect; longer outages are paced by the caller's backoff.
@@ -176,8 +175,11 @@ class AsyncRunner:
                 await self._drop(conn)
                 raise
             else:
+                # Not in the ``try``: a ``return`` there would skip this ``else`` and leak
+                # the connection (the pool runs dry after MAX_CONNECTIONS calls).
                 if not self._dedicated:
                     await pool.release(conn)
+                return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _drop(self, conn: Any) -> None:

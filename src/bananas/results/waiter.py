@@ -75,8 +75,10 @@ class ResultWaiter:
         """Subscribe to ``job_id``'s result; the subscription is live inside the block."""
         channel = keys.result_notify_channel(job_id)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._add(channel, future)
         try:
+            # Inside the ``try``: a wait cancelled while its subscription is being confirmed
+            # must still unsubscribe, or the channel and its future would stay forever.
+            await self._add(channel, future)
             yield Watch(self, job_id, future)
         finally:
             await self._remove(channel, future)

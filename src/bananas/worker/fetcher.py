@@ -110,7 +110,7 @@ class Fetcher:
         raw_limits, parked_sets = await self._broker.limits_and_parked(self._settings.routing_keys)
         limits = FleetLimits.from_hash(raw_limits)
         parked = self._parked_for_us(parked_sets)
-        overdue = await self._find_overdue(now) if self._settings.max_wait else set()
+        overdue = await self._find_overdue(now, parked, limits) if self._settings.max_wait else set()
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
@@ -129,12 +129,24 @@ class Fetcher:
                 parked.setdefault((key, priority), []).append(name)
         return parked
 
-    async def _find_overdue(self, now: float) -> set[QueueRef]:
+    async def _find_overdue(
+        self, now: float, parked: Mapping[tuple[str, Priority], Sequence[str]], fleet: FleetLimits
+    ) -> set[QueueRef]:
         limits = dict(self._settings.max_wait)
         targets = [ref for ref in self._order if ref.routing_key in limits or ref.priority.value in limits]
-        records = await self._broker.oldest_ready([keys.queue(ref) for ref in targets])
+        # A parked job waits in its name's list, not the main one: look there too (but not
+        # at rate-limited names, whose jobs wait for their rate, not for a free worker).
+        lists = [(ref, keys.queue(ref)) for ref in targets]
+        lists += [
+            (ref, keys.parked_queue(ref.routing_key, ref.priority, name))
+            for ref in targets
+            if not ref.legacy
+            for name in parked.get((ref.routing_key, ref.priority), ())
+            if name not in fleet.job_rate
+        ]
+        records = await self._broker.oldest_ready([key for _, key in lists])
         overdue: set[QueueRef] = set()
-        for ref, raw in zip(targets, records, strict=True):
+        for (ref, _), raw in zip(lists, records, strict=True):
             if raw is None:
                 continue
             try:

@@ -524,10 +524,6 @@ def _places(view: _View) -> str:
     return ", ".join(parts) or "nowhere"
 
 
-def _priority_suffix(queue: str) -> str:
-    return queue.rsplit(":", 1)[-1]
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 

@@ -92,7 +92,9 @@ class Writer:
         acks: list[tuple[Call, asyncio.Future[Any]]] = []
         for entry, future in batch:
             if entry.script is ScriptName.START and _job_of(entry) in finishing:
-                future.set_result(1)
+                # _resolve, not set_result: after a connection error the same batch is
+                # flushed again and this future is already resolved.
+                _resolve(future, 1)
                 continue
             call = entry.build() if isinstance(entry, Deferred) else entry
             if call.script is ScriptName.ACK:

@@ -1,0 +1,105 @@
+"""Waiting has no race with the result being stored, and it listens instead of polling."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+import redis
+import results_app
+from conftest import StartWorker
+from results_support import calls, eventually, settings, thread_worker
+
+from bananas import AsyncClient, Client
+from bananas.results.waiter import ResultWaiter
+
+#: Commands the test itself sends to observe the server.
+OBSERVER = {"info", "client|list", "pubsub|numsub", "pubsub|channels", "exists", "llen", "ping"}
+
+
+async def test_result_stored_before_the_wait_is_returned_at_once(
+    redis_url: str, r: redis.Redis, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    async with AsyncClient(redis_url) as client:
+        job_id = await client.submit_job("add", {"a": 3, "b": 4})
+        await eventually(lambda: r.exists(f"bananas:result:{job_id}"), what="the result")
+        # Long after the notification was published to nobody.
+        assert (await client.get_result(job_id, timeout=30))["sum"] == 7
+        # The waiter's own path (subscribe, confirmation, then read) finds it too: no
+        # notification will ever come, so only the read after subscribing can see it.
+        found = await client._result_waiter().wait(job_id, timeout=30)
+        assert found.ok and found.result["sum"] == 7
+
+
+async def test_result_stored_between_the_first_look_and_the_subscription(
+    redis_url: str, r: redis.Redis, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_result looks, finds nothing, then subscribes; the job finishes (and publishes to
+    nobody) in between. The read after the confirmed subscription must still see it."""
+    original = ResultWaiter._add
+    delayed: list[str] = []
+
+    async def subscribe_late(self: ResultWaiter, channel: str, future: asyncio.Future[None]) -> None:
+        job_id = channel.rsplit(":", 1)[1]
+        await eventually(lambda: r.exists(f"bananas:result:{job_id}"), what="the result before subscribing")
+        delayed.append(job_id)
+        await original(self, channel, future)
+
+    monkeypatch.setattr(ResultWaiter, "_add", subscribe_late)
+    await start_worker()
+    async with AsyncClient(redis_url) as client:
+        job_id = await client.submit_job("slow", {"seconds": 0.2, "value": "raced"})
+        assert await client.get_result(job_id, timeout=30) == {"value": "raced", "slept": 0.2}
+    assert delayed == [job_id]
+
+
+async def test_many_concurrent_submit_and_wait_with_a_fast_worker(redis_url: str, start_worker: StartWorker) -> None:
+    await start_worker(concurrency=50)
+    rng = random.Random(7)
+    async with AsyncClient(redis_url) as client:
+
+        async def one(i: int) -> Any:
+            if rng.random() < 0.3:  # some waits start after their job may already be done
+                job_id = await client.submit_job("echo", {"i": i})
+                await asyncio.sleep(rng.random() / 50)
+                return await client.get_result(job_id, timeout=30)
+            return await client.submit_and_wait("echo", {"i": i}, timeout=30)
+
+        results = await asyncio.gather(*(one(i) for i in range(1000)))
+    assert results == [{"i": i} for i in range(1000)]
+
+
+def test_many_sequential_sync_waits(redis_url: str) -> None:
+    """Back-to-back submit_and_wait: each job finishes within moments of its subscription."""
+    with thread_worker(results_app.registry, settings(redis_url, concurrency=4)), Client(redis_url) as client:
+        for i in range(300):
+            assert client.submit_and_wait("add", {"a": i, "b": 1}, timeout=30)["sum"] == i + 1
+        job_ids = [client.submit_job("echo", i) for i in range(100)]
+        assert [client.get_result(job_id, timeout=30) for job_id in job_ids] == list(range(100))
+
+
+def _commands(r: redis.Redis) -> dict[str, int]:
+    stats = r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+async def test_waiting_listens_instead_of_polling(redis_url: str, r: redis.Redis, start_worker: StartWorker) -> None:
+    async with AsyncClient(redis_url) as client:
+        job_id = await client.submit_job("add", {"a": 1, "b": 1})  # no worker yet: it waits
+        before = calls(r, "hgetall")
+        waiting = asyncio.create_task(client.get_result(job_id, timeout=30))
+        await eventually(lambda: r.pubsub_numsub(f"bananas:result:notify:{job_id}")[0][1] == 1, what="the subscription")
+        await asyncio.sleep(0.1)  # the read after the confirmation
+        settled = _commands(r)
+        await asyncio.sleep(1.5)
+        idle = _commands(r)
+        assert not waiting.done()
+        # While waiting, nothing is sent to the server at all (except what this test sends).
+        changed = {k: idle[k] - settled.get(k, 0) for k in idle if idle[k] != settled.get(k, 0)}
+        assert set(changed) <= OBSERVER, changed
+        assert calls(r, "hgetall") - before == 2, "one look before subscribing, one after"
+        await start_worker()
+        assert (await asyncio.wait_for(waiting, 30))["sum"] == 2
