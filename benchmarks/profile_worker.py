@@ -259,7 +259,7 @@ def render(data: dict[str, Any]) -> str:
         ["worker CPU per job", f"{res['worker_cpu_us_per_job']:.0f} µs ({res['worker_cpu_share']:.0%} of a core)"],
         ["server CPU per job", f"{res['server_cpu_us_per_job']:.0f} µs ({res['server_cpu_share']:.0%} of a core)"],
         ["Redis commands per job (inside scripts included)",
-         ", ".join(f"{k} {v:.2f}" for k, v in res["commands_per_job"].items())],
+         ", ".join(f"{k} {v:.2f}" for k, v in res["commands_per_job"].items() if v >= 0.005)],
         ["server µs per job, by operation (SLOWLOG)",
          ", ".join(f"{k} {v:.1f}" for k, v in res["server_us_per_job_by_op"].items() if v >= 0.05)],
     ]  # fmt: skip

@@ -117,5 +117,5 @@ def test_profile_summary_of_collapsed_stacks(tmp_path: Path) -> None:
     stats = profile_worker.summarize_stacks(profile_worker.parse_raw(raw))
     assert stats["samples"] == 100
     assert stats["by_area"] == {"asyncio / uvloop": 0.5, "bananas.redis": 0.3, "bananas.core": 0.2}
-    assert stats["inclusive"]["Worker._fetch (dequeue, MGET, task creation)"] == 0.3
+    assert stats["inclusive"]["fetching (dequeue, MGET, task creation)"] == 0.3
     assert stats["inclusive"]["Job.from_record (parse the record)"] == 0.2

@@ -58,4 +58,4 @@ def noop_sync(job: Job) -> None:
 
 @registry.handler("empty")
 async def empty(job: Job) -> None:
-    """Does nothing at all: what is left is Bananas' own cost per job (profile_worker --tool cpu)."""
+    """Does nothing at all: a drain of these measures Bananas' own cost per job."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,5 +36,14 @@ async def start_worker(redis_url: str) -> AsyncIterator[StartWorker]:
     for worker, _ in running:
         worker.stop()
     for _, task in running:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)
+        await stopped(task)
+
+
+async def stopped(task: asyncio.Task[None], timeout: float = 30.0) -> None:
+    """Wait for a stopped worker's ``run()`` to return, without ever hanging the suite:
+    on timeout the task is cancelled (not awaited) and the test fails."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise AssertionError(f"worker did not stop within {timeout}s")
+    task.result()

@@ -187,11 +187,6 @@ def test_poison_pills_are_parked(fleet: Fleet, redis_url: str, r: redis.Redis, s
     assert_quiet(r)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: jobs in flight next to a poison pill share its recoveries and are parked with it "
-    "(docs/RELIABILITY.md, 'Known limits'); this test passes once suspects run alone",
-)
 def test_poison_pill_bystanders(fleet: Fleet, redis_url: str, r: redis.Redis, store: redis.Redis, client: Client):
     """Three ordinary jobs fetched together with a pill, crash after crash, must not be
     parked as poison pills themselves."""

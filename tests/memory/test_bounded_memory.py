@@ -72,7 +72,7 @@ async def test_default_worker_gives_finished_records_and_results_a_ttl(redis_url
         pending_id = client.schedule_job("ok", 3, delay=3600)
         await settle(client, [ok_id, bad_id])
     worker.stop()
-    await asyncio.wait_for(task, 30)
+    await stopped(task)
     assert DEFAULT_COMPLETED_TTL - 60 < r.ttl(f"bananas:job:{ok_id}") <= DEFAULT_COMPLETED_TTL
     assert DEFAULT_FAILED_TTL - 60 < r.ttl(f"bananas:job:{bad_id}") <= DEFAULT_FAILED_TTL
     assert r.ttl(f"bananas:job:{pending_id}") == -1  # unfinished work never expires
@@ -100,7 +100,7 @@ async def test_short_ttls_and_the_dead_letter_cap_apply(redis_url: str, r: redis
             await asyncio.sleep(0.1)
         assert all(client.get_job(i) is None for i in ids)
     worker.stop()
-    await asyncio.wait_for(task, 30)
+    await stopped(task)
 
 
 def test_cli_worker_reads_the_lifetimes_from_the_environment(
@@ -165,7 +165,7 @@ async def test_steady_stream_levels_off(redis_url: str, r: redis.Redis) -> None:
                 next_sample += 1.0
             await asyncio.sleep(max(0.0, tick - (time.monotonic() - now)))
     worker.stop()
-    await asyncio.wait_for(task, 30)
+    await stopped(task)
 
     line = ", ".join(f"{t:.0f}s keys={k} mem={m // 1024}KiB dead={d} ready={q}" for t, k, m, d, q in samples)
     print(f"\nsteady stream: {submitted} jobs in {seconds:.0f}s, ttl {ttl}s; samples {line}")
@@ -186,3 +186,13 @@ async def test_steady_stream_levels_off(redis_url: str, r: redis.Redis) -> None:
     leftover = sorted(k.decode() for k in r.scan_iter())
     assert len(leftover) <= 20, leftover
     assert r.llen(DEAD) == dead_cap
+
+
+async def stopped(task: asyncio.Task[None], timeout: float = 30.0) -> None:
+    """Wait for a stopped worker's ``run()`` to return, without ever hanging the suite:
+    on timeout the task is cancelled (not awaited) and the test fails."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise AssertionError(f"worker did not stop within {timeout}s")
+    task.result()

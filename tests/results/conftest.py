@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -41,9 +40,18 @@ async def start_worker(redis_url: str) -> AsyncIterator[StartWorker]:
     yield start
     for worker, _ in running:
         worker.stop()
-    for _, task in running:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)
+    if not running:
+        return
+    _, pending = await asyncio.wait([task for _, task in running], timeout=15)
+    if pending:
+        stacks = []
+        for t in asyncio.all_tasks():
+            stacks.append(f"{t.get_name()}: {t.get_coro()!r}")
+            for frame in t.get_stack(limit=8):
+                stacks.append(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        for task in pending:
+            task.cancel()
+        raise AssertionError("a worker did not stop within 15 s:\n" + "\n".join(stacks))
 
 
 @pytest.fixture

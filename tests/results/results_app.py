@@ -56,3 +56,8 @@ def returns_bytes(job: Job) -> Any:
 @registry.handler("returns_nan")
 def returns_nan(job: Job) -> Any:
     return {"ratio": float("nan")}
+
+
+@registry.handler("returns_int_keys")
+def returns_int_keys(job: Job) -> Any:
+    return {1: "one"}

@@ -12,8 +12,9 @@ import results_app
 from conftest import StartWorker
 from results_support import calls, eventually, settings, thread_worker
 
-from bananas import AsyncClient, Client
+from bananas import AsyncClient, Client, Job, Registry
 from bananas.results.waiter import ResultWaiter
+from bananas.worker import writer as writer_module
 
 #: Commands the test itself sends to observe the server.
 OBSERVER = {"info", "client|list", "pubsub|numsub", "pubsub|channels", "exists", "llen", "ping"}
@@ -103,3 +104,35 @@ async def test_waiting_listens_instead_of_polling(redis_url: str, r: redis.Redis
         assert calls(r, "hgetall") - before == 2, "one look before subscribing, one after"
         await start_worker()
         assert (await asyncio.wait_for(waiting, 30))["sum"] == 2
+
+
+async def test_results_of_batched_acks_are_all_stored_and_announced(
+    redis_url: str, start_worker: StartWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs finishing together are acknowledged in one ``ack_many`` call; every one of
+    them still stores its result and wakes its waiter."""
+    merged: list[int] = []
+    original = writer_module.calls.ack_many
+
+    def counting(acks: Any) -> Any:
+        merged.append(len(acks))
+        return original(acks)
+
+    monkeypatch.setattr(writer_module.calls, "ack_many", counting)
+    gate = asyncio.Event()
+    started: list[str] = []
+    registry = Registry()
+
+    @registry.handler("gated")
+    async def gated(job: Job) -> dict[str, int]:
+        started.append(job.id)
+        await gate.wait()
+        return {"n": job.payload}
+
+    await start_worker(registry, concurrency=60)
+    async with AsyncClient(redis_url) as client:
+        waits = [asyncio.ensure_future(client.submit_and_wait("gated", n, timeout=30)) for n in range(60)]
+        await eventually(lambda: len(started) == 60, what="all 60 jobs running")
+        gate.set()  # all finish in the same instant
+        assert await asyncio.gather(*waits) == [{"n": n} for n in range(60)]
+    assert merged and max(merged) > 1, merged

@@ -105,6 +105,7 @@ async def test_timeout_leaves_the_job_running(redis_url: str, start_worker: Star
         ("returns_object", "object"),
         ("returns_bytes", "bytes"),
         ("returns_nan", "NaN"),
+        ("returns_int_keys", "key must be str"),
     ],
 )
 async def test_non_json_result_fails_the_job_with_a_clear_error(
@@ -124,20 +125,36 @@ async def test_non_json_result_fails_the_job_with_a_clear_error(
         assert job is not None and job.status.value == "failed"
 
 
-async def test_cancelled_waits_leave_no_subscription_behind(redis_url: str, r: redis.Redis) -> None:
-    """A wait cancelled at any point (e.g. by asyncio.timeout around it), even while its
-    subscription is being confirmed, unsubscribes and forgets its job."""
+class _NeverConfirmed(dict[str, "asyncio.Future[None]"]):
+    """Stands in for ``ResultWaiter._confirmations``: the listener finds no confirmation
+    to resolve, so a new wait stays parked in its subscription step."""
+
+    def get(self, key: str, default: object = None) -> None:  # type: ignore[override]
+        return None
+
+
+async def test_wait_cancelled_while_subscribing_unsubscribes(redis_url: str, r: redis.Redis) -> None:
     async with AsyncClient(redis_url) as client:
         job_id = await client.submit_job("slow", {"seconds": 0.5})  # no worker: never finishes here
         channel = f"bananas:result:notify:{job_id}"
-        for steps in range(40):  # cancel after 0, 1, 2, ... turns of the event loop
-            waiter = asyncio.create_task(client.get_result(job_id, timeout=30))
-            for _ in range(steps):
-                await asyncio.sleep(0)
-            waiter.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await waiter
-        # And once while surely subscribed and waiting.
+        results = client._result_waiter()
+        results._confirmations = _NeverConfirmed()
+        waiter = asyncio.create_task(client.get_result(job_id, timeout=30))
+        await eventually(lambda: r.pubsub_numsub(channel)[0][1] == 1, what="the subscription")
+        await asyncio.sleep(0.1)
+        assert not waiter.done(), "parked waiting for the confirmation"
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await eventually(lambda: r.pubsub_numsub(channel)[0][1] == 0, what="the unsubscription")
+        assert results._waiters == {}
+
+
+async def test_wait_cancelled_while_waiting_unsubscribes(redis_url: str, r: redis.Redis) -> None:
+    """E.g. ``asyncio.timeout`` around a wait: the subscription is given back."""
+    async with AsyncClient(redis_url) as client:
+        job_id = await client.submit_job("slow", {"seconds": 0.5})  # no worker: never finishes here
+        channel = f"bananas:result:notify:{job_id}"
         waiter = asyncio.create_task(client.get_result(job_id, timeout=30))
         await eventually(lambda: r.pubsub_numsub(channel)[0][1] == 1, what="the subscription")
         await asyncio.sleep(0.2)

@@ -60,7 +60,7 @@ async def run_jobs(redis_url: str, registry: Registry, until: list[str], client:
             raise AssertionError("jobs did not finish")
     finally:
         worker.stop()
-        await asyncio.wait_for(task, 15)
+        await stopped(task)
 
 
 async def test_everything_stored_is_json_and_pickles_stay_inert_strings(redis_url: str, r: redis.Redis) -> None:
@@ -101,7 +101,7 @@ async def test_a_handler_traceback_stays_with_its_job(redis_url: str, r: redis.R
         # Scan while the worker is still announced, so its presence keys are checked too.
         holders = sorted(key.decode() for key in r.scan_iter() if TENANT_SECRET in dump_text(r, key))
         worker.stop()
-        await asyncio.wait_for(task, 15)
+        await stopped(task)
 
     # Recorded on the job itself, with the traceback, for its owner and operators...
     assert failed is not None and failed.status is JobStatus.FAILED and failed.error is not None
@@ -138,3 +138,13 @@ def dump_text(r: redis.Redis, key: bytes) -> str:
     elif kind == "stream":
         values = [str(e).encode() for e in r.xrange(key)]  # type: ignore[union-attr]
     return b"\n".join(values).decode(errors="replace")
+
+
+async def stopped(task: asyncio.Task[None], timeout: float = 30.0) -> None:
+    """Wait for a stopped worker's ``run()`` to return, without ever hanging the suite:
+    on timeout the task is cancelled (not awaited) and the test fails."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        raise AssertionError(f"worker did not stop within {timeout}s")
+    task.result()

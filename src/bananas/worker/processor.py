@@ -7,6 +7,7 @@ import asyncio
 import logging
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from dataclasses import dataclass
 
 from bananas.config import WorkerSettings
@@ -29,7 +30,7 @@ from bananas.redis import calls
 from bananas.redis.scripts import ScriptName
 from bananas.worker.executor import Executor, JobTimeoutExceeded
 from bananas.worker.malformed import stub_record
-from bananas.worker.registry import Registry
+from bananas.worker.registry import Handler, Registry
 from bananas.worker.signals import Fail, Retry
 from bananas.worker.writer import Deferred, Writer
 
@@ -56,7 +57,9 @@ class Processor:
         *,
         handled: frozenset[str] | None = None,
         limits: Callable[[], FleetLimits] | None = None,
+        run_alone: Callable[[str], AsyncContextManager[None]] | None = None,
     ) -> None:
+        self._run_alone = run_alone
         self._worker_id = worker_id
         self._handled = handled
         self._limits = limits
@@ -84,6 +87,16 @@ class Processor:
         if reason is not None:
             await self._park(job, token, reason, now)
             return
+        if self._run_alone is not None and job.extra.get("recoveries"):
+            # This job's worker died under it before: run it with nothing beside it, so
+            # if it is a poison pill, jobs next to it are not killed (and counted) too.
+            async with self._run_alone(job_id):
+                await self._run(job, token, handler, self._clock.now())
+            return
+        await self._run(job, token, handler, now)
+
+    async def _run(self, job: Job, token: str, handler: Handler | None, now: float) -> None:
+        job_id = job.id
         mark_started(job, to_datetime(now))
         started = now
         if handler is None:

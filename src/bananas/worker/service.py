@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,6 +69,11 @@ class Worker:
         self._running_by_route: dict[str, int] = {}
         self._parked_wakeup = asyncio.Event()
         self._route_channels: dict[str, str] = {}
+        # Jobs that lost their worker before run one at a time with nothing beside them;
+        # while one waits or runs, the worker fetches nothing new (see _alone).
+        self._alone_lock = asyncio.Lock()
+        self._alone_waiting: set[str] = set()
+        self._alone_running = False
         self._lost: set[str] = set()
         self._tokens = itertools.count(1)
         self.processed = 0
@@ -112,7 +118,7 @@ class Worker:
             fetcher.override_order(self._queue_order_override)
         processor = Processor(
             self.registry, self.settings, executor, writer, self.clock, self.worker_id,
-            handled=self._handled, limits=lambda: fetcher.limits,
+            handled=self._handled, limits=lambda: fetcher.limits, run_alone=self._alone,
         )  # fmt: skip
         promote_wakeup = asyncio.Event()
         self._route_channels = {keys.route_notify_channel(k): k for k in self.settings.routing_keys}
@@ -210,7 +216,7 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 free = self.settings.concurrency - len(self._running)
-                if free <= 0:
+                if free <= 0 or self._alone_waiting or self._alone_running:
                     self._slot_free.clear()
                     await self._first_of(self._slot_free, stop_wait, None)
                     continue
@@ -247,6 +253,26 @@ class Worker:
             self._running_by_route[route] = self._running_by_route.get(route, 0) + 1
             task = asyncio.create_task(self._process(processor, delivery, raw))
             self._running[job_id] = (delivery, task)
+
+    @contextlib.asynccontextmanager
+    async def _alone(self, job_id: str) -> AsyncIterator[None]:
+        """Hold ``job_id`` until every other running job has finished (those waiting to run
+        alone aside), then let it run while the worker takes nothing new."""
+        self._alone_waiting.add(job_id)
+        try:
+            async with self._alone_lock:
+                while len(self._running) - len(self._alone_waiting) > 0:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+                self._alone_waiting.discard(job_id)
+                self._alone_running = True
+                try:
+                    yield
+                finally:
+                    self._alone_running = False
+                    self._slot_free.set()
+        finally:
+            self._alone_waiting.discard(job_id)
 
     async def _process(self, processor: Processor, delivery: Delivery, raw: bytes | None) -> None:
         try:
