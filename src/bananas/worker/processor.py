@@ -20,6 +20,7 @@ from bananas.core.lifecycle import (
     apply_failure,
     decide_failure,
     mark_completed,
+    mark_pending,
     mark_started,
 )
 from bananas.core.limits import FleetLimits
@@ -35,6 +36,10 @@ from bananas.worker.signals import Fail, Retry
 from bananas.worker.writer import Deferred, Writer
 
 log = logging.getLogger("bananas.worker")
+
+
+class GiveBack(Exception):
+    """Raised by ``run_alone`` when the job should go back to its queue untouched."""
 
 
 @dataclass(slots=True)
@@ -90,8 +95,12 @@ class Processor:
         if self._run_alone is not None and job.extra.get("recoveries"):
             # This job's worker died under it before: run it with nothing beside it, so
             # if it is a poison pill, jobs next to it are not killed (and counted) too.
-            async with self._run_alone(job_id):
-                await self._run(job, token, handler, self._clock.now())
+            try:
+                async with self._run_alone(job_id):
+                    await self._run(job, token, handler, self._clock.now())
+            except GiveBack:
+                mark_pending(job, to_datetime(self._clock.now()))
+                await self._writer.send(calls.release(job, token, job.to_record()))
             return
         await self._run(job, token, handler, now)
 

@@ -26,7 +26,7 @@ from bananas.redis.broker import Broker
 from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
-from bananas.worker.processor import Delivery, Processor
+from bananas.worker.processor import Delivery, GiveBack, Processor
 from bananas.worker.promoter import Promoter
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
@@ -71,7 +71,6 @@ class Worker:
         self._route_channels: dict[str, str] = {}
         # Jobs that lost their worker before run one at a time with nothing beside them;
         # while one waits or runs, the worker fetches nothing new (see _alone).
-        self._alone_lock = asyncio.Lock()
         self._alone_waiting: set[str] = set()
         self._alone_running = False
         self._lost: set[str] = set()
@@ -256,23 +255,25 @@ class Worker:
 
     @contextlib.asynccontextmanager
     async def _alone(self, job_id: str) -> AsyncIterator[None]:
-        """Hold ``job_id`` until every other running job has finished (those waiting to run
-        alone aside), then let it run while the worker takes nothing new."""
+        """Let ``job_id`` run once every other running job has finished, while the worker
+        takes nothing new. Only one such job is held at a time: another one arriving
+        meanwhile is handed back (``GiveBack``) rather than held, since a held job dies
+        with the worker too."""
+        if self._alone_waiting or self._alone_running:
+            raise GiveBack(job_id)
         self._alone_waiting.add(job_id)
         try:
-            async with self._alone_lock:
-                while len(self._running) - len(self._alone_waiting) > 0:
-                    self._slot_free.clear()
-                    await self._slot_free.wait()
-                self._alone_waiting.discard(job_id)
-                self._alone_running = True
-                try:
-                    yield
-                finally:
-                    self._alone_running = False
-                    self._slot_free.set()
+            while len(self._running) > 1:
+                self._slot_free.clear()
+                await self._slot_free.wait()
         finally:
             self._alone_waiting.discard(job_id)
+        self._alone_running = True
+        try:
+            yield
+        finally:
+            self._alone_running = False
+            self._slot_free.set()
 
     async def _process(self, processor: Processor, delivery: Delivery, raw: bytes | None) -> None:
         try:
