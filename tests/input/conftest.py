@@ -44,6 +44,11 @@ async def stopped(task: asyncio.Task[None], timeout: float = 30.0) -> None:
     on timeout the task is cancelled (not awaited) and the test fails."""
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
+        import io
+
+        stacks = io.StringIO()
+        for other in asyncio.all_tasks():
+            other.print_stack(limit=8, file=stacks)
         task.cancel()
-        raise AssertionError(f"worker did not stop within {timeout}s")
+        raise AssertionError(f"worker did not stop within {timeout}s; tasks:\n{stacks.getvalue()}")
     task.result()

@@ -17,6 +17,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bananas.aio import within
 from bananas.core.result import JobResult
 from bananas.errors import JobTimeoutError
 from bananas.redis import keys
@@ -50,7 +51,7 @@ class Watch:
         while True:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                await asyncio.wait_for(asyncio.shield(self._notified), remaining)
+                await within(asyncio.shield(self._notified), remaining)
             except TimeoutError:
                 raise JobTimeoutError(self.job_id, timeout or 0.0) from None
             found = await fetch_result(self._waiter.client, self.job_id)

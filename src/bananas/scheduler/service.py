@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from bananas.aio import wait_event
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.errors import ValidationError
@@ -319,8 +320,7 @@ class Scheduler:
         return False
 
     async def _sleep(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+        await wait_event(self._stopping, delay)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("scheduler %s received %s, stopping", self.scheduler_id, sig.name)

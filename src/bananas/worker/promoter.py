@@ -8,9 +8,9 @@ entry with ZREM, so any number of promoters can run at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
+from bananas.aio import wait_event
 from bananas.core.clock import Clock, to_datetime
 from bananas.core.job import Job
 from bananas.core.lifecycle import mark_pending
@@ -81,5 +81,4 @@ class Promoter:
             except Exception as exc:
                 level = logging.WARNING if is_connection_error(exc) else logging.ERROR
                 log.log(level, "promoting scheduled jobs failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), delay)
+            await wait_event(self._wakeup, delay)

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.core.lifecycle import mark_pending
@@ -194,7 +195,7 @@ class Worker:
         finally:
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(helpers[0], timeout=5)
+                await within(helpers[0], 5)
             for task in helpers[1:]:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)

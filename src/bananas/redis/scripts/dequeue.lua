@@ -155,25 +155,66 @@ local function unlimited(q)
   return cap[g] < 0 and fleet[g] == 0 and interval[g] == 0 and gate_of[q] == 0
 end
 
-if #prefs == 0 then
-  for q = 1, Q do
-    if wanted <= 0 then
-      break
+local function lease_all(q, ids)
+  for _, id in ipairs(ids) do
+    redis.call('ZADD', KEYS[1], deadline, id)
+    redis.call('HSET', KEYS[2], id, token)
+    out[#out + 1] = q
+    out[#out + 1] = id
+  end
+  wanted = wanted - #ids
+end
+
+-- LMPOP (Redis 7+, Valkey) finds the first non-empty list of a run in one command, so
+-- a worker on many routing keys does not pay a call per empty list. Older servers get
+-- the same result one RPOP at a time.
+local has_lmpop = true
+
+local function pop_run(first, last)
+  local q = first
+  while q <= last and wanted > 0 do
+    local reply = nil
+    if has_lmpop then
+      local ok, result = pcall(redis.call, 'LMPOP', last - q + 1, unpack(KEYS, 4 + q, 4 + last), 'RIGHT', 'COUNT', wanted)
+      if ok then
+        reply = result
+        if not reply then
+          return
+        end
+        local key = reply[1]
+        while KEYS[4 + q] ~= key do
+          q = q + 1
+        end
+        lease_all(q, reply[2])
+        q = q + 1
+      else
+        has_lmpop = false
+      end
     end
-    if unlimited(q) then
+    if not has_lmpop then
       local ids = redis.call('RPOP', KEYS[4 + q], wanted)
       if ids then
-        for _, id in ipairs(ids) do
-          redis.call('ZADD', KEYS[1], deadline, id)
-          redis.call('HSET', KEYS[2], id, token)
-          out[#out + 1] = q
-          out[#out + 1] = id
-        end
-        wanted = wanted - #ids
+        lease_all(q, ids)
       end
+      q = q + 1
+    end
+  end
+end
+
+if #prefs == 0 then
+  local q = 1
+  while q <= Q and wanted > 0 do
+    if unlimited(q) then
+      local last = q
+      while last < Q and unlimited(last + 1) do
+        last = last + 1
+      end
+      pop_run(q, last)
+      q = last + 1
     else
       while wanted > 0 and take(q) do
       end
+      q = q + 1
     end
   end
 else
