@@ -8,11 +8,15 @@
     │   ├── InvalidRoutingKeyError
     │   ├── InvalidPriorityError
     │   ├── PayloadError            not JSON-serializable, NaN/Infinity, too large
-    │   └── RouteTableError         a route table rule is invalid (names the rule)
+    │   ├── RouteTableError         a route table rule is invalid (names the rule)
+    │   └── ScheduleError           a periodic schedule is invalid (names the schedule;
+    │                               defined in bananas.scheduler.definition)
     ├── MalformedJobError           a record found in Redis cannot be read as a job
     ├── JobFailedError              the job awaited failed for good (carries job id, error)
-    ├── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
-    └── ConnectionError             Redis could not be reached (password masked)
+    └── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
+
+Connection failures surface as redis-py's ``redis.exceptions.ConnectionError`` (the
+CLI turns them into one line with the password masked).
 
 Control-flow signals raised *by handlers* (``Retry``, ``Fail``) live in
 ``bananas.worker.signals``: they are not errors of Bananas itself.
@@ -113,7 +117,3 @@ class JobTimeoutError(BananasError, TimeoutError):
         self.job_id = job_id
         self.timeout = timeout
         super().__init__(f"no result for job {job_id} within {timeout:g} seconds (the job keeps running)")
-
-
-class ConnectionError(BananasError):
-    """Redis could not be reached. The message never contains the password."""
