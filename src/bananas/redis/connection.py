@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
@@ -55,11 +56,32 @@ def validate_url(url: str, setting: str = "REDIS_URL") -> str:
     return url
 
 
-def _options() -> dict[str, Any]:
+_NOT_RETRIED = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+
+
+def _retryable(error: Exception) -> bool:
+    # A wrong password or a missing ACL permission will not mend itself: say so at once.
+    return not isinstance(error, _NOT_RETRIED)
+
+
+class _SyncRetry(Retry):
+    def call_with_retry(self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False) -> Any:
+        return super().call_with_retry(do, fail, is_retryable or _retryable, with_failure_count)
+
+
+class _AsyncRetry(AsyncRetry):
+    async def call_with_retry(
+        self, do: Any, fail: Any, is_retryable: Any = None, with_failure_count: bool = False
+    ) -> Any:
+        return await super().call_with_retry(do, fail, is_retryable or _retryable, with_failure_count)
+
+
+def _options(asynchronous: bool = False) -> dict[str, Any]:
+    # Reconnect with jittered exponential backoff instead of failing on the first dropped
+    # connection; every Bananas write is safe to repeat (see the scripts).
+    backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
     return {
-        # Reconnect with jittered exponential backoff instead of failing on the first
-        # dropped connection; every Bananas write is safe to repeat (see the scripts).
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), 5),
+        "retry": _AsyncRetry(backoff, 5) if asynchronous else _SyncRetry(backoff, 5),
         "retry_on_timeout": True,
         "health_check_interval": 30,
         "socket_connect_timeout": 5,
@@ -85,6 +107,6 @@ def sync_client(url: str, **overrides: Any) -> redis.Redis:
 def async_client(url: str, **overrides: Any) -> aioredis.Redis:
     validate_url(url)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=20, **{**_options(), **overrides}
+        url, max_connections=MAX_CONNECTIONS, timeout=20, **{**_options(asynchronous=True), **overrides}
     )
     return aioredis.Redis.from_pool(pool)
