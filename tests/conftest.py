@@ -7,14 +7,19 @@ standard ports are never touched.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
+from bananas import Registry, Worker, WorkerSettings
+from bananas.core.retry import RetryPolicy
 from bananas.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,3 +62,42 @@ def cli_env(redis_url: str) -> dict[str, str]:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+async def start_worker(redis_url: str) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    """``await start_worker(registry, routing_keys=("gpu",))``: a running in-process worker
+    (fast retries) that the fixture stops at the end of the test."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(registry: Registry, **settings: Any) -> Worker:
+        fields: dict[str, Any] = {
+            "redis_url": redis_url,
+            "retry_policy": RetryPolicy(base=0.02, factor=1.0, cap=0.05, jitter=0.0),
+            "shutdown_grace": 5.0,
+            **settings,
+        }
+        worker = Worker(registry, WorkerSettings(**fields))
+        task = asyncio.create_task(worker.run())
+        running.append((worker, task))
+        await asyncio.wait_for(worker.wait_ready(), 10)
+        return worker
+
+    yield start
+    for worker, _ in running:
+        worker.stop()
+    for _, task in running:
+        await stopped(task)
+
+
+async def stopped(task: asyncio.Task[None], timeout: float = 30.0) -> None:
+    """Wait for a stopped worker's ``run()`` to return without ever hanging the suite: on
+    timeout every task's stack is shown, the task is cancelled and the test fails."""
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        stacks = io.StringIO()
+        for other in asyncio.all_tasks():
+            other.print_stack(limit=8, file=stacks)
+        task.cancel()
+        raise AssertionError(f"worker did not stop within {timeout}s; tasks:\n{stacks.getvalue()}")
+    task.result()
