@@ -117,6 +117,18 @@ def park(job: Job, token: str, record: bytes) -> Call:
     )
 
 
+def prune_parked(routing_key: str, members: Sequence[str]) -> Call:
+    """Drop index members of ``routing_key`` whose parked list is empty."""
+    lists: list[str] = []
+    kept: list[str] = []
+    for member in members:
+        priority, _, name = member.partition(":")
+        if priority in ("high", "normal", "low"):
+            lists.append(keys.parked_queue(routing_key, priority, name))
+            kept.append(member)
+    return Call(ScriptName.PRUNE_PARKED, (keys.parked_index(routing_key), *lists), tuple(kept))
+
+
 def start(job_id: str, token: str, record: bytes) -> Call:
     return Call(ScriptName.START, (keys.LEASE_OWNERS, keys.job(job_id)), (job_id, token, record))
 

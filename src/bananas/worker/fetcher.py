@@ -29,6 +29,8 @@ REFRESH_INTERVAL = 1.0
 #: Seconds between dequeues that look at every list, woken or not (covers producers
 #: that do not publish wake-ups, such as pre-routing clients).
 FULL_SCAN_INTERVAL = 1.0
+#: Seconds between clean-ups of parked lists that have emptied.
+PRUNE_INTERVAL = 30.0
 
 
 class Fetcher:
@@ -45,6 +47,7 @@ class Fetcher:
         self._overdue: set[QueueRef] = set()
         self._plan: DequeuePlan | None = None
         self._next_refresh = 0.0
+        self._next_prune = 0.0
         self._route_cap = dict(settings.route_concurrency)
         self._all_routes = frozenset(settings.routing_keys)
         # Routing keys that may hold jobs: a wake-up adds one, a dequeue that found all
@@ -108,12 +111,24 @@ class Fetcher:
             return
         self._next_refresh = now + REFRESH_INTERVAL
         raw_limits, parked_sets = await self._broker.limits_and_parked(self._settings.routing_keys)
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL
+            await self._prune(parked_sets)
         limits = FleetLimits.from_hash(raw_limits)
         parked = self._parked_for_us(parked_sets)
         overdue = await self._find_overdue(now, parked, limits) if self._settings.max_wait else set()
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
+
+    async def _prune(self, parked_sets: Sequence[set[str]]) -> None:
+        batch = [
+            calls.prune_parked(key, sorted(members))
+            for key, members in zip(self._settings.routing_keys, parked_sets, strict=True)
+            if members
+        ]
+        if batch:
+            await self._broker.run_many(batch)
 
     def _parked_for_us(self, parked_sets: Sequence[set[str]]) -> dict[tuple[str, Priority], list[str]]:
         parked: dict[tuple[str, Priority], list[str]] = {}

@@ -175,6 +175,9 @@ class Worker:
                 ),
                 asyncio.create_task(reconciler.run(), name="bananas-reconciler"),
             ]
+        missing = sorted(set(self.settings.job_types or ()) - set(self.registry.names))
+        if missing:
+            log.warning("WORKER_JOB_TYPES names job(s) with no handler in this app: %s", ", ".join(missing))
         if mode is WorkerMode.SCHEDULER_ONLY:
             log.info("worker %s in scheduler-only mode: promotion, recovery and repairs, no jobs", self.worker_id)
         else:
