@@ -190,7 +190,7 @@ def test_scheduled_job_is_a_normal_job_with_its_tick() -> None:
     record = job.to_dict()
     assert record["status"] == "pending"
     assert record["schedule_id"] == "cleanup"
-    assert record["schedule_tick"] == "2026-04-01T03:00:00.000000+00:00"
+    assert record["schedule_tick"] == "2026-04-01T03:00:00.000000Z"
 
 
 # -- DST arithmetic ---------------------------------------------------------------------
