@@ -165,13 +165,13 @@ def test_poison_pills_are_parked(fleet: Fleet, redis_url: str, r: redis.Redis, s
     wait_settled(r, ids, timeout=120 * (SOAK + 1))
     recs = records(r, ids)
     bystanders = max(int((rec or {}).get("recoveries", 0)) for rec in recs.values())
-    # Ordinary jobs in flight next to a pill are recovered once with it, then run alone
-    # (docs/RELIABILITY.md, "Suspects run alone"): none is parked as a pill.
+    # Ordinary jobs in flight next to a pill share at most two of its crashes, then run
+    # alone (docs/RELIABILITY.md, "Suspects run alone"): none is parked as a pill.
     dead = {m.decode() for m in r.lrange(keys.DEAD, 0, -1)}
     parked = [i for i, rec in recs.items() if rec is not None and rec["status"] == "failed"]
     assert all((recs[i] or {}).get("poison_pill") and i in dead for i in parked)
     assert set(parked) <= set(poison) | set(booms), "an ordinary job was parked next to a poison pill"
-    assert bystanders <= 1
+    assert bystanders <= 2
     outcome = check(
         "poison_pill",
         r,

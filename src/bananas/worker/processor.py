@@ -65,6 +65,9 @@ class Processor:
         run_alone: Callable[[str], AsyncContextManager[None]] | None = None,
     ) -> None:
         self._run_alone = run_alone
+        # A bystander can share at most this many of a pill's crashes, which stays below
+        # the limit that parks a job (JOB_MAX_RECOVERIES), however low it is set.
+        self._alone_after = max(1, min(2, settings.max_recoveries))
         self._worker_id = worker_id
         self._handled = handled
         self._limits = limits
@@ -92,9 +95,11 @@ class Processor:
         if reason is not None:
             await self._park(job, token, reason, now)
             return
-        if self._run_alone is not None and job.extra.get("recoveries"):
-            # This job's worker died under it before: run it with nothing beside it, so
-            # if it is a poison pill, jobs next to it are not killed (and counted) too.
+        if self._run_alone is not None and _recoveries(job) >= self._alone_after:
+            # This job's worker died under it more than once: run it with nothing beside
+            # it, so if it is a poison pill, jobs next to it are not killed (and counted)
+            # with it again. One loss is common to every job in flight at a crash, so
+            # isolating from the first one would run a dead worker's whole batch one by one.
             try:
                 async with self._run_alone(job_id):
                     await self._run(job, token, handler, self._clock.now())
@@ -231,3 +236,8 @@ def _job_timeout(job: Job) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
         return float(value)
     return None
+
+
+def _recoveries(job: Job) -> int:
+    value = job.extra.get("recoveries")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
