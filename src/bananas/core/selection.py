@@ -67,6 +67,7 @@ class DequeuePlan:
     group_of: list[int]  # per source
     gates: list[str]  # rate-limited job name of each gate
     gate_of: list[int]  # per source, 0 = none
+    group_last: list[int]  # per group, the 0-based index of its last source
 
     @classmethod
     def build(cls, sources: Sequence[Source], limits: FleetLimits) -> DequeuePlan:
@@ -86,7 +87,10 @@ class DequeuePlan:
                 gate_of.append(gates.index(name) + 1)
             else:
                 gate_of.append(0)
-        return cls(list(sources), groups, group_of, gates, gate_of)
+        group_last = [0] * len(groups)
+        for index, group in enumerate(group_of):
+            group_last[group - 1] = index
+        return cls(list(sources), groups, group_of, gates, gate_of, group_last)
 
 
 class WeightedRoundRobin:

@@ -98,6 +98,23 @@ class Fetcher:
             self._plan_routes = routes
         return self._plan
 
+    def _forget_empty(
+        self, plan: DequeuePlan, taken: Sequence[tuple[int, str]], free: int, wakeups_before: int, *, weighted: bool
+    ) -> None:
+        """Deactivate the routing keys this dequeue saw empty. A short dequeue saw every
+        list empty; a strict walk also saw empty every list before the first one that
+        gave a job. Keys woken since we asked stay active: their new job may have landed
+        after the look."""
+        if len(taken) < free:
+            seen_empty_before = len(plan.sources)
+        elif weighted or not taken:
+            return
+        else:
+            seen_empty_before = min(index for index, _ in taken)
+        for key, last in zip(plan.groups, plan.group_last, strict=True):
+            if last < seen_empty_before and self._woken_at.get(key, 0) <= wakeups_before:
+                self._active.discard(key)
+
     def _unlimited(self, plan: DequeuePlan) -> bool:
         """No cap, fleet limit or rate applies: a short dequeue means every list was empty."""
         lim = self.limits
@@ -206,10 +223,6 @@ class Fetcher:
             preferences=prefs,
         )
         wait_ms, taken = await self._broker.dequeue(call)
-        if len(taken) < free and self._unlimited(plan):
-            # Every list of the plan was empty at that moment. Keys woken since we asked
-            # stay active: their new job may have landed after the look.
-            for key in plan.groups:
-                if self._woken_at.get(key, 0) <= wakeups_before:
-                    self._active.discard(key)
+        if self._unlimited(plan):
+            self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
         return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]
