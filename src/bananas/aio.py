@@ -14,6 +14,18 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def raise_if_cancelling() -> None:
+    """Raise ``CancelledError`` if this task has been asked to stop.
+
+    For loops that talk to Redis: on Python 3.11, redis-py's own use of
+    ``asyncio.wait_for`` can swallow the cancellation that was meant to end the loop;
+    checking at the top of every turn ends it anyway.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     """Wait until ``event`` is set or ``timeout`` seconds pass; True if it was set."""
     try:

@@ -162,7 +162,14 @@ class Pool:
 
     async def stop(self, worker: Worker) -> None:
         worker.stop()
-        await asyncio.wait_for(self.tasks[worker], 15)
+        done, _ = await asyncio.wait({self.tasks[worker]}, timeout=15)
+        if not done:
+            import io
+
+            stacks = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=6, file=stacks)
+            raise AssertionError(f"worker did not stop in 15 s; tasks:\n{stacks.getvalue()}")
 
     async def stop_all(self) -> None:
         for worker in self.tasks:

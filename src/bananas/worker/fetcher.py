@@ -8,9 +8,11 @@ one of them changes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+from bananas.aio import raise_if_cancelling, wait_event
 from bananas.config import QueueSelection, WorkerMode, WorkerSettings
 from bananas.core.clock import Clock
 from bananas.core.job import Job
@@ -20,6 +22,7 @@ from bananas.core.routing import QueueRef
 from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base_order, boost, with_parked
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
+from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
@@ -34,8 +37,19 @@ PRUNE_INTERVAL = 30.0
 
 
 class Fetcher:
-    def __init__(self, broker: Broker, settings: WorkerSettings, handled: frozenset[str] | None, clock: Clock) -> None:
-        """``handled``: job names this worker runs (None: whatever it has handlers for)."""
+    def __init__(
+        self,
+        broker: Broker,
+        settings: WorkerSettings,
+        handled: frozenset[str] | None,
+        clock: Clock,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        """``handled``: job names this worker runs (None: whatever it has handlers for).
+        ``on_change`` is called when a refresh changed the plan (new limits, parked names)."""
+        self._on_change = on_change
+        self._refresh_now = asyncio.Event()
+        self._refreshed = False
         self._broker = broker
         self._settings = settings
         self._handled = handled
@@ -82,8 +96,27 @@ class Fetcher:
         self._active.add(routing_key)
 
     def parked_changed(self) -> None:
-        """A job was parked on one of our routing keys: look again before the next fetch."""
+        """A job was parked on one of our routing keys: refresh the plan now."""
         self._next_refresh = 0.0
+        self._refresh_now.set()
+
+    async def run(self) -> None:
+        """Refresh the plan's slow inputs in the background, off the fetch path, so a
+        pick-up never waits for it: about once a second, and at once when asked."""
+        while True:
+            raise_if_cancelling()
+            await wait_event(self._refresh_now, REFRESH_INTERVAL)
+            self._refresh_now.clear()
+            try:
+                changed = await self.refresh_if_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                log.log(level, "refreshing limits and parked lists failed: %s", exc)
+                continue
+            if changed and self._on_change is not None:
+                self._on_change()
 
     @property
     def plan(self) -> DequeuePlan:
@@ -122,11 +155,13 @@ class Fetcher:
             k in self._route_cap or k in lim.route_concurrency or k in lim.route_rate for k in plan.groups
         )
 
-    async def refresh_if_due(self) -> None:
+    async def refresh_if_due(self) -> bool:
+        """Re-read limits, parked names and overdue lists if due; True if the plan changed."""
         now = self._clock.now()
         if now < self._next_refresh:
-            return
+            return False
         self._next_refresh = now + REFRESH_INTERVAL
+        self._refreshed = True
         raw_limits, parked_sets = await self._broker.limits_and_parked(self._settings.routing_keys)
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_INTERVAL
@@ -137,6 +172,12 @@ class Fetcher:
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
+            # A list new to the plan (a parked name, an opened limit) may hold jobs that a
+            # dequeue on the old plan could not see: look at every key again.
+            for key in self._all_routes:
+                self.route_woken(key)
+            return True
+        return False
 
     async def _prune(self, parked_sets: Sequence[set[str]]) -> None:
         batch = [
@@ -194,7 +235,10 @@ class Fetcher:
         self, free: int, running_by_route: Mapping[str, int], token: str
     ) -> tuple[float, list[tuple[Source, str]]]:
         """Lease up to ``free`` jobs. Returns (seconds until a rate limit opens, jobs)."""
-        await self.refresh_if_due()
+        if not self._refreshed:
+            # The first dequeue must already obey the fleet's limits; later refreshes
+            # happen in ``run``, off this path.
+            await self.refresh_if_due()
         now = self._clock.now()
         if now >= self._next_full_scan:
             self._next_full_scan = now + FULL_SCAN_INTERVAL

@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 
+from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock
 from bananas.redis import calls
 from bananas.redis.backoff import is_connection_error
@@ -59,6 +60,7 @@ class LeaseKeeper:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelling()
             try:
                 await self.beat()
             except asyncio.CancelledError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from bananas.aio import wait_event
+from bananas.aio import raise_if_cancelling, wait_event
 from bananas.core.clock import Clock, to_datetime
 from bananas.core.job import Job
 from bananas.core.lifecycle import mark_pending
@@ -68,6 +68,7 @@ class Promoter:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelling()
             self._wakeup.clear()
             delay = MAX_IDLE
             try:

@@ -46,6 +46,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import mark_pending
@@ -495,6 +496,7 @@ class Reconciler:
         """Every ``interval`` seconds, one pass by one worker of the fleet."""
         await asyncio.sleep(random.uniform(0.2, 1.0) * min(self.interval, 10.0))
         while True:
+            raise_if_cancelling()
             try:
                 if await self._acquire():
                     report = await self.reconcile_once()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from bananas.aio import raise_if_cancelling
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
 from bananas.core.job import Job, JobStatus
@@ -105,6 +106,7 @@ class Recoverer:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelling()
             try:
                 while await self.recover_once() >= BATCH:
                     pass

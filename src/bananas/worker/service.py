@@ -113,7 +113,7 @@ class Worker:
         broker = Broker(client)
         writer = Writer(broker)
         executor = Executor(self.settings.concurrency)
-        fetcher = Fetcher(broker, self.settings, self._handled, self.clock)
+        fetcher = Fetcher(broker, self.settings, self._handled, self.clock, on_change=self._work_ready.set)
         if self._queue_order_override is not None:
             fetcher.override_order(self._queue_order_override)
         processor = Processor(
@@ -156,6 +156,7 @@ class Worker:
                 name="bananas-wakeup",
             ),
             asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
+            asyncio.create_task(fetcher.run(), name="bananas-plan-refresh"),
         ]
         # A thin worker only runs jobs; promotion, recovery and repairs are left to the
         # other processes of the fleet (docs/WORKER_MODES.md).
@@ -201,7 +202,10 @@ class Worker:
                 await within(helpers[0], 5)
             for task in helpers[1:]:
                 task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            # A helper stuck in a Redis call must not hold the whole stop hostage.
+            _, stuck = await asyncio.wait(helpers, timeout=5)
+            for task in stuck:
+                log.warning("helper %s did not stop in time; leaving it", task.get_name())
             with contextlib.suppress(Exception):
                 await broker.retire(self.worker_id)
             executor.shutdown()
