@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from bananas import Registry, Worker
 
 HERE = Path(__file__).resolve().parent
 
-StartWorker = Callable[..., Awaitable[Worker]]
+from results_support import StartWorker  # noqa: E402
 
 
 @pytest.fixture

@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import redis
 
 from bananas import Registry, Worker, WorkerSettings
 from bananas.core.retry import RetryPolicy
+
+#: ``await start_worker(registry, **settings)``: the fixture of conftest.py.
+StartWorker = Callable[..., Awaitable[Worker]]
 
 #: Quick retries and shutdown so failures and stops are fast to observe.
 FAST: dict[str, Any] = {

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 import redis
 import results_app
-from conftest import StartWorker
-from results_support import calls, eventually, settings, thread_worker
+from results_support import StartWorker, calls, eventually, settings, thread_worker
 
 from bananas import AsyncClient, Client, Job, Registry
 from bananas.results.waiter import ResultWaiter

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 import redis
 import results_app
-from conftest import StartWorker
-from results_support import eventually, settings, thread_worker
+from results_support import StartWorker, eventually, settings, thread_worker
 
 from bananas import AsyncClient, Client, Fail, Job, JobFailedError, JobTimeoutError, Registry
 

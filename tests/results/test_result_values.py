@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 import results_app
-from conftest import StartWorker
-from results_support import eventually, settings, thread_worker
+from results_support import StartWorker, eventually, settings, thread_worker
 
 from bananas import AsyncClient, Client, JobResult, JobStatus
 from bananas.config import DEFAULT_RESULT_FAILURE_TTL, DEFAULT_RESULT_TTL

@@ -9,8 +9,15 @@ from typing import Any
 
 import redis
 import results_app
-from conftest import StartWorker
-from results_support import eventually, pubsub_clients, result_subscriptions, settings, thread_worker, wait_until
+from results_support import (
+    StartWorker,
+    eventually,
+    pubsub_clients,
+    result_subscriptions,
+    settings,
+    thread_worker,
+    wait_until,
+)
 
 from bananas import AsyncClient, Client
 from bananas.redis import connection

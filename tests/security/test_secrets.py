@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SecureServer
+from secure_server import SecureServer
 from security_helpers import bananas, cli_env, wait_until, worker_process
 
 from bananas import AsyncClient, Client, WorkerSettings

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from click.testing import CliRunner
-from conftest import PASSWORD, USER, SecureServer
+from secure_server import PASSWORD, USER, SecureServer
 from security_helpers import bananas, cli_env, wait_until, worker_process
 
 from bananas import AsyncClient, Client, Job, JobStatus, Registry, Worker, WorkerSettings

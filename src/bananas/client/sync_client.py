@@ -207,6 +207,7 @@ class Client:
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter.close()
+        self._runner.close()
         self.redis.close()
 
     def __enter__(self) -> Client:

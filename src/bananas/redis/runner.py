@@ -8,6 +8,7 @@ did not run at all.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,8 +43,20 @@ def _is_noscript(value: object) -> bool:
 
 
 class SyncRunner:
+    """Runs script calls for the blocking client. One connection is kept for the common
+    case of one thread submitting at a time, so a call skips the pool's checkout and
+    return; a thread that finds it busy takes a pooled connection as usual."""
+
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._own: Any = None
+        self._own_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._own_lock:
+            if self._own is not None:
+                conn, self._own = self._own, None
+                self.client.connection_pool.release(conn)
 
     def load_scripts(self) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -53,6 +66,35 @@ class SyncRunner:
 
     def _send(self, command: tuple[object, ...]) -> Any:
         """One command straight through the connection layer (see ``AsyncRunner``)."""
+        if self._own_lock.acquire(blocking=False):
+            try:
+                return self._send_on_own(command)
+            finally:
+                self._own_lock.release()
+        return self._send_pooled(command)
+
+    def _send_on_own(self, command: tuple[object, ...]) -> Any:
+        pool = self.client.connection_pool
+        for attempt in (1, 2):
+            if self._own is None:
+                self._own = pool.get_connection()
+            conn = self._own
+            try:
+                conn.send_packed_command([pack([command])])
+                return conn.read_response()
+            except ResponseError:
+                raise
+            except BaseException as exc:
+                # A connection in an unknown state: close it and give it back.
+                self._own = None
+                conn.disconnect()
+                pool.release(conn)
+                retry = isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError)
+                if not retry or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_pooled(self, command: tuple[object, ...]) -> Any:
         pool = self.client.connection_pool
         for attempt in (1, 2):
             conn = pool.get_connection()
