@@ -68,16 +68,11 @@ local function note_wait(ms)
 end
 
 -- GCRA: the state is the theoretical arrival time; admit when it is within tolerance.
-local function rate_tat(key, step)
+local function admit(key, tol)
   local tat = tonumber(redis.call('GET', key) or '0')
   if tat < now then
     tat = now
   end
-  return tat
-end
-
-local function admit(key, step, tol)
-  local tat = rate_tat(key, step)
   if tat - now > tol then
     return false, tat - now - tol
   end
@@ -109,14 +104,14 @@ local function take(q)
       return nil
     end
     if interval[g] > 0 then
-      route_ok, route_tat = admit(KEYS[4 + Q + g], interval[g], tolerance[g])
+      route_ok, route_tat = admit(KEYS[4 + Q + g], tolerance[g])
       if not route_ok then
         note_wait(route_tat)
         return nil
       end
     end
     if t > 0 then
-      gate_ok, gate_tat = admit(KEYS[4 + Q + G + t], gate_interval[t], gate_tolerance[t])
+      gate_ok, gate_tat = admit(KEYS[4 + Q + G + t], gate_tolerance[t])
       if not gate_ok then
         note_wait(gate_tat)
         return nil
