@@ -20,6 +20,7 @@ from bananas.errors import (
     RouteTableError,
     ValidationError,
 )
+from bananas.events import EventKind, JobEvent
 from bananas.worker.registry import Registry
 from bananas.worker.service import Worker
 from bananas.worker.signals import Fail, Retry
@@ -32,10 +33,12 @@ __all__ = [
     "BananasError",
     "Client",
     "ConfigurationError",
+    "EventKind",
     "Fail",
     "InvalidPriorityError",
     "InvalidRoutingKeyError",
     "Job",
+    "JobEvent",
     "JobFailedError",
     "JobResult",
     "JobStatus",

@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "bananas"
 LAYERS = {
     "errors": 0,
     "core": 0,
+    "events": 0,
     "aio": 1,
     "redis": 1,
     "config": 1,

@@ -11,6 +11,7 @@ from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import ValidationError
+from bananas.events import EventKind, Listener, parse_kinds
 from bananas.scheduler.definition import DEFAULT_GRACE, DEFAULT_MISSED, MissedPolicy, Schedule, ScheduleError
 
 HandlerFunc = Callable[[Job], Any] | Callable[[Job], Awaitable[Any]]
@@ -32,6 +33,7 @@ class Registry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._schedules: list[Schedule] = []
+        self._listeners: list[tuple[frozenset[EventKind] | None, Listener]] = []
 
     def handler(self, name: str, *, timeout: float | None = None) -> Callable[[F], F]:
         if not isinstance(name, str) or not name:
@@ -60,6 +62,31 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._handlers)
+
+    # -- event listeners (docs/EVENTS.md) ------------------------------------------------
+
+    def on(self, *kinds: EventKind | str) -> Callable[[Listener], Listener]:
+        """Register ``fn(event)`` for events of ``kinds`` (every kind when none is given).
+
+        Listeners run in the worker process, synchronously, after Redis applied the
+        transition; one that raises is logged and never breaks a job."""
+        try:
+            chosen = parse_kinds(kinds)
+        except ValueError:
+            known = ", ".join(k.value for k in EventKind)
+            raise ValidationError(f"unknown event kind in {list(kinds)!r} (known: {known})") from None
+
+        def register(func: Listener) -> Listener:
+            if not callable(func):
+                raise ValidationError(f"an event listener must be callable, got {func!r}")
+            self._listeners.append((chosen, func))
+            return func
+
+        return register
+
+    @property
+    def listeners(self) -> list[tuple[frozenset[EventKind] | None, Listener]]:
+        return list(self._listeners)
 
     # -- periodic schedules (run by ``bananas scheduler``; docs/PERIODIC_TASKS.md) --------
 
