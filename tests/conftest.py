@@ -17,12 +17,38 @@ from typing import Any
 
 import pytest
 import redis
+from caller_environment import caller_settings
 
 from bananas import Registry, Worker, WorkerSettings
 from bananas.core.retry import RetryPolicy
 from bananas.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+_CALLER_ENVIRONMENT: dict[str, str] = {}
+
+
+def _clear_caller_environment() -> None:
+    for name in caller_settings(os.environ):
+        _CALLER_ENVIRONMENT.setdefault(name, os.environ.pop(name))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As early as possible: test modules may read the environment when collected.
+    _clear_caller_environment()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    os.environ.update(_CALLER_ENVIRONMENT)
+    _CALLER_ENVIRONMENT.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def immune_to_caller_environment() -> Iterator[None]:
+    """Every test runs without the caller's Bananas settings (see ``CALLER_PREFIXES``)."""
+    _clear_caller_environment()
+    yield
+    _clear_caller_environment()
 
 
 @pytest.fixture(scope="session")

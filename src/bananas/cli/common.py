@@ -88,13 +88,20 @@ def setup_logging(level: str, redis_url: str | None) -> None:
         fail(f"BANANAS_LOG_LEVEL: unknown log level {level!r}")
 
 
+def import_from_project() -> None:
+    """Put the current directory first on ``sys.path``, as ``python -m`` does: every
+    command imports the project's modules (``APP``, ``callable = "module:function"`` rules
+    of a route table) by the same rule, whether run as ``bananas`` or ``python -m bananas``."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+
+
 def load_registry(spec: str) -> Registry:
     """Import ``module:attribute`` and check that it is a ``Registry``."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         fail(f"APP must be 'module:attribute' naming a Registry, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_project()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import click
 
 from bananas.cli import demo, dlq, jobs, limits, reconcile, routes, scheduler, server, worker
+from bananas.cli.common import import_from_project
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bananas")
 def cli() -> None:
     """Bananas: a distributed task queue on Redis with routed priority queues."""
+    # One import rule for every command (APP, callable route rules): the project first.
+    import_from_project()
 
 
 cli.add_command(worker.worker)
