@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import threading
 
@@ -15,7 +16,7 @@ from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
 from bananas.worker.registry import Registry
 from bananas.worker.service import Worker
-from bananas.worker.supervisor import Supervisor
+from bananas.worker.supervisor import SUPERVISOR_PID_ENV, Supervisor, stop_with_supervisor
 
 log = logging.getLogger("bananas.cli")
 
@@ -72,6 +73,7 @@ def worker(
     log_level: str | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
+    _stop_cleanly_while_starting()
     try:
         settings = WorkerSettings.from_env(
             os.environ,
@@ -92,11 +94,25 @@ def worker(
     except ConfigurationError as exc:
         fail(str(exc))
     setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", settings.redis_url)
+    supervisor_pid = os.environ.get(SUPERVISOR_PID_ENV, "").strip()
+    if supervisor_pid.isdigit() and settings.processes == 1:
+        stop_with_supervisor(int(supervisor_pid))
     registry = load_registry(app)
     if settings.processes > 1:
         code = Supervisor(app, settings, log_level=log_level).run()
         sys.exit(code)
     run_worker(registry, settings)
+
+
+def _stop_cleanly_while_starting() -> None:
+    """SIGTERM/SIGINT before the worker's own handlers are in place (loading the app,
+    connecting): nothing was taken yet, so stop at once with exit 0, as a stop does."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def run_worker(registry: Registry, settings: WorkerSettings) -> None:
