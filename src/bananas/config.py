@@ -90,6 +90,9 @@ class WorkerSettings:
     #: A job whose name has no handler here: "park" it for a pool that has one (it waits,
     #: visible in ``bananas queues``), or "fail" it at once to the dead letters.
     unknown_jobs: str = "park"
+    #: Start although Redis' ``maxmemory-policy`` is ``allkeys-*`` (it may evict queued
+    #: jobs; see docs/RELIABILITY.md). Other policies than ``noeviction`` only warn.
+    allow_eviction: bool = False
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never show the Redis password.
@@ -132,6 +135,7 @@ class WorkerSettings:
             "WORKER_ROUTE_CONCURRENCY": pairs(self.route_concurrency),
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
+            "BANANAS_ALLOW_EVICTION": "1" if self.allow_eviction else "0",
         }
         return env
 
@@ -207,6 +211,7 @@ class WorkerSettings:
             max_wait=pick("max_wait", "WORKER_MAX_WAIT", _max_wait, ()),
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
+            allow_eviction=pick("allow_eviction", "BANANAS_ALLOW_EVICTION", parse_bool, d.allow_eviction),
         )
 
 
@@ -285,6 +290,15 @@ def _job_types(name: str, raw: str) -> tuple[str, ...]:
     if not names:
         raise ConfigurationError(name, "needs at least one job name")
     return names
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(name, f"expected 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:

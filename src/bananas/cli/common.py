@@ -13,7 +13,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis.exceptions
 
-from bananas.errors import BananasError, ConfigurationError
+from bananas.cli.log_filters import CredentialErrorFilter
+from bananas.errors import BananasError, ConfigurationError, StartupError
 from bananas.redis.connection import DEFAULT_REDIS_URL, mask_secrets, validate_url
 from bananas.worker.registry import Registry
 
@@ -39,6 +40,8 @@ def friendly_errors(redis_url: str | None = None) -> Iterator[None]:
     """Turn expected failures into one-line messages with secrets masked."""
     try:
         yield
+    except StartupError as exc:
+        fail(mask_secrets(str(exc), redis_url), code=3)
     except (BananasError, ValueError) as exc:
         fail(mask_secrets(str(exc), redis_url))
     except redis.exceptions.ConnectionError as exc:
@@ -79,6 +82,7 @@ _FORMATTER = logging.Formatter()
 def setup_logging(level: str, redis_url: str | None) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    handler.addFilter(CredentialErrorFilter())  # before masking: its line is masked too
     handler.addFilter(SecretMaskingFilter(redis_url))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -17,6 +17,7 @@ from bananas.config import max_payload_bytes_from_env
 from bananas.core.job import DEFAULT_MAX_RETRIES
 from bananas.core.priority import Priority
 from bananas.errors import JobFailedError, JobTimeoutError
+from bananas.redis import eviction
 
 
 def _parse_payload(text: str) -> Any:
@@ -85,6 +86,9 @@ def queues(as_json: bool, redis_url: str | None) -> None:
     url = resolve_redis_url(redis_url)
     with friendly_errors(url), Client(url) as client:
         stats = client.queue_stats()
+        policy = eviction.read_policy(client.redis)
+    if eviction.risk(policy) is not eviction.EvictionRisk.NONE:
+        click.echo(f"bananas: warning: {eviction.describe(policy)}", err=True)
     if as_json:
         data = {
             "queues": [

@@ -11,7 +11,7 @@ import threading
 
 import click
 
-from bananas.cli.common import fail, load_registry, setup_logging
+from bananas.cli.common import fail, friendly_errors, load_registry, setup_logging
 from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
 from bananas.worker.registry import Registry
@@ -55,6 +55,12 @@ log = logging.getLogger("bananas.cli")
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
+@click.option(
+    "--allow-eviction",
+    is_flag=True,
+    default=None,
+    help="Start although Redis' maxmemory-policy is allkeys-* ($BANANAS_ALLOW_EVICTION=1; docs/RELIABILITY.md).",
+)
 def worker(
     app: str,
     routing_keys: str | None,
@@ -71,6 +77,7 @@ def worker(
     max_wait: str | None,
     mode: str | None,
     log_level: str | None,
+    allow_eviction: bool | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
     _stop_cleanly_while_starting()
@@ -90,6 +97,7 @@ def worker(
             job_types=job_types,
             max_wait=max_wait,
             mode=mode,
+            allow_eviction=allow_eviction or None,
         )
     except ConfigurationError as exc:
         fail(str(exc))
@@ -120,7 +128,8 @@ def run_worker(registry: Registry, settings: WorkerSettings) -> None:
         await Worker(registry, settings).run(install_signal_handlers=True)
 
     _install_fast_loop()
-    asyncio.run(main())
+    with friendly_errors(settings.redis_url):
+        asyncio.run(main())
     logging.shutdown()
     if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
         # A sync handler past the grace period cannot be interrupted; its job was handed

@@ -27,6 +27,7 @@ from bananas.redis.broker import Broker
 from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
+from bananas.worker.preflight import preflight
 from bananas.worker.processor import Delivery, GiveBack, Processor
 from bananas.worker.promoter import Promoter
 from bananas.worker.reconciler import Reconciler
@@ -111,6 +112,8 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal, sig)
         client = self._redis or connection.async_client(self.settings.redis_url)
         broker = Broker(client)
+        if not await self._preflight(client, broker):
+            return
         writer = Writer(broker)
         executor = Executor(self.settings.concurrency)
         fetcher = Fetcher(broker, self.settings, self._handled, self.clock, on_change=self._work_ready.set)
@@ -214,6 +217,37 @@ class Worker:
             if self._owns_redis:
                 await client.aclose()
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)
+
+    async def _preflight(self, client: aioredis.Redis, broker: Broker) -> bool:
+        """docs/RELIABILITY.md, "Starting": reachable, credentials, permissions, eviction
+        policy. Raises ``StartupError``; False if stopped meanwhile (both: nothing started)."""
+
+        async def first_writes() -> None:
+            await broker.load_scripts()
+            now = self.clock.now()
+            info = {
+                "host": socket.gethostname(), "pid": str(os.getpid()),
+                "routing_keys": ",".join(self.settings.routing_keys), "running": "0", "heartbeat": f"{now:.3f}",
+            }  # fmt: skip
+            await broker.announce(self.worker_id, now, info, ttl=max(10, int(self.settings.lease_seconds * 2)))
+
+        try:
+            ready = await preflight(
+                client, self.settings.redis_url, first_writes=first_writes,
+                allow_eviction=self.settings.allow_eviction, stopping=self._stopping,
+            )  # fmt: skip
+        except BaseException:
+            ready = False
+            raise
+        finally:
+            if not ready:
+                with contextlib.suppress(Exception):
+                    await broker.retire(self.worker_id)
+                with contextlib.suppress(Exception):
+                    await broker.close()
+                if self._owns_redis:
+                    await client.aclose()
+        return ready
 
     # -- the fetch loop ----------------------------------------------------------------------
 
