@@ -159,6 +159,8 @@ class Worker:
             result_failure_ttl=self.settings.result_failure_ttl,
             failed_ttl=self.settings.failed_ttl,
             dead_letter_cap=self.settings.dead_letter_cap,
+            listeners=self.listeners,
+            worker_id=self.worker_id,
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),
