@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import itertools
 import logging
 import os
@@ -18,6 +19,8 @@ import redis.asyncio as aioredis
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from bananas.core.fleet import worker_hash
+from bananas.core.job import JobStatus
 from bananas.core.lifecycle import mark_pending
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
@@ -76,7 +79,10 @@ class Worker:
         self._alone_running = False
         self._lost: set[str] = set()
         self._tokens = itertools.count(1)
+        #: Attempts that ended here (succeeded or failed), and those that failed.
         self.processed = 0
+        self.failed = 0
+        self.started_at = clock.now()
 
     @staticmethod
     def _handled_names(registry: Registry, settings: WorkerSettings) -> frozenset[str] | None:
@@ -132,7 +138,8 @@ class Worker:
             held=lambda: {job_id: d.token for job_id, (d, _) in self._running.items()},
             on_lost=self._lost.add,
             worker_id=self.worker_id,
-            describe={"routing_keys": ",".join(self.settings.routing_keys)},
+            describe=self._describe(),
+            counters=lambda: (self.processed, self.failed),
         )
         recoverer = Recoverer(
             broker,
@@ -215,6 +222,23 @@ class Worker:
                 await client.aclose()
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)
 
+    def _describe(self) -> dict[str, str]:
+        """The fixed fields of this worker's entry in the registry (``bananas workers``)."""
+        settings = self.settings
+        return worker_hash(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            routing_keys=settings.routing_keys,
+            priorities=[p.value for p in settings.priorities],
+            queue_selection=settings.queue_selection.value,
+            concurrency=settings.concurrency,
+            started_at=self.started_at,
+            version=_version(),
+            mode=settings.mode.value,
+            handlers=sorted(self._handled if self._handled is not None else self.registry.names),
+            lease_seconds=settings.lease_seconds,
+        )
+
     # -- the fetch loop ----------------------------------------------------------------------
 
     async def _fetch_loop(self, fetcher: Fetcher, processor: Processor) -> None:
@@ -286,7 +310,7 @@ class Worker:
     async def _process(self, processor: Processor, delivery: Delivery, raw: bytes | None) -> None:
         try:
             await processor.process(delivery, raw)
-            self.processed += 1
+            self._count(delivery)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -299,6 +323,19 @@ class Worker:
             self._running_by_route[route] = self._running_by_route.get(route, 1) - 1
             self._lost.discard(delivery.job_id)
             self._slot_free.set()
+
+    def _count(self, delivery: Delivery) -> None:
+        """Tally an attempt that ended (a parked or handed-back job did not run here).
+        Kept minimal until the outcome events carry it (worker/outcomes.py)."""
+        job = delivery.job
+        if job is None:  # malformed record: buried
+            self.processed += 1
+            self.failed += 1
+        elif job.status is JobStatus.COMPLETED:
+            self.processed += 1
+        elif job.status in (JobStatus.FAILED, JobStatus.SCHEDULED):
+            self.processed += 1
+            self.failed += 1
 
     async def _first_of(self, event: asyncio.Event | None, stop_wait: asyncio.Task[Any], timeout: float | None) -> None:
         waiters: list[asyncio.Future[Any]] = [stop_wait]
@@ -350,3 +387,10 @@ class Worker:
             return
         log.info("%s received: finishing running jobs, then stopping", sig.name)
         self.stop()
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bananas")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
