@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
 from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.fleet import beat_fields, worker_hash
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
 from bananas.events import EventKind, JobEvent, Listener, Listeners
@@ -88,6 +90,13 @@ class Worker:
         for listener in listeners:
             self.listeners.add(listener)
 
+        self.started_at = clock.now()
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed here (retried or dead)."""
+        return self.counters.failed
+
     @property
     def processed(self) -> int:
         """Attempts this worker finished (whatever their outcome)."""
@@ -151,7 +160,8 @@ class Worker:
             held=lambda: {job_id: d.token for job_id, (d, _) in self._running.items()},
             on_lost=self._lost.add,
             worker_id=self.worker_id,
-            describe={"routing_keys": ",".join(self.settings.routing_keys)},
+            describe=self._describe(),
+            counters=lambda: (self.processed, self.failed),
         )
         recoverer = Recoverer(
             broker,
@@ -244,12 +254,10 @@ class Worker:
 
         async def first_writes() -> None:
             await broker.load_scripts()
+            # The heartbeat's own first beat, earlier: the same entry, the same commands.
             now = self.clock.now()
-            info = {
-                "host": socket.gethostname(), "pid": str(os.getpid()),
-                "routing_keys": ",".join(self.settings.routing_keys), "running": "0", "heartbeat": f"{now:.3f}",
-            }  # fmt: skip
-            await broker.announce(self.worker_id, now, info, ttl=max(10, int(self.settings.lease_seconds * 2)))
+            info = {**self._describe(), **beat_fields(now, 0, self.processed, self.failed)}
+            await broker.announce(self.worker_id, now, info, ttl_ms=max(1, int(self.settings.lease_seconds * 2000)))
 
         try:
             ready = await preflight(
@@ -268,6 +276,23 @@ class Worker:
                 if self._owns_redis:
                     await client.aclose()
         return ready
+
+    def _describe(self) -> dict[str, str]:
+        """The fixed fields of this worker's entry in the registry (``bananas workers``)."""
+        settings = self.settings
+        return worker_hash(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            routing_keys=settings.routing_keys,
+            priorities=[p.value for p in settings.priorities],
+            queue_selection=settings.queue_selection.value,
+            concurrency=settings.concurrency,
+            started_at=self.started_at,
+            version=_version(),
+            mode=settings.mode.value,
+            handlers=sorted(self._handled if self._handled is not None else self.registry.names),
+            lease_seconds=settings.lease_seconds,
+        )
 
     # -- the fetch loop ----------------------------------------------------------------------
 
@@ -439,3 +464,10 @@ class Counters:
         self.processed += 1
         if event.kind is not EventKind.SUCCEEDED:
             self.failed += 1
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bananas")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
