@@ -14,6 +14,7 @@ import click
 import redis.exceptions
 
 from bananas.cli.log_filters import CredentialErrorFilter
+from bananas.cli.project import import_from_project
 from bananas.errors import BananasError, ConfigurationError, StartupError
 from bananas.redis.connection import DEFAULT_REDIS_URL, mask_secrets, validate_url
 from bananas.worker.registry import Registry
@@ -90,14 +91,6 @@ def setup_logging(level: str, redis_url: str | None) -> None:
         root.setLevel(level.upper())
     except ValueError:
         fail(f"BANANAS_LOG_LEVEL: unknown log level {level!r}")
-
-
-def import_from_project() -> None:
-    """Put the current directory first on ``sys.path``, as ``python -m`` does: every
-    command imports the project's modules (``APP``, ``callable = "module:function"`` rules
-    of a route table) by the same rule, whether run as ``bananas`` or ``python -m bananas``."""
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
 
 
 def load_registry(spec: str) -> Registry:

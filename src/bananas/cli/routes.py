@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from bananas.cli.common import fail, import_from_project
+from bananas.cli.common import fail
+from bananas.cli.project import import_from_project
 from bananas.client.core import ROUTES_ENV
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY

@@ -27,16 +27,17 @@ log = logging.getLogger("bananas.cli")
     "--routing-keys", default=None, help="Comma list in order of preference ($WORKER_ROUTING_KEYS, default 'default')."
 )
 @click.option("--priorities", default=None, help="Comma list, e.g. high,normal,low ($WORKER_PRIORITIES).")
-@click.option("--concurrency", default=None, help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).")
-@click.option("--processes", default=None, help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).")
-@click.option("--redis-url", default=None, help="Redis URL ($REDIS_URL, default redis://localhost:6379).")
+@click.option("--concurrency", default=None, metavar="INTEGER", help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).")
+@click.option("--processes", default=None, metavar="INTEGER", help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).")
+@click.option("--redis-url", default=None, metavar="URL", help="Redis URL ($REDIS_URL, default redis://localhost:6379).")
 @click.option(
-    "--job-timeout", default=None, help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables)."
+    "--job-timeout", default=None, metavar="SECONDS", help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables)."
 )
-@click.option("--lease-seconds", default=None, help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30).")
+@click.option("--lease-seconds", default=None, metavar="SECONDS", help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30).")
 @click.option(
     "--shutdown-grace",
     default=None,
+    metavar="SECONDS",
     help="Seconds to let running jobs finish on SIGTERM ($WORKER_SHUTDOWN_GRACE, default 30).",
 )
 @click.option(
@@ -47,10 +48,11 @@ log = logging.getLogger("bananas.cli")
 @click.option(
     "--route-concurrency",
     default=None,
+    metavar="KEY:INTEGER,...",
     help="Per routing key caps in this process, e.g. gpu:2 ($WORKER_ROUTE_CONCURRENCY).",
 )
 @click.option("--job-types", default=None, help="Only run these job names, comma list ($WORKER_JOB_TYPES).")
-@click.option("--max-wait", default=None, help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
+@click.option("--max-wait", default=None, metavar="KEY:SECONDS,...", help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
 @click.option(
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )
