@@ -39,3 +39,13 @@ def test_gitignore_has_the_server_data_dir() -> None:
     lines = (ROOT / ".gitignore").read_text().splitlines()
     assert ".bananas-server/" in lines
     assert ".bananas-demo/" in lines
+
+
+def test_readme_python_snippets_use_the_with_form() -> None:
+    """Issue 9, item 16: the README's clients are closed by ``with`` / ``async with``."""
+    readme = (ROOT / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    built = [line for s in snippets for line in s.splitlines() if re.search(r"\b(Async)?Client\(", line)]
+    assert built, "no client in the README's Python snippets"
+    for line in built:
+        assert re.match(r"\s*(async )?with (Async)?Client\(", line), f"README builds a client without with: {line}"

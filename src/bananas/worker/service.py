@@ -72,6 +72,7 @@ class Worker:
         self._owns_redis = redis_client is None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._work_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
@@ -127,6 +128,7 @@ class Worker:
     async def wait_ready(self) -> None:
         """Returns once the worker is subscribed and fetching."""
         await self._ready.wait()
+        await self._subscribed.wait()
 
     async def run(self, *, install_signal_handlers: bool = False) -> None:
         if install_signal_handlers:
@@ -184,6 +186,7 @@ class Worker:
                     on_parked=fetcher.parked_changed,
                     on_message=lambda channel: self._on_wakeup(fetcher, channel),
                     on_data={keys.CANCEL_CHANNEL: cancels.heard},
+                    on_subscribed=self._subscribed.set,
                 ).run(),
                 name="bananas-wakeup",
             ),
