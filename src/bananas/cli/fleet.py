@@ -12,7 +12,7 @@ import click
 
 from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
 from bananas.client import Client
-from bananas.client.inspect import QueueStats
+from bananas.client.inspect import QueueStats, RouteStats
 from bananas.core.priority import Priority
 from bananas.core.routing import validate_routing_key
 from bananas.errors import ValidationError
@@ -169,15 +169,17 @@ def _print_queues(stats: QueueStats) -> None:
         f"{'ROUTING KEY':<{width}}  {'HIGH':>8}  {'NORMAL':>8}  {'LOW':>8}  {'TOTAL':>8}  "
         f"{'IN FLIGHT':>9}  {'CONSUMERS':>9}  {'OLDEST':>8}  STATE"
     )
+    by_route = {r.routing_key: r for r in stats.routes}
+    depth = {(q.routing_key, q.priority): q.ready for q in routed}
     for key in names:
-        counts = [_routed(stats, key, p) for p in Priority]
-        route = stats.route(key)
+        counts = [depth.get((key, p), 0) for p in Priority]
+        route = by_route.get(key)
         in_flight = route.in_flight if route else 0
         consumers = route.consumers if route else 0
         oldest = _duration(route.oldest_age_seconds) if route and route.oldest_age_seconds is not None else "-"
         click.echo(
             f"{key:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}  "
-            f"{in_flight:>9}  {consumers:>9}  {oldest:>8}  {_state(stats, key)}".rstrip()
+            f"{in_flight:>9}  {consumers:>9}  {oldest:>8}  {_state(stats, route)}".rstrip()
         )
     legacy = [q for q in stats.queues if q.legacy]
     if any(q.ready for q in legacy):
@@ -194,18 +196,15 @@ def _print_queues(stats: QueueStats) -> None:
             click.echo(f"  {p.routing_key}:{p.priority.value}  {p.job_name}  {p.waiting}")
 
 
-def _routed(stats: QueueStats, key: str, priority: Priority) -> int:
-    return next((q.ready for q in stats.queues if q.routing_key == key and q.priority is priority and not q.legacy), 0)
-
-
-def _state(stats: QueueStats, key: str) -> str:
-    route = stats.route(key)
-    if route is not None and route.paused:
+def _state(stats: QueueStats, route: RouteStats | None) -> str:
+    if route is None:
+        return "ok"
+    if route.paused:
         return "paused"
-    partly = [p.priority.value for p in stats.paused if p.routing_key == key and p.priority is not None]
+    partly = [p.priority.value for p in stats.paused if p.routing_key == route.routing_key and p.priority is not None]
     if partly:
         return "paused: " + ",".join(partly)
-    if route is not None and route.orphaned:
+    if route.orphaned:
         return "no worker"
     return "ok"
 
