@@ -11,10 +11,11 @@ import signal
 import time
 from typing import Any
 
+import pytest
 import redis
 from support import CliRunner, Recorder, Workers, eventually, status_of, wait_until
 
-from bananas import AsyncClient, Client, Job, Registry, WorkerInfo
+from bananas import AsyncClient, Client, Job, JobCancelledError, Registry, WorkerInfo
 from bananas.config import QueueSelection
 from bananas.core.fleet import WORKER_FIELDS
 
@@ -203,7 +204,9 @@ def test_purge_counts_without_yes_and_removes_with_it(cli: CliRunner, client: Cl
     one = cli.run("purge", "email", "--priority", "high", "--yes")
     assert one.returncode == 0 and "removed 1" in one.stdout
     assert status_of(r, high) == "cancelled" and r.llen("bananas:route:email:queue:normal") == 4
-    assert 0 < r.ttl(f"bananas:job:{high}") <= 24 * 3600
+    assert 0 < r.ttl(f"bananas:job:{high}") <= 7 * 24 * 3600
+    with pytest.raises(JobCancelledError):  # result waiters learn it, as with `bananas cancel`
+        client.get_result(high, timeout=1)
 
     rest = cli.run("purge", "email", "--yes")
     assert rest.returncode == 0 and "removed 4" in rest.stdout

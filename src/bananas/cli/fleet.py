@@ -251,7 +251,7 @@ def resume(routing_key: str, priority: str | None, redis_url: str | None) -> Non
 @redis_url_option
 def purge(routing_key: str, priority: str | None, yes: bool, redis_url: str | None) -> None:
     """Remove the jobs waiting on ROUTING_KEY (or one priority of it), parked ones
-    included. Their records stay 24 h with status 'cancelled'; running jobs are not
+    included. Each is marked cancelled, as `bananas cancel` does; running jobs are not
     touched. Without --yes, only says how many it would remove."""
     url = resolve_redis_url(redis_url)
     key, prio = _target(routing_key, priority)

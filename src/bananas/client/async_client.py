@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bananas.client import control
-from bananas.client.core import ClientCore, router_from_environment
+from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
@@ -20,6 +20,7 @@ from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
 from bananas.core.router import Router
+from bananas.errors import BananasError
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
 from bananas.redis.scripts import Call
@@ -67,6 +68,7 @@ class AsyncClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
@@ -79,6 +81,7 @@ class AsyncClient:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         await self._runner.run(call)
         return job_id
@@ -100,6 +103,7 @@ class AsyncClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
         job_id, call = self._core.schedule(
@@ -112,6 +116,7 @@ class AsyncClient:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         await self._runner.run(call)
         return job_id
@@ -124,10 +129,13 @@ class AsyncClient:
         *,
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        expires_in: float | timedelta | None = None,
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
+        ids, batch = self._core.submit_many(
+            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
+        )
         if batch:
             raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
@@ -143,6 +151,7 @@ class AsyncClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> Any:
         """Submit a job and wait for its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
@@ -154,6 +163,7 @@ class AsyncClient:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
         return found.value()
@@ -175,6 +185,22 @@ class AsyncClient:
         if self._waiter is None:
             self._waiter = ResultWaiter(self.redis)
         return self._waiter
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a job. A pending or scheduled job is taken out of its queue at once and
+        never runs; a running one is asked to stop (an async handler is cancelled, a sync
+        one sees ``job.cancel_requested``). Its status ends ``cancelled``, with no retry,
+        and result waiters get ``JobCancelledError``. False when the job is unknown or
+        already finished."""
+        for _ in range(CANCEL_TRIES):
+            seen = await self.redis.get(keys.job(job_id))
+            call = self._core.cancel(job_id, seen)
+            if call is None:
+                return False
+            outcome = await self._runner.run(call)
+            if outcome != -1:
+                return bool(outcome in (1, 2))
+        raise BananasError(f"job {job_id} kept changing; cancellation not applied, try again")
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
@@ -215,7 +241,8 @@ class AsyncClient:
     async def purge(self, routing_key: str, priority: Priority | str | None = None, *, dry_run: bool = False) -> int:
         """Remove the jobs ready on ``routing_key`` (or one priority of it): its ready and
         parked lists, atomically per list (per 2,000 jobs for longer lists). Their
-        records stay 24 h with status ``cancelled``. Returns how many were removed; with
+        jobs are marked as ``cancel`` marks a waiting job (status ``cancelled``, result
+        waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
         action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
         return await self._drive(action)  # type: ignore[no-any-return]
