@@ -229,3 +229,33 @@ def test_purge_removes_parked_jobs_and_a_long_list_in_steps(client: Client, r: r
     assert client.purge("bulk") == 4500
     assert r.llen("bananas:route:bulk:queue:normal") == 0 and r.llen("bananas:route:bulk:queue:low:job:transcode") == 0
     assert {status_of(r, i) for i in ids[:10] + ids[-10:]} == {"cancelled"}
+
+
+async def test_async_client_reads_and_acts_like_the_blocking_one(
+    workers: Workers, redis_url: str, r: redis.Redis
+) -> None:
+    release = asyncio.Event()
+
+    async def hold(job: Job) -> None:
+        await release.wait()
+
+    registry = Registry()
+    registry.add("hold", hold)
+    worker = await workers.start(registry, routing_keys=("gpu",))
+    async with AsyncClient(redis_url) as client:
+        running = await client.submit_job("hold", None, routing_key="gpu")
+        await eventually(client.running, what="the job in flight")
+        (shown,) = await client.running()
+        assert shown.job_id == running and shown.worker_id == worker.worker_id
+        assert await client.pause("gpu") is True
+        waiting = [await client.submit_job("hold", i, routing_key="gpu") for i in range(3)]
+        assert [p.routing_key for p in await client.paused()] == ["gpu"]
+        stats = await client.queue_stats()
+        route = stats.route("gpu")
+        assert route is not None and route.paused and route.ready == 3 and route.in_flight == 1
+        assert await client.purge("gpu", dry_run=True) == 3
+        assert await client.purge("gpu") == 3
+        assert [status_of(r, j) for j in waiting] == ["cancelled"] * 3
+        release.set()  # a job already running when the key was paused finishes normally
+        await eventually(lambda: status_of(r, running) == "completed", what="the running job to finish")
+        assert await client.resume("gpu") is True and await client.paused() == []
