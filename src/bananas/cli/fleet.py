@@ -23,7 +23,14 @@ priority_option = click.option(
 )
 
 
+def _safe(text: str) -> str:
+    """Names come from job records and worker entries, foreign data: neutralise control
+    characters (terminal escape sequences) before they reach an operator's terminal."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    rows = [[_safe(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:
@@ -160,7 +167,7 @@ def _print_queues(stats: QueueStats) -> None:
     if problems:
         click.echo("Problems:")
         for problem in problems:
-            click.echo(f"  ! {problem.message}")
+            click.echo(f"  ! {_safe(problem.message)}")
         click.echo("")
     routed = [q for q in stats.queues if not q.legacy]
     names = sorted({q.routing_key for q in routed} | {r.routing_key for r in stats.routes})
@@ -178,7 +185,7 @@ def _print_queues(stats: QueueStats) -> None:
         consumers = route.consumers if route else 0
         oldest = _duration(route.oldest_age_seconds) if route and route.oldest_age_seconds is not None else "-"
         click.echo(
-            f"{key:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}  "
+            f"{_safe(key):<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}  "
             f"{in_flight:>9}  {consumers:>9}  {oldest:>8}  {_state(stats, route)}".rstrip()
         )
     legacy = [q for q in stats.queues if q.legacy]
@@ -193,7 +200,7 @@ def _print_queues(stats: QueueStats) -> None:
     if stats.parked:
         click.echo("\nwaiting for a worker that runs them (no handler where taken, or rate limited):")
         for p in stats.parked:
-            click.echo(f"  {p.routing_key}:{p.priority.value}  {p.job_name}  {p.waiting}")
+            click.echo(f"  {p.routing_key}:{p.priority.value}  {_safe(p.job_name)}  {p.waiting}")
 
 
 def _state(stats: QueueStats, route: RouteStats | None) -> str:
