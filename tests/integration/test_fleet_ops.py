@@ -119,6 +119,8 @@ async def test_running_shows_a_job_in_flight(
     stats = client.queue_stats()
     route = stats.route("gpu")
     assert route is not None and route.in_flight == 1 and route.consumers == 1
+    # The worker's load is counted from the leases at read time, not a beat late.
+    assert [(w.id, w.running) for w in client.workers()] == [(worker.worker_id, 1)]
     text = await asyncio.to_thread(cli.run, "running")
     assert job_id in text.stdout and worker.worker_id in text.stdout
     release.set()

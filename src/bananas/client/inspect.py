@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bananas.core import codec
@@ -221,10 +221,13 @@ def _jobs(n: int) -> str:
 
 
 def read_workers() -> Reader:
-    """Live workers (their entry has not expired), sorted by host, pid and id."""
-    (ids,) = yield [("ZRANGE", keys.WORKERS, 0, -1)]
+    """Live workers (their entry has not expired), sorted by host, pid and id. ``running``
+    is counted from the leases at the time of the read (the entry's own figure can be
+    a beat old)."""
+    ids, owners = yield [("ZRANGE", keys.WORKERS, 0, -1), ("HVALS", keys.LEASE_OWNERS)]
     found = yield from _worker_entries([_text(i) for i in ids])
-    return found
+    held = Counter(worker_of_token(_text(token)) for token in owners)
+    return [replace(w, running=held.get(w.id, 0)) for w in found]
 
 
 def _worker_entries(ids: Sequence[str]) -> Generator[list[Command], list[Any], list[WorkerInfo]]:
