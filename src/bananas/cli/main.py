@@ -35,18 +35,34 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dlq": ("bananas.cli.dlq", "dlq", "Inspect and act on dead letters: jobs that failed for good."),
     "job": ("bananas.cli.jobs", "job", "Print the record of job JOB_ID as JSON."),
     "limits": ("bananas.cli.limits", "limits", "Fleet-wide limits per routing key or job name (kept in Redis)."),
+    "pause": (
+        "bananas.cli.fleet", "pause",
+        "Stop the whole fleet from starting jobs of ROUTING_KEY (or one priority of it).",
+    ),
+    "purge": (
+        "bananas.cli.fleet", "purge",
+        "Remove the jobs waiting on ROUTING_KEY (or one priority of it), parked ones included.",
+    ),
     "queues": (
-        "bananas.cli.jobs", "queues",
-        "Ready jobs per routing key and priority, plus scheduled, in flight and dead.",
+        "bananas.cli.fleet", "queues",
+        "Problems first (jobs no worker listens for, paused keys, jobs no worker can run, dead letters), "
+        "then ready jobs per routing key and priority, in flight, consumers.",
     ),
     "reconcile": (
         "bananas.cli.reconcile", "reconcile_command",
         "Find jobs whose bookkeeping is broken (a lease without owner or record, an id in two queues, "
         "a scheduled id without a record, an orphaned pending record) and put each back in exactly one place.",
     ),
+    "running": (
+        "bananas.cli.fleet", "running",
+        "Jobs in flight now: which worker runs them, since when, until when their lease holds.",
+    ),
     "result": (
         "bananas.cli.jobs", "result",
         "Print the result of job JOB_ID as JSON (exit 1 if it failed or has none yet).",
+    ),
+    "resume": (
+        "bananas.cli.fleet", "resume", "Let workers take jobs of ROUTING_KEY (or that priority of it) again.",
     ),
     "routes": ("bananas.cli.routes", "routes", "Inspect route tables: which routing key a job gets from its name."),
     "scheduler": (
@@ -59,6 +75,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "server": ("bananas.cli.server", "server", "Run an embedded Redis-compatible server on 127.0.0.1 until Ctrl-C."),
     "submit": ("bananas.cli.jobs", "submit", "Submit job NAME; prints its id."),
+    "workers": (
+        "bananas.cli.fleet", "workers", "Live workers: where they listen, what they run, their load and counters.",
+    ),
     "worker": (
         "bananas.cli.worker", "worker",
         "Run jobs from the routing keys' queues with the handlers in APP (module:attribute).",
