@@ -17,6 +17,8 @@ from pathlib import Path
 
 import redis
 
+from bananas.process import set_parent_death_signal
+
 
 def server_binary() -> str:
     """Path of a Redis-compatible server binary, preferring the packaged valkey."""
@@ -79,11 +81,15 @@ class EmbeddedServer:
         port: int | None = None,
         appendonly: bool = False,
         extra_args: tuple[str, ...] = (),
+        die_with_parent: bool = False,
     ) -> None:
+        """``die_with_parent``: the server gets SIGTERM when the process that started it
+        dies, even by ``kill -9`` (Linux; the demo uses it so that nothing outlives it)."""
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
         self.extra_args = extra_args
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -111,7 +117,11 @@ class EmbeddedServer:
         check_port_free(self.port)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=set_parent_death_signal if self.die_with_parent else None,
         )
         deadline = time.monotonic() + timeout
         probe = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=1.0)

@@ -21,6 +21,7 @@ LAYERS = {
     "redis": 1,
     "config": 1,
     "embedded": 1,
+    "process": 1,
     "client": 2,
     "results": 2,
     "limits_admin": 2,

@@ -14,8 +14,6 @@ therefore never runs next to orphans of the last one.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -26,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from bananas.config import WorkerSettings
+from bananas.process import set_parent_death_signal
 
 log = logging.getLogger("bananas.supervisor")
 
@@ -33,7 +32,6 @@ log = logging.getLogger("bananas.supervisor")
 SUPERVISOR_PID_ENV = "BANANAS_SUPERVISOR_PID"
 #: How often a child looks at its parent where the kernel cannot tell it (not Linux).
 PARENT_CHECK_INTERVAL = 1.0
-_PR_SET_PDEATHSIG = 1
 
 #: A child that lived at least this long is considered healthy: its restart delay resets.
 HEALTHY_AFTER = 10.0
@@ -71,13 +69,8 @@ def stop_with_supervisor(supervisor_pid: int) -> None:
     daemon thread watching the parent pid covers other systems and the moment before
     ``prctl`` took effect (a parent that died already: the child was re-parented).
     """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-                log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d); watching the parent pid", ctypes.get_errno())
-        except OSError as exc:
-            log.warning("cannot load libc for prctl (%s); watching the parent pid", exc)
+    if sys.platform.startswith("linux") and not set_parent_death_signal(signal.SIGTERM):
+        log.warning("prctl(PR_SET_PDEATHSIG) failed; watching the parent pid instead")
 
     def watch() -> None:
         while os.getppid() == supervisor_pid:
