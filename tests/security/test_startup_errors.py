@@ -114,3 +114,14 @@ def test_filter_shows_a_report_again_after_the_interval() -> None:
         "bananas.worker", logging.WARNING, __file__, 1, "redis unavailable: %s", (OSError("x"),), None
     )
     assert flt.filter(other) and other.args is not None  # connection trouble: untouched
+
+
+def test_supervisor_checks_once_before_starting_children(acl_user: tuple[str, str], tmp_path: Path) -> None:
+    """``--processes N`` with a user that lacks permissions: one line and exit 3, not a
+    loop of children restarted with growing delays."""
+    log = tmp_path / "supervisor.log"
+    with worker_process(log, "--processes", "2", env=cli_env(acl_user[0])) as supervisor:
+        assert supervisor.wait(30) == 3
+    output = log.read_text()
+    assert "lacks a permission Bananas needs" in _one_error(output)
+    assert "started worker process" not in output

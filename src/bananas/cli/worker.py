@@ -14,6 +14,7 @@ import click
 from bananas.cli.common import fail, friendly_errors, load_registry, setup_logging
 from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
+from bananas.worker.preflight import check_server
 from bananas.worker.registry import Registry
 from bananas.worker.service import Worker
 from bananas.worker.supervisor import SUPERVISOR_PID_ENV, Supervisor, stop_with_supervisor
@@ -109,6 +110,10 @@ def worker(
         stop_with_supervisor(int(supervisor_pid))
     registry = load_registry(app)
     if settings.processes > 1:
+        # The same start checks as each child's, once, before any child is started: a
+        # wrong password must not become a loop of restarts (exit 3, one line).
+        with friendly_errors(settings.redis_url):
+            asyncio.run(check_server(settings.redis_url, allow_eviction=settings.allow_eviction))
         code = Supervisor(app, settings, log_level=log_level).run()
         sys.exit(code)
     run_worker(registry, settings)

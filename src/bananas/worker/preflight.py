@@ -20,8 +20,9 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from bananas.errors import StartupError
-from bananas.redis import eviction
+from bananas.redis import connection, eviction
 from bananas.redis.backoff import Backoff, is_connection_error
+from bananas.redis.broker import Broker
 from bananas.redis.connection import mask_secrets, mask_url
 
 T = TypeVar("T")
@@ -86,6 +87,20 @@ async def preflight(
     if level is not eviction.EvictionRisk.NONE:
         log.warning("%s", eviction.describe(policy))
     return True
+
+
+async def check_server(url: str, *, allow_eviction: bool) -> None:
+    """``preflight`` on its own connection, for a supervisor before it starts children."""
+    client = connection.async_client(url)
+    broker = Broker(client)
+    try:
+        await preflight(
+            client, url, first_writes=broker.load_scripts, allow_eviction=allow_eviction, stopping=asyncio.Event()
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await broker.close()
+        await client.aclose()
 
 
 async def _bounded(step: Awaitable[T], deadline: float) -> T:
