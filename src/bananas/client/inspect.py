@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bananas.core.codec import decode_id
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, QueueRef
 from bananas.redis import keys
@@ -83,7 +84,7 @@ def parked_candidates(plan: DepthPlan, replies: Sequence[Any]) -> list[ParkedDep
     out: list[ParkedDepth] = []
     members = replies[len(plan.refs) + 3 :]
     for key, names in zip(plan.routing_keys, members, strict=True):
-        for member in sorted(m.decode() if isinstance(m, bytes) else m for m in names):
+        for member in sorted(decode_id(m) for m in names):
             prio, _, name = member.partition(":")
             try:
                 out.append(ParkedDepth(key, Priority.parse(prio), name, 0))

@@ -15,6 +15,7 @@ from bananas.client.core import ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.codec import decode_id
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
@@ -189,7 +190,7 @@ class Client:
 
     def queue_stats(self) -> QueueStats:
         """Ready jobs per routing key and priority (every key seen), scheduled, in flight, dead."""
-        routing_keys = sorted(k.decode() for k in self.redis.smembers(keys.ROUTING_KEYS))  # type: ignore[union-attr]
+        routing_keys = sorted(decode_id(k) for k in self.redis.smembers(keys.ROUTING_KEYS))
         plan = depth_plan(routing_keys)
         pipe = self.redis.pipeline(transaction=False)
         for command, key in first_round(plan):

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from bananas.core.codec import decode_id
 from bananas.redis import keys
 from bananas.redis.runner import AsyncRunner
 from bananas.redis.scripts import Call
@@ -43,7 +44,7 @@ class Broker:
     async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]]]:
         """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)])."""
         reply = await self._fetch_runner.run(call)
-        taken = [(int(reply[i]) - 1, _text(reply[i + 1])) for i in range(1, len(reply), 2)]
+        taken = [(int(reply[i]) - 1, decode_id(reply[i + 1])) for i in range(1, len(reply), 2)]
         return float(reply[0]), taken
 
     async def limits_and_parked(self, routing_keys: Sequence[str]) -> tuple[dict[str, str], list[set[str]]]:
@@ -53,8 +54,8 @@ class Broker:
         for key in routing_keys:
             pipe.smembers(keys.parked_index(key))
         replies = await pipe.execute()
-        limits = {_text(k): _text(v) for k, v in replies[0].items()}
-        return limits, [{_text(m) for m in members} for members in replies[1:]]
+        limits = {decode_id(k): decode_id(v) for k, v in replies[0].items()}
+        return limits, [{decode_id(m) for m in members} for members in replies[1:]]
 
     async def oldest_ready(self, list_keys: Sequence[str]) -> list[bytes | None]:
         """The record of the oldest job in each list (None for an empty list)."""
@@ -62,7 +63,7 @@ class Broker:
         for key in list_keys:
             pipe.lindex(key, -1)
         ids = await pipe.execute()
-        present = [_text(i) for i in ids if i is not None]
+        present = [decode_id(i) for i in ids if i is not None]
         records = iter(await self.records(present))
         return [next(records) if i is not None else None for i in ids]
 
@@ -78,14 +79,14 @@ class Broker:
 
     async def expired_leases(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
         """(job id, lease token or '') of leases whose deadline has passed."""
-        ids = [_text(i) for i in await self.redis.zrangebyscore(keys.LEASES, "-inf", now_ms, 0, limit)]
+        ids = [decode_id(i) for i in await self.redis.zrangebyscore(keys.LEASES, "-inf", now_ms, 0, limit)]
         if not ids:
             return []
         owners = await self.redis.hmget(keys.LEASE_OWNERS, ids)
-        return [(i, _text(o) if o is not None else "") for i, o in zip(ids, owners, strict=True)]
+        return [(i, decode_id(o) if o is not None else "") for i, o in zip(ids, owners, strict=True)]
 
     async def due_scheduled(self, now: float, limit: int) -> list[str]:
-        return [_text(i) for i in await self.redis.zrangebyscore(keys.SCHEDULED, "-inf", now, 0, limit)]
+        return [decode_id(i) for i in await self.redis.zrangebyscore(keys.SCHEDULED, "-inf", now, 0, limit)]
 
     async def next_due(self) -> float | None:
         first = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
@@ -107,9 +108,3 @@ class Broker:
         pipe.zrem(keys.WORKERS, worker_id)
         pipe.delete(keys.worker_info(worker_id))
         await pipe.execute()
-
-
-def _text(value: Any) -> str:
-    # surrogateescape: an id written by a foreign client that is not UTF-8 still maps
-    # back to its exact bytes (the clients encode with the same error handler).
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

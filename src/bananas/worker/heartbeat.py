@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock
+from bananas.core.codec import decode_id
 from bananas.redis import calls
 from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
@@ -52,7 +53,7 @@ class LeaseKeeper:
             deadline_ms = int((now + self._lease) * 1000)
             lost = await self._broker.run(calls.extend(deadline_ms, held))
             for job_id in lost:
-                name = job_id.decode() if isinstance(job_id, bytes) else job_id
+                name = decode_id(job_id)
                 log.debug("lease on job %s is no longer held by this worker", name)
                 self._on_lost(name)
         info = {**self._info, "running": str(len(held)), "heartbeat": f"{now:.3f}"}

@@ -95,7 +95,7 @@ class Processor:
         if reason is not None:
             await self._park(job, token, reason, now)
             return
-        if self._run_alone is not None and _recoveries(job) >= self._alone_after:
+        if self._run_alone is not None and job.recoveries >= self._alone_after:
             # This job's worker died under it more than once: run it with nothing beside
             # it, so if it is a poison pill, jobs next to it are not killed (and counted)
             # with it again. One loss is common to every job in flight at a crash, so
@@ -121,7 +121,7 @@ class Processor:
             return
         # Not awaited: the handler starts at once; the writer keeps start before the outcome.
         self._writer.send(Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record())))
-        timeout = _job_timeout(job) or handler.timeout or self._settings.job_timeout
+        timeout = job.timeout or handler.timeout or self._settings.job_timeout
         try:
             result = await self._executor.call(handler, job, timeout)
         except asyncio.CancelledError:
@@ -213,8 +213,8 @@ class Processor:
     @staticmethod
     def _result_ttl(job: Job, default: int) -> int:
         """A job may carry its own ``result_ttl`` (seconds), set at submit time."""
-        own = job.extra.get("result_ttl")
-        return int(own) if isinstance(own, int) and not isinstance(own, bool) and own >= 0 else default
+        own = job.result_ttl
+        return default if own is None else own
 
     @property
     def _dead_cap(self) -> int:
@@ -228,16 +228,3 @@ def _describe(exc: BaseException) -> str:
     head = f"{type(exc).__name__}: {exc}"
     tb = "".join(traceback.format_exception(exc))
     return f"{head}\n{tb}"
-
-
-def _job_timeout(job: Job) -> float | None:
-    """A record may carry its own ``timeout`` (seconds); anything but a positive number is ignored."""
-    value = job.extra.get("timeout")
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
-        return float(value)
-    return None
-
-
-def _recoveries(job: Job) -> int:
-    value = job.extra.get("recoveries")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -60,7 +60,14 @@ class Recoverer:
         records = await self._broker.records([i for i, _ in expired])
         batch = []
         for (job_id, token), raw in zip(expired, records, strict=True):
-            batch.append(self._plan(job_id, token, raw, now, now_ms))
+            try:
+                batch.append(self._plan(job_id, token, raw, now, now_ms))
+            except Exception:
+                # One job this version cannot handle must not stop the recovery of the
+                # others in its batch (and in every later pass): skip it, say which.
+                log.exception("job %s: planning its recovery failed; skipped", job_id)
+        if not batch:
+            return 0
         done = sum(1 for r in await self._broker.run_many(batch) if r == 1)
         if done:
             log.info("recovered %d job(s) from expired leases", done)
@@ -79,7 +86,7 @@ class Recoverer:
             return calls.recover_to_dead(
                 job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
             )
-        recoveries = int(job.extra.get("recoveries") or 0) + 1
+        recoveries = job.recoveries + 1
         job.extra["recoveries"] = recoveries
         if recoveries > self._max_recoveries:
             job.status = JobStatus.FAILED

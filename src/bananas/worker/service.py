@@ -161,7 +161,13 @@ class Worker:
         # A thin worker only runs jobs; promotion, recovery and repairs are left to the
         # other processes of the fleet (docs/WORKER_MODES.md).
         if mode is not WorkerMode.THIN:
-            reconciler = Reconciler(broker, self.clock, lease_seconds=self.settings.lease_seconds, owner=self.worker_id)
+            reconciler = Reconciler(
+                broker,
+                self.clock,
+                lease_seconds=self.settings.lease_seconds,
+                owner=self.worker_id,
+                dead_letter_cap=self.settings.dead_letter_cap,
+            )
             helpers += [
                 asyncio.create_task(recoverer.run(), name="bananas-recoverer"),
                 asyncio.create_task(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
+from bananas.core.codec import decode_id
 from bananas.redis.backoff import Backoff, is_connection_error
 
 log = logging.getLogger("bananas.worker")
@@ -50,7 +51,7 @@ class WakeupListener:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None:
                         channel = message["channel"]
-                        name = channel.decode() if isinstance(channel, bytes) else channel
+                        name = decode_id(channel)
                         if self._on_message is not None:
                             self._on_message(name)
                         target = self._channels.get(name)
