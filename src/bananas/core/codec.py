@@ -31,6 +31,11 @@ def decode_id(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def display_id(job_id: str) -> str:
+    """An id as text safe to print: bytes that are not UTF-8 shown as ``\\xff`` escapes."""
+    return job_id.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _has_non_finite(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock, to_datetime
-from bananas.core.codec import decode_id
+from bananas.core.codec import decode_id, display_id
 from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import mark_pending
 from bananas.core.priority import Priority
@@ -107,7 +107,7 @@ class Repair:
 
     def describe(self) -> str:
         verb = "repaired" if self.applied else "found"
-        return f"{verb} {self.kind} job={self.job_id} -> {self.home}: {self.detail}"
+        return f"{verb} {self.kind} job={display_id(self.job_id)} -> {self.home}: {self.detail}"
 
 
 @dataclass(slots=True)
