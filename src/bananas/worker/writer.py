@@ -111,10 +111,16 @@ class Writer:
         if not plan:
             return
         replies = await self._broker.write_many(plan)
+        if len(acks) > 1 and isinstance(replies[-1], Exception):
+            # The merged call failed as a whole: send each ack on its own, so one job's
+            # error stays that job's (a failed script wrote nothing; each ack checks its
+            # lease token, so one that did land is not applied twice).
+            answers[-1:] = [[future] for _, future in acks]
+            replies[-1:] = await self._broker.write_many([call for call, _ in acks])
         for futures, reply in zip(answers, replies, strict=True):
             if len(futures) > 1 and isinstance(reply, list):
                 for future, value in zip(futures, reply, strict=True):
-                    _resolve(future, value)
+                    _resolve(future, _refused() if value == -1 else value)
             else:
                 for future in futures:
                     _resolve(future, reply)
@@ -127,6 +133,10 @@ class Writer:
 
 def _job_of(entry: Call | Deferred) -> object:
     return entry.job_id if isinstance(entry, Deferred) else entry.args[0]
+
+
+def _refused() -> Exception:
+    return ValueError("ack refused: a TTL of the job is out of range (0..2147483647 seconds); nothing written")
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
