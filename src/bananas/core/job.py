@@ -31,6 +31,10 @@ class JobStatus(StrEnum):
         return self.value
 
 
+#: Statuses after which a job never runs again. ``cancelled`` and ``expired`` are written
+#: by newer versions; a record carrying them is final here too, never "malformed".
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "expired"})
+
 DEFAULT_MAX_RETRIES = 3
 #: Upper bound of ``attempts`` and ``max_retries`` (records are read by clients in other
 #: languages, where these are 32-bit integers).
@@ -249,6 +253,18 @@ class Job:
         if isinstance(raw_created, str):
             job._created_text = (created, raw_created)
         return job
+
+
+def record_status(raw: bytes | str | None) -> str | None:
+    """The ``status`` text of a raw record, read leniently (None when there is none)."""
+    if raw is None:
+        return None
+    try:
+        data = codec.loads(raw)
+    except codec.JSONDecodeError:
+        return None
+    status = data.get("status") if isinstance(data, dict) else None
+    return status if isinstance(status, str) else None
 
 
 def validate_new_job(

@@ -41,11 +41,19 @@ class Broker:
 
     # -- fetching ------------------------------------------------------------------
 
-    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]]]:
-        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)])."""
+    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]], list[tuple[int, str]]]:
+        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)] leased,
+        [(list index, id)] popped and dropped because another delivery holds the id)."""
         reply = await self._fetch_runner.run(call)
-        taken = [(int(reply[i]) - 1, decode_id(reply[i + 1])) for i in range(1, len(reply), 2)]
-        return float(reply[0]), taken
+        taken: list[tuple[int, str]] = []
+        dropped: list[tuple[int, str]] = []
+        for i in range(1, len(reply), 2):
+            index = int(reply[i])
+            if index > 0:
+                taken.append((index - 1, decode_id(reply[i + 1])))
+            else:
+                dropped.append((-index - 1, decode_id(reply[i + 1])))
+        return float(reply[0]), taken, dropped
 
     async def limits_and_parked(self, routing_keys: Sequence[str]) -> tuple[dict[str, str], list[set[str]]]:
         """The fleet limits hash and, per routing key, its parked ``{priority}:{name}`` members."""

@@ -210,6 +210,11 @@ def release(job: Job, token: str, record: bytes) -> Call:
     )
 
 
+def drop(job_id: str, token: str) -> Call:
+    """End a delivery that must not run (its record is already final); the record stays."""
+    return Call(ScriptName.DROP, LEASE_KEYS, (job_id, token))
+
+
 def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     args: list[str | int] = [deadline_ms]
     for job_id, token in held:

@@ -31,6 +31,7 @@ class ScriptName(StrEnum):
     BURY = "bury"
     BURY_SCHEDULED = "bury_scheduled"
     RELEASE = "release"
+    DROP = "drop"
     PARK = "park"
     PRUNE_PARKED = "prune_parked"
     EXTEND = "extend"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from bananas.aio import raise_if_cancelling, wait_event
 from bananas.config import QueueSelection, WorkerMode, WorkerSettings
 from bananas.core.clock import Clock
+from bananas.core.codec import display_id
 from bananas.core.job import Job
 from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
@@ -266,7 +267,13 @@ class Fetcher:
             count=free,
             preferences=prefs,
         )
-        wait_ms, taken = await self._broker.dequeue(call)
+        wait_ms, taken, dropped = await self._broker.dequeue(call)
+        for index, job_id in dropped:
+            log.warning(
+                "job %s dropped from %s: it is already leased by another delivery (a duplicate entry; not run twice)",
+                display_id(job_id),
+                calls.source_key(plan.sources[index]),
+            )
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
         return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from bananas.config import WorkerSettings
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
-from bananas.core.job import Job, JobStatus
+from bananas.core.codec import display_id
+from bananas.core.job import FINAL_STATUSES, Job, JobStatus, record_status
 from bananas.core.lifecycle import (
     FailureDecision,
     Verdict,
@@ -85,9 +86,18 @@ class Processor:
                 raise MalformedJobError("record missing (the id in the queue points to no record)", job_id)
             job = Job.from_record(raw, job_id=job_id, default_max_retries=self._settings.max_retries)
         except MalformedJobError as exc:
+            status = record_status(raw)
+            if status in FINAL_STATUSES:
+                await self._drop(delivery, f"its record is already {status}")
+                return
             log.error("job %s has a malformed record (%s); moved to dead letters", job_id, exc.reason)
             stub = stub_record(job_id, exc.reason, raw, now)
             await self._writer.send(calls.bury(job_id, token, stub, self._settings.failed_ttl, self._dead_cap))
+            return
+        if job.status.value in FINAL_STATUSES:
+            # Delivery is idempotent: an id found in a ready list after its job finished
+            # (pushed twice, or put back by a foreign tool) is not run again.
+            await self._drop(delivery, f"its record is already {job.status.value}")
             return
         delivery.job = job
         handler = self._registry.get(job.name) if self._handles(job.name) else None
@@ -185,6 +195,13 @@ class Processor:
             call = calls.bury(job.id, token, record, self._settings.failed_ttl, self._dead_cap, result_ttl, fields)
         if not await self._writer.send(call):
             log.warning("job %s failed after its lease was lost; its outcome was discarded", job.id)
+
+    async def _drop(self, delivery: Delivery, why: str) -> None:
+        where = calls.source_key(delivery.source)
+        log.warning(
+            "job %s dropped from %s: %s (a duplicate entry; not run again)", display_id(delivery.job_id), where, why
+        )
+        await self._writer.send(calls.drop(delivery.job_id, delivery.token))
 
     def _handles(self, name: str) -> bool:
         return self._handled is None or name in self._handled
