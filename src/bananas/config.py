@@ -197,9 +197,7 @@ class WorkerSettings:
             max_recoveries=pick("max_recoveries", "JOB_MAX_RECOVERIES", _positive_int, d.max_recoveries),
             retry_policy=policy,
             result_ttl=pick("result_ttl", "RESULT_TTL", _ttl, d.result_ttl),
-            result_failure_ttl=pick(
-                "result_failure_ttl", "RESULT_FAILURE_TTL", _ttl, d.result_failure_ttl
-            ),
+            result_failure_ttl=pick("result_failure_ttl", "RESULT_FAILURE_TTL", _ttl, d.result_failure_ttl),
             queue_selection=selection,
             route_weights=weights,
             route_concurrency=pick("route_concurrency", "WORKER_ROUTE_CONCURRENCY", _route_limits, ()),
