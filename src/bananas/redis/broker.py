@@ -107,6 +107,13 @@ class Broker:
         found = await self.redis.mget([keys.cancel_request(i) for i in job_ids])
         return [job_id for job_id, mark in zip(job_ids, found, strict=True) if mark is not None]
 
+    async def memory_available(self) -> bool:
+        """Whether Redis is below ``maxmemory`` (or has none): it accepts writes that grow memory."""
+        info = await self.redis.info("memory")
+        limit = int(info.get("maxmemory") or 0)
+        counted = int(info.get("used_memory") or 0) - int(info.get("mem_not_counted_for_evict") or 0)
+        return limit == 0 or counted <= limit
+
     # -- worker presence -----------------------------------------------------------
 
     async def announce(self, worker_id: str, now: float, info: dict[str, str], ttl: int) -> None:

@@ -23,7 +23,7 @@ from bananas.core.routing import QueueRef
 from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base_order, boost, with_parked
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
@@ -113,7 +113,7 @@ class Fetcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "refreshing limits and parked lists failed: %s", exc)
                 continue
             if changed and self._on_change is not None:

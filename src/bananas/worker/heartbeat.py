@@ -17,7 +17,7 @@ from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock
 from bananas.core.codec import decode_id
 from bananas.redis import calls
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
@@ -67,6 +67,6 @@ class LeaseKeeper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "heartbeat failed: %s", exc)
             await asyncio.sleep(self.interval)

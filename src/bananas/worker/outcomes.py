@@ -80,8 +80,9 @@ class Outcomes:
         future = self._writer.send(
             Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record()))
         )
-        if self.listeners.wants(EventKind.STARTED):
-            future.add_done_callback(lambda f: self._emit_started(f, job, now))
+        # Always a callback, so a failed start is said (with its job id) rather than left
+        # as a "Future exception was never retrieved" traceback without one.
+        future.add_done_callback(lambda f: self._started(f, job, now))
 
     async def succeed(self, delivery: Delivery, job: Job, encoded_result: bytes) -> bool:
         finished = self.clock.now()
@@ -245,10 +246,15 @@ class Outcomes:
         if self.listeners.wants(kind):
             self.listeners.emit(event_of(kind, job, self._worker_id, at, applied, duration_s, error, retry_at))
 
-    def _emit_started(self, future: asyncio.Future[Any], job: Job, now: float) -> None:
-        if future.cancelled() or future.exception() is not None:
+    def _started(self, future: asyncio.Future[Any], job: Job, now: float) -> None:
+        if future.cancelled():
             return
-        self._emit(EventKind.STARTED, job, now, applied=future.result() == 1)
+        exc = future.exception()
+        if exc is not None:
+            log.warning("job %s: recording its start failed (%s); its outcome still follows", job.id, exc)
+            return
+        if self.listeners.wants(EventKind.STARTED):
+            self._emit(EventKind.STARTED, job, now, applied=future.result() == 1)
 
 
 def event_of(

@@ -54,7 +54,7 @@ from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import is_connection_error, loop_log_level
 from bananas.redis.broker import Broker
 from bananas.redis.inventory import Inventory
 from bananas.redis.scripts import Call
@@ -525,7 +525,7 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "reconciliation failed: %s", exc)
             await asyncio.sleep(self.interval)
 

@@ -22,7 +22,7 @@ from bananas.core.result import FAILED, result_fields
 from bananas.errors import MalformedJobError
 from bananas.events import EventKind, JobEvent, Listeners
 from bananas.redis import calls
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call
 from bananas.worker.malformed import stub_record
@@ -140,6 +140,6 @@ class Recoverer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "lease recovery failed: %s", exc)
             await asyncio.sleep(self.interval)

@@ -1,3 +1,4 @@
+#!lua
 -- dequeue: take up to COUNT ready job ids in the worker's order and lease them,
 -- within the worker's and the fleet's limits.
 --
@@ -28,6 +29,10 @@
 -- another delivery holds; that delivery finishes it). A lease is never overwritten. The pop and the lease are one step: a job is never in no
 -- list and no lease. A job counted against a fleet limit is recorded in lease routes
 -- so that whatever ends its lease gives the slot back.
+--
+-- The bare flags line makes a Redis 7+ server refuse the whole call while it is out of
+-- memory (maxmemory under noeviction), before anything is popped: a worker takes no new
+-- job it could not record (see docs/RELIABILITY.md, "Redis out of memory").
 local deadline, token = ARGV[1], ARGV[2]
 local wanted = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
