@@ -48,7 +48,11 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).part
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_imports_point_down(path: Path) -> None:
     layer = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
-    upward = [module for module in _imports(path) if LAYERS.get(module.split(".")[1], -1) > LAYERS[layer]]
+    upward = [
+        module
+        for module in _imports(path)
+        if LAYERS.get(module.split(".")[1], -1) > LAYERS[layer]
+    ]
     assert not upward, f"{path.relative_to(PACKAGE)} (layer {layer!r}) imports from a higher layer: {upward}"
 
 
