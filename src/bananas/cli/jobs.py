@@ -76,12 +76,7 @@ def submit(
                 )  # fmt: skip
             else:
                 job_id = client.submit_job(
-                    name,
-                    value,
-                    prio,
-                    routing_key=routing_key,
-                    max_retries=max_retries,
-                    description=description,
+                    name, value, prio, routing_key=routing_key, max_retries=max_retries, description=description,
                     expires_in=expires_in,
                 )
     click.echo(job_id)
