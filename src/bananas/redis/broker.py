@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from bananas.core.codec import decode_id
 from bananas.redis import keys
@@ -108,8 +109,13 @@ class Broker:
         return [job_id for job_id, mark in zip(job_ids, found, strict=True) if mark is not None]
 
     async def memory_available(self) -> bool:
-        """Whether Redis is below ``maxmemory`` (or has none): it accepts writes that grow memory."""
-        info = await self.redis.info("memory")
+        """Whether Redis is below ``maxmemory`` (or has none): it accepts writes that grow
+        memory. True when INFO is not allowed (a restricted ACL user): the next dequeue
+        finds out, as a full server refuses it whole."""
+        try:
+            info = await self.redis.info("memory")
+        except redis.exceptions.ResponseError:
+            return True
         limit = int(info.get("maxmemory") or 0)
         counted = int(info.get("used_memory") or 0) - int(info.get("mem_not_counted_for_evict") or 0)
         return limit == 0 or counted <= limit
