@@ -21,7 +21,7 @@ import redis.exceptions
 
 from bananas.errors import StartupError
 from bananas.redis import connection, eviction
-from bananas.redis.backoff import Backoff, is_connection_error
+from bananas.redis.backoff import Backoff, is_connection_error, is_out_of_memory
 from bananas.redis.broker import Broker
 from bananas.redis.connection import mask_secrets, mask_url
 
@@ -65,7 +65,14 @@ async def preflight(
         try:
             await _bounded(client.ping(), deadline)
             policy = await _bounded(eviction.read_policy_async(client), deadline)
-            await _bounded(first_writes(), deadline)
+            try:
+                await _bounded(first_writes(), deadline)
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                # Full, not broken: the worker starts and waits for memory as a running
+                # one does (docs/RELIABILITY.md, "Redis out of memory").
+                log.warning("Redis is out of memory at start; the worker waits for memory: %s", exc)
             break
         except asyncio.CancelledError:
             raise
