@@ -68,6 +68,9 @@ class JobEvent:
     #: False when Redis refused the transition (a late ack after the lease was lost):
     #: nothing changed and listeners that count outcomes should skip it.
     applied: bool = True
+    #: The W3C trace context written at submit (the record's ``traceparent`` field), if
+    #: any: tracing listeners parent their spans on it (bananas.tracing). Not payload.
+    traceparent: str | None = None
 
 
 Listener = Callable[[JobEvent], None]

@@ -20,6 +20,7 @@ from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
+    TRACEPARENT,
     Job,
     JobStatus,
     RecordTemplate,
@@ -107,10 +108,12 @@ class ClientCore:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
+        _set_traceparent(job, traceparent)
         return job.id, calls.submit(job, job.to_record())
 
     def submit_many(
@@ -121,6 +124,7 @@ class ClientCore:
         *,
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        traceparent: str | None = None,
     ) -> tuple[list[str], list[Call]]:
         """Validate every payload before anything is sent: one bad payload, no job written.
 
@@ -146,7 +150,8 @@ class ClientCore:
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
-                group = (RecordTemplate(name, prio, key, now, max_retries), [], [])
+                shared = {TRACEPARENT: traceparent} if traceparent else None
+                group = (RecordTemplate(name, prio, key, now, max_retries, shared), [], [])
                 groups[(key, prio)] = group
             try:
                 encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
@@ -175,11 +180,13 @@ class ClientCore:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
+        _set_traceparent(job, traceparent)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
@@ -226,3 +233,9 @@ def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
     if isinstance(result_ttl, bool) or not isinstance(result_ttl, int) or result_ttl < 0:
         raise ValidationError(f"result_ttl must be a whole number of seconds >= 0, got {result_ttl!r}")
     job.extra["result_ttl"] = result_ttl
+
+
+def _set_traceparent(job: Job, traceparent: str | None) -> None:
+    """The submitter's W3C trace context (bananas.tracing), carried in ``traceparent``."""
+    if traceparent:
+        job.extra[TRACEPARENT] = traceparent

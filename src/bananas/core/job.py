@@ -39,6 +39,10 @@ MAX_COUNTER = 2**31 - 1
 MAX_NAME_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 64 * 1024
 
+#: Optional record field: the submitter's W3C trace context (bananas.tracing,
+#: docs/WIRE_FORMAT.md). Kept in ``Job.extra`` like any producer's field.
+TRACEPARENT = "traceparent"
+
 # Fields with a meaning in this version; everything else in a record goes to ``extra``.
 _KNOWN = frozenset(
     {
@@ -223,9 +227,18 @@ class RecordTemplate:
     """Encodes new pending records that differ only in id and payload (bulk submit):
     the shared fields are encoded once, the rest is concatenation."""
 
-    def __init__(self, name: str, priority: Priority, routing_key: str, now: datetime, max_retries: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        priority: Priority,
+        routing_key: str,
+        now: datetime,
+        max_retries: int,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         stamp = format_time(now)
         shared = {
+            **(extra or {}),
             "name": name,
             "status": JobStatus.PENDING.value,
             "priority": priority.value,

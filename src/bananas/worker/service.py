@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +21,7 @@ from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.core.lifecycle import mark_pending
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
+from bananas.events import Listener, Listeners
 from bananas.redis import calls, connection, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
@@ -42,6 +43,16 @@ log = logging.getLogger("bananas.worker")
 IDLE_POLL = 1.0
 
 
+def describe_consumption(settings: WorkerSettings) -> str:
+    """``consuming gpu > default, high > normal > low, concurrency 10 (strict selection)``:
+    routing keys and priorities in preference order, in words rather than Redis keys."""
+    return (
+        f"consuming {' > '.join(settings.routing_keys)}, "
+        f"{' > '.join(p.value for p in settings.priorities)}, "
+        f"concurrency {settings.concurrency} ({settings.queue_selection.value} selection)"
+    )
+
+
 class Worker:
     """Consumes jobs for ``settings.routing_keys`` in order, ``settings.concurrency`` at a time."""
 
@@ -53,8 +64,13 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         redis_client: aioredis.Redis | None = None,
         queue_order: list[QueueRef] | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> None:
         self.registry = registry
+        #: The registry's listeners (``@registry.on``) and those given here (logs, metrics, tracing).
+        self.listeners = Listeners(registry.listeners)
+        for listener in listeners:
+            self.listeners.add(listener)
         self.settings = settings
         self.clock = clock
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -182,13 +198,7 @@ class Worker:
         if mode is WorkerMode.SCHEDULER_ONLY:
             log.info("worker %s in scheduler-only mode: promotion, recovery and repairs, no jobs", self.worker_id)
         else:
-            log.info(
-                "worker %s consuming %s (%s, concurrency %d)",
-                self.worker_id,
-                " > ".join(keys.queue(q) for q in fetcher.queue_order),
-                self.settings.queue_selection.value,
-                self.settings.concurrency,
-            )
+            log.info("worker %s %s", self.worker_id, describe_consumption(self.settings))
         try:
             if mode is WorkerMode.SCHEDULER_ONLY:
                 self._ready.set()
