@@ -19,13 +19,13 @@ log = logging.getLogger("bananas.jobs")
 _VERBS = {
     EventKind.STARTED: "started",
     EventKind.SUCCEEDED: "succeeded",
-    EventKind.RETRYING: "failed, will be retried",
-    EventKind.DEAD: "failed for good, moved to the dead letters",
-    EventKind.RECOVERED: "lost its worker (lease expired), back in its queue",
+    EventKind.RETRYING: "failed",
+    EventKind.DEAD: "failed",
+    EventKind.RECOVERED: "lost its worker (lease expired), put back in its queue",
     EventKind.GIVEN_BACK: "handed back to its queue at shutdown",
     EventKind.PARKED: "handed on to a worker pool that can run it",
     EventKind.CANCELLED: "cancelled",
-    EventKind.EXPIRED: "expired before it started, will not run",
+    EventKind.EXPIRED: "expired before it started, it will not run",
 }
 
 
@@ -65,15 +65,20 @@ def fields(event: JobEvent) -> dict[str, object]:
 
 
 def describe(event: JobEvent) -> str:
-    """``job 3f2a… (send_email, email/high) attempt 2 failed, will be retried at … (in 4.0s) after 0.52s: …``"""
+    """``job 3f2a (send_email, email/high) attempt 2 failed after 0.520s, will be retried
+    at 2026-12-03T10:00:04.000000Z (in 4.0s): ValueError: boom [worker host:41:9c2e]``"""
     text = (
         f"job {event.job_id} ({event.name}, {event.routing_key}/{event.priority}) "
         f"attempt {event.attempt} {_VERBS.get(event.kind, event.kind.value)}"
     )
-    if event.kind is EventKind.RETRYING and event.retry_at is not None:
-        text += f" at {format_time(to_datetime(event.retry_at))} (in {max(0.0, event.retry_at - event.at):.1f}s)"
     if event.duration_s is not None:
-        text += f" after {event.duration_s:.3f}s"
+        text += f" {'in' if event.kind is EventKind.SUCCEEDED else 'after'} {event.duration_s:.3f}s"
+    if event.kind is EventKind.RETRYING:
+        text += ", will be retried"
+        if event.retry_at is not None:
+            text += f" at {format_time(to_datetime(event.retry_at))} (in {max(0.0, event.retry_at - event.at):.1f}s)"
+    elif event.kind is EventKind.DEAD:
+        text += ", moved to the dead letters"
     if event.error:
         text += f": {event.error}"
     if event.worker_id:
