@@ -19,6 +19,9 @@ from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, normalize_routing_key, validate_routing_key
 from bananas.errors import MalformedJobError, ValidationError
 
+#: Statuses after which a job never runs again.
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
+
 
 class JobStatus(StrEnum):
     PENDING = "pending"
@@ -26,6 +29,8 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
     def __str__(self) -> str:
         return self.value
@@ -88,6 +93,10 @@ class Job:
     #: created_at as read from the record, written back verbatim while unchanged (keeps
     #: a producer's exact text, nanoseconds included, and saves formatting it again).
     _created_text: tuple[datetime, str] | None = field(default=None, repr=False, compare=False)
+    #: Set by the worker when an operator asked to cancel this job while it runs
+    #: (``bananas cancel``). A sync handler that runs long should check it and return;
+    #: threads cannot be stopped from outside. Never written to the record.
+    cancel_requested: bool = field(default=False, repr=False, compare=False)
 
     def set_routing_key(self, key: str, *, now: datetime | None = None) -> None:
         """Change the routing key after validating it; bumps ``updated_at``."""
