@@ -140,7 +140,10 @@ def run_supervisor(app: str, settings: WorkerSettings, log_level: str | None, lo
         group = GroupMetrics(port)
     except ConfigurationError as exc:
         fail(str(exc))
-    log.info("serving the metrics of %d worker processes at :%d/metrics", settings.processes, port)
+    log.info(
+        "serving the metrics of %d worker processes at :%d/metrics (multiprocess directory %s)",
+        settings.processes, port, group.directory,
+    )  # fmt: skip
     try:
         extra_env.update(group.child_environment())
         supervisor = Supervisor(

@@ -1,0 +1,171 @@
+"""Prometheus metrics over HTTP: a ``--processes 2`` worker group behind one endpoint, and
+``bananas exporter`` reading the queues from Redis."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+from support import CliRunner, bananas_argv, wait_until
+
+from bananas import Client
+from bananas.embedded import free_port
+from bananas.metrics import exporter_registry
+
+
+def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], metric: str, /, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == metric and wanted <= ls)
+
+
+def runs_by_pid(r: redis.Redis) -> Counter[str]:
+    return Counter(entry.decode().split("|")[1] for entry in r.lrange("test:pids", 0, -1))  # type: ignore[union-attr]
+
+
+def group_directory(cli: CliRunner, proc: object) -> Path:
+    found = wait_until(
+        lambda: re.search(r"multiprocess directory (\S+)\)", cli.output(proc)),  # type: ignore[arg-type]
+        what="the supervisor to name its metrics directory",
+    )
+    return Path(found.group(1))
+
+
+def test_one_endpoint_sums_a_worker_group_and_forgets_a_killed_child(
+    cli: CliRunner, client: Client, r: redis.Redis
+) -> None:
+    port = free_port()
+    proc = cli.worker("--processes", "2", "--concurrency", "2", "--metrics-port", str(port))
+    directory = group_directory(cli, proc)
+    wait_until(lambda: len(cli.worker_ids()) == 2, what="two worker processes")
+    for _ in range(24):
+        client.submit_job("whoami", {"seconds": 0.05})
+    for _ in range(2):
+        client.submit_job("boom", None, max_retries=0)
+    wait_until(lambda: r.llen("test:pids") == 24 and r.llen("test:ran") == 2, what="every job to run")
+    by_pid = runs_by_pid(r)
+    assert len(by_pid) == 2, f"both children should have run jobs: {by_pid}"
+
+    default = {"routing_key": "default", "priority": "normal"}
+
+    def settled() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        samples = scrape(port)
+        done = total(samples, "bananas_jobs_succeeded_total", name="whoami") == 24
+        return samples if done and total(samples, "bananas_jobs_dead_total", name="boom") == 2 else None
+
+    samples = wait_until(settled, what="the counters of both children")
+    assert total(samples, "bananas_jobs_started_total", **default, name="whoami") == 24
+    assert total(samples, "bananas_jobs_failed_total", **default, name="boom") == 2
+    assert total(samples, "bananas_jobs_retried_total") == 0
+    assert total(samples, "bananas_job_duration_seconds_count", name="whoami") == 24
+    assert total(samples, "bananas_job_duration_seconds_sum", name="whoami") >= 24 * 0.05
+    assert total(samples, "bananas_worker_jobs_running", routing_key="default") == 0
+    child_pids = {int(pid) for pid in by_pid}
+    assert {int(m.group(1)) for f in directory.iterdir() if (m := re.search(r"_(\d+)\.db$", f.name))} == child_pids
+
+    # kill -9 one child: the supervisor restarts it and drops its files, so the sums are
+    # the survivor's alone and nothing of the dead process is left on disk.
+    victim, survivor = sorted(by_pid, key=lambda pid: by_pid[pid])
+    os.kill(int(victim), signal.SIGKILL)
+    wait_until(
+        lambda: not list(directory.glob(f"*_{victim}.db")) and len(cli.worker_ids()) >= 2,
+        what="the killed child's files to go and its replacement to start",
+    )
+    samples = scrape(port)
+    assert total(samples, "bananas_jobs_started_total", name="whoami") == by_pid[survivor]
+    assert total(samples, "bananas_jobs_succeeded_total", name="whoami") == by_pid[survivor]
+    assert not any(f"_{victim}." in f.name for f in directory.iterdir())
+
+    proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+    assert cli.wait_exit(proc) == 0  # type: ignore[arg-type]
+    assert not directory.exists(), "the supervisor removes its metrics directory when it stops"
+
+
+def test_single_process_worker_serves_its_metrics(cli: CliRunner, client: Client, r: redis.Redis) -> None:
+    port = free_port()
+    proc = cli.worker("--metrics-port", str(port), env={"WORKER_UNKNOWN_JOBS": "fail"})
+    cli.wait_ready(proc)
+    client.submit_job("noop", None, routing_key="default", priority="high")
+    client.submit_job("unknown_name", None)
+    wait_until(lambda: r.llen("test:ran") == 1, what="the job to run")
+    samples = wait_until(
+        lambda: (s := scrape(port)) and total(s, "bananas_jobs_dead_total") == 1 and s,
+        what="the outcomes to be counted",
+    )
+    assert total(samples, "bananas_jobs_succeeded_total", routing_key="default", priority="high", name="noop") == 1
+    # A name without a handler is "other", never the name a producer chose.
+    assert total(samples, "bananas_jobs_dead_total", name="other") == 1
+    assert "unknown_name" not in repr(samples)
+
+
+def test_a_metrics_port_in_use_is_a_one_line_error(cli: CliRunner) -> None:
+    port = free_port()
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", port))
+        held.listen()
+        done = cli.run("worker", "apps.basic:registry", "--metrics-port", str(port), timeout=30)
+        assert done.returncode != 0
+        assert f"--metrics-port: cannot serve metrics on port {port}" in done.stderr
+        assert "Traceback" not in done.stderr
+    bad = cli.run("worker", "apps.basic:registry", env={"WORKER_METRICS_PORT": "http"})
+    assert bad.returncode == 2 and "WORKER_METRICS_PORT: expected a port number, got 'http'" in bad.stderr
+
+
+def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, cli_env: dict[str, str]) -> None:
+    for _ in range(3):
+        client.submit_job("send_email", None, routing_key="email", priority="high")
+    client.submit_job("resize", None, routing_key="gpu")
+    client.schedule_job("resize", None, delay=3600)
+    port = free_port()
+    proc = start(cli, "exporter", "--port", str(port))
+    samples = wait_until(lambda: _try_scrape(port), what="the exporter to serve")
+    assert total(samples, "bananas_redis_up") == 1
+    assert total(samples, "bananas_queue_ready_jobs", routing_key="email", priority="high") == 3
+    assert total(samples, "bananas_queue_ready_jobs", routing_key="gpu", priority="normal") == 1
+    assert total(samples, "bananas_scheduled_jobs") == 1
+    assert total(samples, "bananas_dead_jobs") == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def start(cli: CliRunner, *args: str) -> subprocess.Popen[bytes]:
+    """A long-running ``bananas`` command that the ``cli`` fixture stops at teardown."""
+    with open(cli.log_dir / f"bananas-{len(cli.procs)}.log", "wb") as out:
+        proc = subprocess.Popen(
+            [*bananas_argv(), *args], env=cli.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    cli.procs.append(proc)
+    return proc
+
+
+def _try_scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+    try:
+        return scrape(port)
+    except OSError:
+        return None
+
+
+def test_queue_collector_is_a_reusable_registry(client: Client) -> None:
+    from prometheus_client import generate_latest
+
+    client.submit_job("send_email", None, routing_key="email")
+    text = generate_latest(exporter_registry(client)).decode()
+    assert 'bananas_queue_ready_jobs{priority="normal",routing_key="email"} 1.0' in text
