@@ -3,8 +3,8 @@
 Outcomes are logged at INFO on the ``bananas.jobs`` logger, a start at DEBUG. Every line
 carries the event's fields in ``record.bananas`` (a dict), so a JSON formatter prints them
 as keys: ``event`` (the ``EventKind`` value), ``job_id``, ``name``, ``routing_key``,
-``priority``, ``attempt``, ``duration_s``, ``worker_id``, and ``error``/``retry_at`` when
-they apply. How a line looks (text or JSON) is chosen at the edges (``cli/``).
+``priority``, ``attempt``, ``duration_s``, ``worker_id``, and ``error`` (its first line),
+``traceback`` and ``retry_at`` when they apply. How a line looks (text or JSON) is chosen at the edges (``cli/``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def fields(event: JobEvent) -> dict[str, object]:
         "worker_id": event.worker_id,
     }
     if event.error is not None:
-        out["error"] = event.error
+        head, _, detail = event.error.partition("\n")
+        out["error"] = head
+        if detail.strip():
+            out["traceback"] = detail
     if event.retry_at is not None:
         out["retry_at"] = format_time(to_datetime(event.retry_at))
     if not event.applied:
@@ -80,7 +83,8 @@ def describe(event: JobEvent) -> str:
     elif event.kind is EventKind.DEAD:
         text += ", moved to the dead letters"
     if event.error:
-        text += f": {event.error}"
+        # The first line; the traceback stays in the job's record (``bananas job ID``).
+        text += f": {event.error.partition(chr(10))[0]}"
     if event.worker_id:
         text += f" [worker {event.worker_id}]"
     if not event.applied:
