@@ -20,10 +20,8 @@ from bananas import tracing  # noqa: E402
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = sdk_trace.TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield exporter
-    provider.shutdown()
+    exporter.shutdown()
 
 
 def event(kind: EventKind, traceparent: str | None, **fields: object) -> JobEvent:
