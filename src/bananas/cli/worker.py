@@ -156,7 +156,10 @@ def run_supervisor(app: str, settings: WorkerSettings, log_level: str | None, lo
 
 def edge_listeners(registry: Registry, metrics_port: int | None) -> list[Listener]:
     """The listeners the command adds to the app's own: job logs, metrics, tracing."""
-    listeners: list[Listener] = [JobLogListener()]
+    listeners: list[Listener] = []
+    if logging.getLogger("bananas.jobs").isEnabledFor(logging.INFO):
+        # Below INFO nothing would be written: no listener, no events built for it.
+        listeners.append(JobLogListener())
     # A child of a supervisor that serves the group's metrics records into the group's
     # directory (bananas.metrics.group); prometheus-client is imported only when needed.
     group_child = os.environ.get("BANANAS_METRICS_CHILD") == "1" and bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
