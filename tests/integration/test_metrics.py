@@ -129,19 +129,39 @@ def test_a_metrics_port_in_use_is_a_one_line_error(cli: CliRunner) -> None:
     assert bad.returncode == 2 and "WORKER_METRICS_PORT: expected a port number, got 'http'" in bad.stderr
 
 
-def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, cli_env: dict[str, str]) -> None:
+def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, r: redis.Redis) -> None:
+    worker = cli.worker("--routing-keys", "default")
+    cli.wait_ready(worker)
     for _ in range(3):
         client.submit_job("send_email", None, routing_key="email", priority="high")
+    client.pause("gpu")
     client.submit_job("resize", None, routing_key="gpu")
     client.schedule_job("resize", None, delay=3600)
+    client.submit_job("slow", {"seconds": 60}, routing_key="default")
+    client.submit_job("not_handled_anywhere", None, routing_key="default")
+    wait_until(lambda: r.llen("test:started") == 1, what="the slow job to start")
     port = free_port()
     proc = start(cli, "exporter", "--port", str(port))
-    samples = wait_until(lambda: _try_scrape(port), what="the exporter to serve")
+
+    def parked(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
+        return total(samples, "bananas_parked_jobs", routing_key="default", name="not_handled_anywhere")
+
+    samples = wait_until(lambda: (s := _try_scrape(port)) and parked(s) == 1 and s, what="the exporter to serve")
     assert total(samples, "bananas_redis_up") == 1
     assert total(samples, "bananas_queue_ready_jobs", routing_key="email", priority="high") == 3
+    assert total(samples, "bananas_queue_oldest_job_age_seconds", routing_key="email", priority="high") > 0
     assert total(samples, "bananas_queue_ready_jobs", routing_key="gpu", priority="normal") == 1
+    assert total(samples, "bananas_route_orphaned", routing_key="email") == 1
+    assert total(samples, "bananas_route_consumers", routing_key="email") == 0
+    assert total(samples, "bananas_route_orphaned", routing_key="default") == 0
+    assert total(samples, "bananas_route_consumers", routing_key="default") == 1
+    assert total(samples, "bananas_route_paused", routing_key="gpu") == 1
+    assert total(samples, "bananas_route_paused", routing_key="email") == 0
+    assert total(samples, "bananas_queue_paused", routing_key="gpu", priority="low") == 1
+    assert total(samples, "bananas_jobs_in_flight", routing_key="default") == 1
     assert total(samples, "bananas_scheduled_jobs") == 1
     assert total(samples, "bananas_dead_jobs") == 0
+    assert total(samples, "bananas_workers") == 1
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
 

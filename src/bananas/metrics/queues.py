@@ -2,7 +2,8 @@
 
 ``queue_collector(client)`` is a prometheus-client ``Collector`` that ``bananas exporter``
 serves and the dashboard reuses at its own ``/metrics``. It reads through the client's
-read model (``Client.queue_stats()``, ``Client.workers()``), never Redis keys of its own.
+read model (``Client.queue_stats()``: one pipelined read, a few round trips whatever
+the number of routing keys), never Redis keys of its own.
 """
 
 from __future__ import annotations
@@ -51,28 +52,57 @@ class QueueCollector(Collector):
 
     def _families(self) -> Iterator[Any]:
         stats = self._client.queue_stats()
-        ready = GaugeMetricFamily(
-            "bananas_queue_ready_jobs",
-            "Jobs ready to run, per routing key and priority.",
-            labels=("routing_key", "priority"),
+        by_route = ("routing_key",)
+        by_queue = ("routing_key", "priority")
+        ready = GaugeMetricFamily("bananas_queue_ready_jobs", "Jobs ready to run.", labels=by_queue)
+        oldest = GaugeMetricFamily(
+            "bananas_queue_oldest_job_age_seconds",
+            "Seconds the oldest ready job has waited (0: none).",
+            labels=by_queue,
         )
+        # The legacy pre-routing lists are drained by ``default`` workers: counted there.
+        queue_paused = GaugeMetricFamily(
+            "bananas_queue_paused", "1 when the routing key, or this priority of it, is paused.", labels=by_queue
+        )
+        depths: dict[tuple[str, str], tuple[int, float, bool]] = {}
         for depth in stats.queues:
-            if depth.legacy:
-                continue
-            ready.add_metric([depth.routing_key, depth.priority.value], depth.ready)
-        yield ready
+            index = (depth.routing_key, depth.priority.value)
+            count, age, held = depths.get(index, (0, 0.0, False))
+            depths[index] = (count + depth.ready, max(age, depth.oldest_age_seconds or 0.0), held or depth.paused)
+        for labels, (count, age, held) in depths.items():
+            ready.add_metric(list(labels), count)
+            oldest.add_metric(list(labels), age)
+            queue_paused.add_metric(list(labels), 1 if held else 0)
+        yield from (ready, oldest, queue_paused)
+        consumers = GaugeMetricFamily(
+            "bananas_route_consumers", "Live workers listening on the routing key.", labels=by_route
+        )
+        orphaned = GaugeMetricFamily(
+            "bananas_route_orphaned",
+            "1 when jobs are ready and no live worker listens on the routing key.",
+            labels=by_route,
+        )
+        paused = GaugeMetricFamily("bananas_route_paused", "1 when the routing key is paused.", labels=by_route)
+        in_flight = GaugeMetricFamily("bananas_jobs_in_flight", "Jobs of the routing key running now.", labels=by_route)
+        for stat in stats.routes:
+            consumers.add_metric([stat.routing_key], stat.consumers)
+            orphaned.add_metric([stat.routing_key], 1 if stat.orphaned else 0)
+            paused.add_metric([stat.routing_key], 1 if stat.paused else 0)
+            in_flight.add_metric([stat.routing_key], stat.in_flight)
+        yield from (consumers, orphaned, paused, in_flight)
         parked = GaugeMetricFamily(
             "bananas_parked_jobs",
             "Jobs waiting for a worker that has a handler for their name, per routing key and job name.",
             labels=("routing_key", "name"),
         )
-        for route, name, count in _bounded_names(stats):
-            parked.add_metric([route, name], count)
+        for key, name, count in _bounded_names(stats):
+            parked.add_metric([key, name], count)
         yield parked
         yield GaugeMetricFamily(
             "bananas_scheduled_jobs", "Jobs waiting for their due time (delayed, retries).", value=stats.scheduled
         )
         yield GaugeMetricFamily("bananas_dead_jobs", "Jobs in the dead letters.", value=stats.dead)
+        yield GaugeMetricFamily("bananas_workers", "Live worker processes.", value=stats.workers)
 
 
 def _bounded_names(stats: QueueStats) -> list[tuple[str, str, int]]:
