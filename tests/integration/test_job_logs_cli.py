@@ -58,3 +58,14 @@ def test_bad_log_format_is_a_one_line_error(cli: CliRunner) -> None:
     assert done.stderr.strip() == "bananas: error: --log-format: unknown log format 'xml' (use text or json)"
     done = cli.run("scheduler", env={"BANANAS_LOG_FORMAT": "yaml"})
     assert done.returncode == 2 and "BANANAS_LOG_FORMAT: unknown log format 'yaml'" in done.stderr
+
+
+def test_scheduler_logs_json_too(cli: CliRunner) -> None:
+    proc = cli.start("scheduler", "--log-format", "json")
+    lines = wait_until(
+        lambda: [json.loads(line) for line in cli.output(proc).splitlines() if line.strip()] or None,
+        what="the scheduler's first lines",
+    )
+    assert any(line["logger"] == "bananas.scheduler" and "no schedules" in line["message"] for line in lines)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import redis
 from prometheus_client.parser import text_string_to_metric_families
-from support import CliRunner, bananas_argv, wait_until
+from support import CliRunner, wait_until
 
 from bananas import Client
 from bananas.embedded import free_port
@@ -141,7 +140,7 @@ def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, r: red
     client.submit_job("not_handled_anywhere", None, routing_key="default")
     wait_until(lambda: r.llen("test:started") == 1, what="the slow job to start")
     port = free_port()
-    proc = start(cli, "exporter", "--port", str(port))
+    proc = cli.start("exporter", "--port", str(port))
 
     def parked(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
         return total(samples, "bananas_parked_jobs", routing_key="default", name="not_handled_anywhere")
@@ -164,16 +163,6 @@ def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, r: red
     assert total(samples, "bananas_workers") == 1
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
-
-
-def start(cli: CliRunner, *args: str) -> subprocess.Popen[bytes]:
-    """A long-running ``bananas`` command that the ``cli`` fixture stops at teardown."""
-    with open(cli.log_dir / f"bananas-{len(cli.procs)}.log", "wb") as out:
-        proc = subprocess.Popen(
-            [*bananas_argv(), *args], env=cli.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    cli.procs.append(proc)
-    return proc
 
 
 def _try_scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
