@@ -178,3 +178,12 @@ def test_queue_collector_is_a_reusable_registry(client: Client) -> None:
     client.submit_job("send_email", None, routing_key="email")
     text = generate_latest(exporter_registry(client)).decode()
     assert 'bananas_queue_ready_jobs{priority="normal",routing_key="email"} 1.0' in text
+
+
+def test_exporter_says_when_redis_cannot_be_read() -> None:
+    from prometheus_client import generate_latest
+
+    with Client(f"redis://127.0.0.1:{free_port()}/0") as unreachable:
+        text = generate_latest(exporter_registry(unreachable)).decode()
+    assert "bananas_redis_up 0.0" in text
+    assert "bananas_queue_ready_jobs" not in text
