@@ -88,17 +88,20 @@ def main() -> None:
         for v in VARIANTS
     }
     ratio = summary["noop"]["rate_median"] / summary["none"]["rate_median"]
+    # Runs of a pair are adjacent, so the load of a shared machine hits both alike.
+    paired = statistics.median(b["rate"] / a["rate"] for a, b in zip(runs["none"], runs["noop"], strict=True))
     event_us = per_job_event_cost()
     job_us = 1e6 / summary["none"]["steady_median"] * args.processes
     steady = summary["noop"]["steady_median"] / summary["none"]["steady_median"]
     report = {"n": args.n, "repeats": args.repeats, "processes": args.processes, "summary": summary,
-              "noop_over_none": ratio, "steady_noop_over_none": steady,
+              "noop_over_none": ratio, "steady_noop_over_none": steady, "paired_noop_over_none": paired,
               "events_us_per_job": event_us, "worker_us_per_job": job_us}  # fmt: skip
     out = HERE / "results" / "listener-cost.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"median drain: none {summary['none']['rate_median']:.0f} jobs/s, noop {summary['noop']['rate_median']:.0f}"
-        f" jobs/s: noop/none = {ratio:.3f} (steady {steady:.3f}); wrote {out.relative_to(HERE.parent)}"
+        f" jobs/s: noop/none = {ratio:.3f} (steady {steady:.3f}, median of paired runs {paired:.3f});"
+        f" wrote {out.relative_to(HERE.parent)}"
     )
     print(
         f"in process: the events of one job cost {event_us:.2f} us with a no-op listener, "
