@@ -57,7 +57,7 @@ def test_one_endpoint_sums_a_worker_group_and_forgets_a_killed_child(
         client.submit_job("whoami", {"seconds": 0.05})
     for _ in range(2):
         client.submit_job("boom", None, max_retries=0)
-    wait_until(lambda: r.llen("test:pids") == 24 and r.llen("test:ran") == 2, what="every job to run")
+    wait_until(lambda: r.llen("test:pids") == 24 and r.llen("test:ran") == 2, what="every job to run", timeout=30)
     by_pid = runs_by_pid(r)
     assert len(by_pid) == 2, f"both children should have run jobs: {by_pid}"
 
@@ -68,7 +68,7 @@ def test_one_endpoint_sums_a_worker_group_and_forgets_a_killed_child(
         done = total(samples, "bananas_jobs_succeeded_total", name="whoami") == 24
         return samples if done and total(samples, "bananas_jobs_dead_total", name="boom") == 2 else None
 
-    samples = wait_until(settled, what="the counters of both children")
+    samples = wait_until(settled, what="the counters of both children", timeout=30)
     assert total(samples, "bananas_jobs_started_total", **default, name="whoami") == 24
     assert total(samples, "bananas_jobs_failed_total", **default, name="boom") == 2
     assert total(samples, "bananas_jobs_retried_total") == 0
@@ -85,6 +85,7 @@ def test_one_endpoint_sums_a_worker_group_and_forgets_a_killed_child(
     wait_until(
         lambda: not list(directory.glob(f"*_{victim}.db")) and len(cli.worker_ids()) >= 2,
         what="the killed child's files to go and its replacement to start",
+        timeout=30,
     )
     samples = scrape(port)
     assert total(samples, "bananas_jobs_started_total", name="whoami") == by_pid[survivor]
@@ -102,10 +103,11 @@ def test_single_process_worker_serves_its_metrics(cli: CliRunner, client: Client
     cli.wait_ready(proc)
     client.submit_job("noop", None, routing_key="default", priority="high")
     client.submit_job("unknown_name", None)
-    wait_until(lambda: r.llen("test:ran") == 1, what="the job to run")
+    wait_until(lambda: r.llen("test:ran") == 1, what="the job to run", timeout=30)
     samples = wait_until(
         lambda: (s := scrape(port)) and total(s, "bananas_jobs_dead_total") == 1 and s,
         what="the outcomes to be counted",
+        timeout=30,
     )
     assert total(samples, "bananas_jobs_succeeded_total", routing_key="default", priority="high", name="noop") == 1
     # A name without a handler is "other", never the name a producer chose.
@@ -138,14 +140,14 @@ def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, r: red
     client.schedule_job("resize", None, delay=3600)
     client.submit_job("slow", {"seconds": 60}, routing_key="default")
     client.submit_job("not_handled_anywhere", None, routing_key="default")
-    wait_until(lambda: r.llen("test:started") == 1, what="the slow job to start")
+    wait_until(lambda: r.llen("test:started") == 1, what="the slow job to start", timeout=30)
     port = free_port()
     proc = cli.start("exporter", "--port", str(port))
 
     def parked(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
         return total(samples, "bananas_parked_jobs", routing_key="default", name="not_handled_anywhere")
 
-    samples = wait_until(lambda: (s := _try_scrape(port)) and parked(s) == 1 and s, what="the exporter to serve")
+    samples = wait_until(lambda: (s := _try_scrape(port)) and parked(s) == 1 and s, what="the exporter to serve", timeout=30)
     assert total(samples, "bananas_redis_up") == 1
     assert total(samples, "bananas_queue_ready_jobs", routing_key="email", priority="high") == 3
     assert total(samples, "bananas_queue_oldest_job_age_seconds", routing_key="email", priority="high") > 0
