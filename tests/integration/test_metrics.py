@@ -147,7 +147,9 @@ def test_exporter_serves_the_queue_gauges(cli: CliRunner, client: Client, r: red
     def parked(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> float:
         return total(samples, "bananas_parked_jobs", routing_key="default", name="not_handled_anywhere")
 
-    samples = wait_until(lambda: (s := _try_scrape(port)) and parked(s) == 1 and s, what="the exporter to serve", timeout=30)
+    samples = wait_until(
+        lambda: (s := _try_scrape(port)) and parked(s) == 1 and s, what="the exporter to serve", timeout=30
+    )
     assert total(samples, "bananas_redis_up") == 1
     assert total(samples, "bananas_queue_ready_jobs", routing_key="email", priority="high") == 3
     assert total(samples, "bananas_queue_oldest_job_age_seconds", routing_key="email", priority="high") > 0
