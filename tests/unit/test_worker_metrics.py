@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from prometheus_client import generate_latest
 
 from bananas.events import EventKind, JobEvent
@@ -81,3 +84,20 @@ def test_no_ids_hosts_or_pids_in_labels() -> None:
     text = generate_latest(metrics.registry).decode()
     for leaked in ("job-id-123", "myhost", "4242"):
         assert leaked not in text
+
+
+def test_a_killed_supervisors_metrics_directory_is_removed_by_the_next(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from bananas.metrics.group import PREFIX, remove_stale_directories
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    stale = tmp_path / f"{PREFIX}{dead_pid}-abc"
+    live = tmp_path / f"{PREFIX}{os.getpid()}-def"
+    for directory in (stale, live):
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"")
+    assert remove_stale_directories(tmp_path) == [stale]
+    assert not stale.exists() and live.exists()

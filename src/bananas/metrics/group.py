@@ -5,12 +5,14 @@ to every child ($PROMETHEUS_MULTIPROC_DIR, read by prometheus-client when the ch
 imports it), serves the sum of the children's files, and when a child exits marks it
 dead and removes its files, so a dead child leaves neither series nor files behind (its
 counters leave the sums: Prometheus' ``rate()`` reads that as a counter reset). The
-directory goes when the supervisor stops.
+directory goes when the supervisor stops; one left behind by a supervisor that was
+killed is removed by the next one that starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,9 +27,13 @@ CHILD_ENV = "BANANAS_METRICS_CHILD"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
+PREFIX = "bananas-metrics-"
+
+
 class GroupMetrics:
     def __init__(self, port: int, host: str = "") -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="bananas-metrics-"))
+        remove_stale_directories(Path(tempfile.gettempdir()))
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=str(self.directory))  # type: ignore[no-untyped-call]
         try:
@@ -54,3 +60,25 @@ class GroupMetrics:
             self._server.close()
             self._server = None
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_stale_directories(parent: Path) -> list[Path]:
+    """Remove the group directories of supervisors that no longer run (named after their pid)."""
+    removed = []
+    for path in parent.glob(f"{PREFIX}*-*"):
+        pid_text = path.name[len(PREFIX) :].partition("-")[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
