@@ -48,7 +48,10 @@ class EventKind(StrEnum):
 ATTEMPT_ENDS = frozenset({EventKind.SUCCEEDED, EventKind.RETRYING, EventKind.DEAD, EventKind.CANCELLED})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# which made building an event about 2 µs, two thirds of its cost on the hot path.
+# Listeners share one event and must treat it as read-only.
+@dataclass(slots=True)
 class JobEvent:
     kind: EventKind
     job_id: str
