@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Run an embedded server, three worker pools and a client; show who ran what.",
     ),
     "dlq": ("bananas.cli.dlq", "dlq", "Inspect and act on dead letters: jobs that failed for good."),
+    "exporter": (
+        "bananas.cli.exporter", "exporter",
+        "Serve queue metrics (ready, oldest age, consumers, orphaned, paused, in flight, parked, scheduled, dead, "
+        "workers) at /metrics, read from Redis on each scrape.",
+    ),
     "job": ("bananas.cli.jobs", "job", "Print the record of job JOB_ID as JSON."),
     "limits": ("bananas.cli.limits", "limits", "Fleet-wide limits per routing key or job name (kept in Redis)."),
     "pause": (

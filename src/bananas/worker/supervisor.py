@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bananas.config import WorkerSettings
@@ -82,10 +83,24 @@ def stop_with_supervisor(supervisor_pid: int) -> None:
 
 
 class Supervisor:
-    def __init__(self, app: str, settings: WorkerSettings, *, log_level: str | None = None) -> None:
+    """``extra_env`` goes to every child on top of the settings (log format, the metrics
+    group's directory); ``on_child_exit(pid)`` is told of every child that ended (the
+    metrics group removes its files)."""
+
+    def __init__(
+        self,
+        app: str,
+        settings: WorkerSettings,
+        *,
+        log_level: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        on_child_exit: Callable[[int], None] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.log_level = log_level
+        self.extra_env = dict(extra_env or {})
+        self.on_child_exit = on_child_exit
         self.slots = [Slot(i) for i in range(settings.processes)]
         self._stopping = False
 
@@ -93,7 +108,8 @@ class Supervisor:
         argv = [sys.executable, "-m", "bananas", "worker", self.app, "--processes", "1"]
         if self.log_level:
             argv += ["--log-level", self.log_level]
-        slot.process = subprocess.Popen(argv, env=child_environment(self.settings, dict(os.environ)))
+        env = {**child_environment(self.settings, dict(os.environ)), **self.extra_env}
+        slot.process = subprocess.Popen(argv, env=env)
         slot.started = time.monotonic()
         log.info("started worker process %d (pid %d)", slot.index, slot.process.pid)
 
@@ -125,8 +141,16 @@ class Supervisor:
                 log.warning("worker process %d did not stop in time; killing it", slot.index)
                 slot.process.kill()
                 slot.process.wait()
+            self._exited(slot.process.pid)
         log.info("all worker processes stopped")
         return 0
+
+    def _exited(self, pid: int) -> None:
+        if self.on_child_exit is not None:
+            try:
+                self.on_child_exit(pid)
+            except Exception:
+                log.exception("cleaning up after worker process %d failed", pid)
 
     def _tend(self, slot: Slot, now: float) -> None:
         if slot.process is not None:
@@ -140,6 +164,7 @@ class Supervisor:
                 "worker process %d (pid %d) %s after %.1fs; restarting in %.1fs",
                 slot.index, slot.process.pid, exit_description(code), lived, delay,
             )  # fmt: skip
+            self._exited(slot.process.pid)
             slot.process = None
             slot.restart_at = now + delay
             slot.restarts += 1
