@@ -53,7 +53,7 @@ def friendly_errors(redis_url: str | None = None) -> Iterator[None]:
 
 
 redis_url_option = click.option(
-    "--redis-url", default=None, help="Redis URL (default: $REDIS_URL, then redis://localhost:6379)."
+    "--redis-url", default=None, metavar="URL", help="Redis URL (default: $REDIS_URL, then redis://localhost:6379)."
 )
 
 
