@@ -14,7 +14,7 @@
 -- ARGV[5]  'ready' (back to the queue, next in line) or 'dead'
 -- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
 -- ARGV[7]  result TTL in seconds (with 'dead'; 0 stores no result)
--- ARGV[8]  result channel        bananas:result:notify:{id}
+-- ARGV[8]  result channel        bananas:result:notify:{id} (message 'ready')
 -- ARGV[9]  record TTL in seconds with 'dead' (0 keeps it forever)
 -- ARGV[10] dead letter list cap with 'dead' (0 = unbounded)
 -- ARGV[11..]  result hash fields and values (with 'dead')
@@ -58,7 +58,7 @@ else
     redis.call('DEL', KEYS[7])
     redis.call('HSET', KEYS[7], unpack(ARGV, 11))
     redis.call('EXPIRE', KEYS[7], result_ttl)
-    redis.call('PUBLISH', ARGV[8], 'failed')
+    redis.call('PUBLISH', ARGV[8], 'ready')
   end
 end
 return 1
