@@ -32,6 +32,7 @@ class ScriptName(StrEnum):
     BURY_SCHEDULED = "bury_scheduled"
     RELEASE = "release"
     PARK = "park"
+    REROUTE = "reroute"
     PRUNE_PARKED = "prune_parked"
     EXTEND = "extend"
     PROMOTE = "promote"

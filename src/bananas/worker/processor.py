@@ -27,7 +27,7 @@ from bananas.core.limits import FleetLimits
 from bananas.core.result import COMPLETED, FAILED, result_fields
 from bananas.core.selection import Source
 from bananas.errors import MalformedJobError, PayloadError
-from bananas.redis import calls
+from bananas.redis import calls, keys
 from bananas.redis.scripts import ScriptName
 from bananas.worker.executor import Executor, JobTimeoutExceeded
 from bananas.worker.malformed import stub_record
@@ -90,6 +90,18 @@ class Processor:
             await self._writer.send(calls.bury(job_id, token, stub, self._settings.failed_ttl, self._dead_cap))
             return
         delivery.job = job
+        if job.routing_key != delivery.source.ref.routing_key:
+            # E.g. a "gpu" record the original SDKs pushed to a legacy list: it runs only
+            # where its routing key is consumed, so it moves there instead of running here.
+            log.info(
+                "job %s names routing key %r; moved there from %s",
+                job_id,
+                job.routing_key,
+                keys.queue(delivery.source.ref),
+            )
+            if not await self._writer.send(calls.reroute(job, token)):
+                log.warning("job %s could not be moved to its routing key: its lease was lost", job_id)
+            return
         handler = self._registry.get(job.name) if self._handles(job.name) else None
         reason = self._park_reason(job, delivery.source, handler is None)
         if reason is not None:

@@ -28,7 +28,7 @@ from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.processor import Delivery, GiveBack, Processor
-from bananas.worker.promoter import Promoter
+from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
 from bananas.worker.registry import Registry
@@ -171,6 +171,7 @@ class Worker:
                         promote_wakeup,
                         failed_ttl=self.settings.failed_ttl,
                         dead_letter_cap=self.settings.dead_letter_cap,
+                        **promoter_compat(self.settings.compat),
                     ).run(),
                     name="bananas-promoter",
                 ),
