@@ -95,6 +95,7 @@ def queues(as_json: bool, redis_url: str | None) -> None:
             "scheduled": stats.scheduled,
             "processing": stats.processing,
             "dead": stats.dead,
+            "original_processing": stats.original_processing,
             "parked": [
                 {"routing_key": p.routing_key, "priority": p.priority.value, "job_name": p.job_name,
                  "waiting": p.waiting, "key": p.key}
@@ -115,6 +116,8 @@ def queues(as_json: bool, redis_url: str | None) -> None:
         label = "(legacy)"
         click.echo(f"{label:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}")
     click.echo(f"\nscheduled: {stats.scheduled}   processing: {stats.processing}   dead: {stats.dead}")
+    if stats.original_processing:
+        click.echo(f"run by original Go workers (bananas:queue:processing): {stats.original_processing}")
     if stats.parked:
         click.echo("\nwaiting for a worker that runs them (no handler where taken, or rate limited):")
         for p in stats.parked:

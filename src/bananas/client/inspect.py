@@ -45,6 +45,8 @@ class QueueStats:
     processing: int
     dead: int
     parked: list[ParkedDepth] = field(default_factory=list)
+    #: Jobs original Go workers are running (``bananas:queue:processing``, docs/MIGRATING.md).
+    original_processing: int = 0
 
     def ready(self, routing_key: str, priority: Priority | str) -> int:
         prio = Priority.parse(priority)
@@ -74,6 +76,7 @@ def first_round(plan: DepthPlan) -> list[tuple[str, str]]:
     """(command, key) pairs of the first round trip."""
     commands = [("LLEN", key) for key in plan.list_keys]
     commands += [("ZCARD", keys.SCHEDULED), ("ZCARD", keys.LEASES), ("LLEN", keys.DEAD)]
+    commands += [("LLEN", keys.ORIGINAL_PROCESSING)]
     commands += [("SMEMBERS", keys.parked_index(k)) for k in plan.routing_keys]
     return commands
 
@@ -81,7 +84,7 @@ def first_round(plan: DepthPlan) -> list[tuple[str, str]]:
 def parked_candidates(plan: DepthPlan, replies: Sequence[Any]) -> list[ParkedDepth]:
     """Parked lists named by the indexes (their depth still to be read)."""
     out: list[ParkedDepth] = []
-    members = replies[len(plan.refs) + 3 :]
+    members = replies[len(plan.refs) + 4 :]
     for key, names in zip(plan.routing_keys, members, strict=True):
         for member in sorted(m.decode() if isinstance(m, bytes) else m for m in names):
             prio, _, name = member.partition(":")
@@ -102,4 +105,11 @@ def parse_depths(
         for p, d in zip(parked, parked_depths, strict=True)
         if int(d) > 0
     ]
-    return QueueStats(depths, int(replies[n]), int(replies[n + 1]), int(replies[n + 2]), waiting)
+    return QueueStats(
+        depths,
+        int(replies[n]),
+        int(replies[n + 1]),
+        int(replies[n + 2]),
+        waiting,
+        original_processing=int(replies[n + 3]),
+    )

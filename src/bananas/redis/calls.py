@@ -194,7 +194,7 @@ def bury(
 ) -> Call:
     return Call(
         ScriptName.BURY,
-        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id), keys.ORIGINAL_PROCESSING),
         (
             job_id,
             token,
@@ -250,7 +250,7 @@ def promote(job: Job, record: bytes, *, legacy_default: bool = False) -> Call:
 def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
+        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id), keys.ORIGINAL_PROCESSING),
         (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, "", 0, 0),
     )
 
@@ -268,7 +268,7 @@ def recover_to_dead(
 ) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id), keys.ORIGINAL_PROCESSING),
         (
             job_id,
             seen_token,

@@ -61,7 +61,10 @@ class Recoverer:
         batch = []
         for (job_id, token), raw in zip(expired, records, strict=True):
             batch.append(self._plan(job_id, token, raw, now, now_ms))
-        done = sum(1 for r in await self._broker.run_many(batch) if r == 1)
+        replies = await self._broker.run_many(batch)
+        done = sum(1 for r in replies if r == 1)
+        if held := sum(1 for r in replies if r == 2):
+            log.warning("dropped %d expired lease(s) of jobs an original Go worker holds; not queued again", held)
         if done:
             log.info("recovered %d job(s) from expired leases", done)
         return done
