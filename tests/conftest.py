@@ -25,6 +25,12 @@ from bananas.embedded import EmbeddedServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _no_caller_compat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``BANANAS_COMPAT`` in the caller's shell would change where every client writes."""
+    monkeypatch.delenv("BANANAS_COMPAT", raising=False)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = EmbeddedServer(tmp_path_factory.mktemp("redis"))
