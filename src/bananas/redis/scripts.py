@@ -44,6 +44,7 @@ class ScriptName(StrEnum):
     DLQ_PURGE = "dlq_purge"
     REHOME = "rehome"
     REPAIR_INFLIGHT = "repair_inflight"
+    CANCEL = "cancel"
 
 
 def _load(name: str) -> Script:
