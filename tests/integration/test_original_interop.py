@@ -368,3 +368,30 @@ async def test_recoverer_and_reconciler_never_requeue_what_an_original_worker_ho
     report = await reconciler.reconcile_once(full_sweep=True)
     assert [x.kind for x in report.repairs] == ["orphan"]
     await broker.redis.aclose()
+
+
+@pytest.mark.parametrize("grace", [0.0, 5.0])
+async def test_go_scheduler_race_is_avoided_by_the_grace(broker: Broker, r: redis.Redis, grace: float) -> None:
+    """The original scheduler reads due entries, then pushes them without a claim. Our
+    promoter moving them in between (grace 0: what ours did before) makes every one of
+    them queued twice; with migration mode's grace ours leaves them alone."""
+    ids = [str(uuid.uuid4()) for _ in range(200)]
+    for job_id in ids:
+        r.set(keys.job(job_id), json.dumps({**GO_RETRY["record"], "id": job_id}))
+        r.zadd(keys.SCHEDULED, {job_id: time.time() - 2})
+    ours = Promoter(broker, SYSTEM_CLOCK, asyncio.Event(), grace=grace, legacy_default=True)
+    moved: list[int] = []
+
+    def ours_in_between() -> None:
+        moved.append(asyncio.run_coroutine_threadsafe(ours.promote_due(), loop).result(10))
+
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(scheduler_pass, r, between=ours_in_between)
+    queued = strings(r.lrange("bananas:queue:normal", 0, -1))
+    twice = len(queued) - len(set(queued))
+    assert sorted(set(queued)) == sorted(ids)
+    if grace:
+        assert moved == [0] and twice == 0
+    else:
+        assert moved == [200] and twice == 200
+    await broker.redis.aclose()
