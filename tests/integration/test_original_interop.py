@@ -395,3 +395,20 @@ async def test_go_scheduler_race_is_avoided_by_the_grace(broker: Broker, r: redi
     else:
         assert moved == [200] and twice == 200
     await broker.redis.aclose()
+
+
+async def test_jobs_our_clients_schedule_run_when_only_the_go_scheduler_promotes(
+    workers: Workers, r: redis.Redis, redis_url: str
+) -> None:
+    with Client(redis_url, compat="original") as client:
+        routed = client.schedule_job("task", {"k": "gpu"}, delay=0, routing_key="gpu")
+        plain = client.schedule_job("task", {"k": "default"}, delay=0)
+    time.sleep(1.05)  # the Go scheduler compares with whole seconds
+    assert scheduler_pass(r) == 2
+    assert strings(r.lrange(keys.route_queue("gpu", "normal"), 0, -1)) == [routed]
+    assert strings(r.lrange("bananas:queue:normal", 0, -1)) == [plain]
+    assert status_of(r, routed) == "scheduled", "the Go scheduler leaves the status as it was"
+    rec = Recorder()
+    await workers.start(rec.registry, routing_keys=("gpu", "default"))
+    await eventually(lambda: status_of(r, routed) == status_of(r, plain) == "completed", what="both to run")
+    assert sorted(rec.ids) == sorted([routed, plain])
