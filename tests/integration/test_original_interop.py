@@ -412,3 +412,48 @@ async def test_jobs_our_clients_schedule_run_when_only_the_go_scheduler_promotes
     await workers.start(rec.registry, routing_keys=("gpu", "default"))
     await eventually(lambda: status_of(r, routed) == status_of(r, plain) == "completed", what="both to run")
     assert sorted(rec.ids) == sorted([routed, plain])
+
+
+async def test_a_retry_our_worker_writes_is_run_by_the_original(
+    workers: Workers, r: redis.Redis, redis_url: str
+) -> None:
+    """Our retry record in the scheduled set, promoted by the Go scheduler to the legacy
+    list, is decoded and run by the Go worker, which keeps counting attempts from ours."""
+    registry = Registry()
+
+    @registry.handler("flaky")
+    def flaky(job: Any) -> None:
+        raise RuntimeError("first attempt fails here")
+
+    worker = await workers.start(registry, compat="original")
+    with Client(redis_url, compat="original") as client:
+        job_id = client.submit_job("flaky", {"n": 1})
+    await eventually(lambda: status_of(r, job_id) == "scheduled", what="our retry")
+    await workers.stop(worker)
+    record = job_record(r, job_id)
+    assert record is not None and record["attempts"] == 1 and record["error"].startswith("RuntimeError")
+    assert read_time_like_go(record["scheduled_for"]) and read_time_like_go(record["updated_at"])
+    r.zadd(keys.SCHEDULED, {job_id: time.time() - 2})  # due now, whatever our backoff was
+    assert scheduler_pass(r) == 1
+    assert strings(r.lrange("bananas:queue:normal", 0, -1)) == [job_id]
+    seen: list[dict[str, Any]] = []
+    go = _go_worker(redis_url, seen).start()
+    try:
+        await eventually(lambda: status_of(r, job_id) == "completed", what="the Go worker to run the retry")
+    finally:
+        go.stop()
+    assert [j["attempts"] for j in seen] == [1]
+    assert read_like_python_sdk(r, job_id)["result"] == {"echo": {"n": 1}}
+
+
+def test_bananas_queues_counts_what_original_workers_hold(cli_env: dict[str, str], r: redis.Redis) -> None:
+    import subprocess
+    import sys
+
+    r.lpush("bananas:queue:processing", "a", "b")
+    argv = [sys.executable, "-m", "bananas", "queues"]
+    text = subprocess.run(argv, env=cli_env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "run by original Go workers (bananas:queue:processing): 2" in text.stdout
+    data = subprocess.run([*argv, "--json"], env=cli_env, capture_output=True, text=True, timeout=60)
+    assert json.loads(data.stdout)["original_processing"] == 2
