@@ -16,9 +16,10 @@ without a fraction).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bananas.core import codec
@@ -92,7 +93,7 @@ def result_fields(
         "attempts", str(job.attempts),
         "started_at", format_time(to_datetime(started)),
         "finished_at", format_time(to_datetime(finished)),
-        "completed_at", format_seconds(to_datetime(finished)),
+        "completed_at", format_seconds(finished),
         "duration_ms", str(max(0, int((finished - started) * 1000))),
         "worker", worker,
     ]  # fmt: skip
@@ -103,10 +104,10 @@ def result_fields(
     return out
 
 
-def format_seconds(value: datetime) -> str:
+def format_seconds(timestamp: float) -> str:
     """RFC 3339 at whole seconds, UTC written ``Z``: Go's ``time.RFC3339`` layout, which
     the original's ``completed_at`` uses (``2026-12-03T13:14:26Z``)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def _finished_at(fields: Mapping[str, str]) -> datetime | None:
