@@ -64,7 +64,7 @@ class JobResult:
 
     @classmethod
     def from_hash(cls, job_id: str, data: Mapping[bytes | str, bytes | str]) -> JobResult:
-        fields = {_text(k): _text(v) for k, v in data.items()}
+        fields = {codec.decode_id(k): codec.decode_id(v) for k, v in data.items()}
         raw = fields.get("result")
         duration = fields.get("duration_ms")
         return cls(
@@ -131,7 +131,3 @@ def _milliseconds(text: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
