@@ -457,3 +457,24 @@ def test_bananas_queues_counts_what_original_workers_hold(cli_env: dict[str, str
     assert "run by original Go workers (bananas:queue:processing): 2" in text.stdout
     data = subprocess.run([*argv, "--json"], env=cli_env, capture_output=True, text=True, timeout=60)
     assert json.loads(data.stdout)["original_processing"] == 2
+
+
+async def test_a_second_copy_of_a_job_an_original_worker_runs_is_not_run_by_ours(
+    workers: Workers, r: redis.Redis
+) -> None:
+    """The original Go scheduler can push a job twice: the Go worker runs one copy (it is
+    in bananas:queue:processing) while the other waits in a legacy list."""
+    held = sdk_record(str(uuid.uuid4()), "task", {"copy": 2}, "normal")
+    held.update(status="processing")
+    r.set(keys.job(held["id"]), json.dumps(held))
+    r.lpush("bananas:queue:processing", held["id"])
+    r.lpush("bananas:queue:normal", held["id"])
+    free = sdk_record(str(uuid.uuid4()), "task", {"copy": 1}, "normal")
+    sdk_enqueue(r, free)
+    rec = Recorder()
+    await workers.start(rec.registry)
+    await eventually(lambda: status_of(r, free["id"]) == "completed", what="the free job to run")
+    await eventually(lambda: r.llen("bananas:queue:normal") == 0 and r.zcard(keys.LEASES) == 0, what="settled")
+    assert rec.ids == [free["id"]]
+    assert status_of(r, held["id"]) == "processing", "left to the original worker"
+    assert strings(r.lrange("bananas:queue:processing", 0, -1)) == [held["id"]]

@@ -230,6 +230,11 @@ def drop(job_id: str, token: str) -> Call:
     return Call(ScriptName.DROP, LEASE_KEYS, (job_id, token))
 
 
+def drop_if_held(job_id: str, token: str) -> Call:
+    """End the delivery, unrun, if an original Go worker runs the job (see the script)."""
+    return Call(ScriptName.DROP_IF_HELD, (*LEASE_KEYS, keys.ORIGINAL_PROCESSING), (job_id, token))
+
+
 def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     args: list[str | int] = [deadline_ms]
     for job_id, token in held:

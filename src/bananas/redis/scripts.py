@@ -42,6 +42,7 @@ class ScriptName(StrEnum):
     BURY_SCHEDULED = "bury_scheduled"
     RELEASE = "release"
     DROP = "drop"
+    DROP_IF_HELD = "drop_if_held"
     PARK = "park"
     REROUTE = "reroute"
     PRUNE_PARKED = "prune_parked"

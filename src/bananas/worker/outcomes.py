@@ -237,6 +237,19 @@ class Outcomes:
         )
         return await self._write(delivery, calls.drop(delivery.job_id, delivery.token))
 
+    async def drop_if_held(self, delivery: Delivery) -> bool:
+        """End the delivery, unrun, when an original Go worker is running the same job
+        (its id is in ``bananas:queue:processing``); False, and nothing changed, if not."""
+        if await self._writer.send(calls.drop_if_held(delivery.job_id, delivery.token)) != 1:
+            return False
+        delivery.settled = True
+        log.warning(
+            "job %s dropped from %s: an original Go worker is running it (a duplicate entry; not run here)",
+            display_id(delivery.job_id),
+            calls.source_key(delivery.source),
+        )
+        return True
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _write(self, delivery: Delivery, call: Call) -> bool:

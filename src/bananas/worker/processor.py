@@ -72,6 +72,8 @@ class Processor:
             await self._outcomes.drop(delivery, f"its record is already {job.status.value}")
             return
         delivery.job = job
+        if self._may_be_held(delivery.source) and await self._outcomes.drop_if_held(delivery):
+            return
         if job.routing_key != delivery.source.ref.routing_key:
             # E.g. a "gpu" record the original SDKs pushed to a legacy list: it runs only
             # where its routing key is consumed, so it moves there instead of running here.
@@ -157,6 +159,13 @@ class Processor:
                 await outcomes.fail(delivery, job, error, FailureDecision(Verdict.DEAD))
                 return
             await outcomes.succeed(delivery, job, encoded)
+
+    @staticmethod
+    def _may_be_held(source: Source) -> bool:
+        """Whether a job from ``source`` may be one an original Go worker runs too: those
+        read the legacy lists only, where the original Go scheduler (no claim) can push a
+        job a second time. One extra call, only for jobs from a legacy list."""
+        return source.ref.legacy
 
     def _handles(self, name: str) -> bool:
         return self._handled is None or name in self._handled
