@@ -5,7 +5,8 @@ Off by default. ``original`` (``BANANAS_COMPAT=original``, or ``compat="original
 ``Client``/``AsyncClient``) makes producers push jobs of the ``default`` routing key to
 the legacy lists ``bananas:queue:<priority>``, the only lists the original Go workers
 read, and makes promoters leave due jobs to a running original Go scheduler for a grace
-period, so the two never promote the same entry.
+period, so that the Go scheduler, which promotes without a claim, moves them first (what
+no setting of ours can prevent is stated in docs/MIGRATING.md).
 """
 
 from __future__ import annotations
