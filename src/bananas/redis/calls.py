@@ -195,7 +195,7 @@ def bury(
 ) -> Call:
     return Call(
         ScriptName.BURY,
-        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id), keys.ORIGINAL_PROCESSING),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
         (
             job_id,
             token,
