@@ -19,6 +19,7 @@ from typing import Any
 from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
+from bananas.core.compat import ORIGINAL
 from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
     FINAL_STATUSES,
@@ -37,7 +38,7 @@ from bananas.core.result import CANCELLED, result_fields
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
-from bananas.redis import calls
+from bananas.redis import calls, keys
 from bananas.redis.scripts import Call
 
 #: Jobs per script call in ``submit_many``; larger batches are split, then sent together.
@@ -63,6 +64,9 @@ class ClientCore:
     max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES
     clock: Clock = SYSTEM_CLOCK
     router: Router | None = None
+    #: Migration mode (``"original"``, see ``bananas.core.compat``): jobs of the
+    #: ``default`` routing key go to the legacy lists the original Go workers read.
+    compat: str | None = None
 
     def __post_init__(self) -> None:
         limit = self.max_payload_bytes
@@ -125,7 +129,7 @@ class ClientCore:
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
         _set_traceparent(job, traceparent)
-        return job.id, calls.submit(job, job.to_record())
+        return job.id, calls.submit(job, job.to_record(), queue=self._queue(routing_key, job.priority))
 
     def submit_many(
         self,
@@ -178,8 +182,17 @@ class ClientCore:
         for (key, prio), (_, group_ids, records) in groups.items():
             for start in range(0, len(group_ids), SUBMIT_MANY_CHUNK):
                 end = start + SUBMIT_MANY_CHUNK
-                batch.append(calls.submit_many(key, prio, group_ids[start:end], records[start:end]))
+                batch.append(
+                    calls.submit_many(key, prio, group_ids[start:end], records[start:end], queue=self._queue(key, prio))
+                )
         return ids, batch
+
+    def _queue(self, routing_key: str, priority: Priority) -> str | None:
+        """The list a new job goes to when it is not its routing key's own ready list:
+        in migration mode, the legacy list of its priority for ``default`` jobs."""
+        if self.compat == ORIGINAL and routing_key == DEFAULT_ROUTING_KEY:
+            return keys.legacy_queue(priority)
+        return None
 
     def schedule(
         self,

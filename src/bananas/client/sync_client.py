@@ -16,6 +16,7 @@ from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environmen
 from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
@@ -40,6 +41,11 @@ class Client:
     ``$BANANAS_ROUTES`` is loaded if that is set (``router=Router()`` opts out); an
     invalid table raises ``RouteTableError`` here. Precedence: a routing key or priority
     given in the call > the first matching rule > ``default`` and normal.
+
+    ``compat="original"`` (default: ``$BANANAS_COMPAT``, else off) is the migration mode
+    of docs/MIGRATING.md: jobs of the ``default`` routing key go to the legacy lists
+    ``bananas:queue:<priority>`` that the original Go workers read (ours read them too).
+    Any other value raises ``ValidationError``.
     """
 
     def __init__(
@@ -50,10 +56,18 @@ class Client:
         clock: Clock = SYSTEM_CLOCK,
         router: Router | None = None,
         redis_client: redis.Redis | None = None,
+        compat: str | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
+        self.compat = (
+            parse_compat(compat, "compat")
+            if compat is not None
+            else parse_compat(os.environ.get(COMPAT_ENV), COMPAT_ENV)
+        )
         self.router = router if router is not None else router_from_environment(os.environ)
-        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock, router=self.router)
+        self._core = ClientCore(
+            max_payload_bytes=max_payload_bytes, clock=clock, router=self.router, compat=self.compat
+        )
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis)
         self._waiter: BackgroundWaiter | None = None
