@@ -6,8 +6,9 @@ matches decides. A rule's pattern is one of:
 - an exact job name: a ``str`` without glob characters (``"send_email"``);
 - a glob: a ``str`` with ``*``, ``?`` or ``[`` (``"image.*"``), matched with
   ``fnmatch.fnmatchcase`` (case-sensitive; ``*`` also matches dots);
-- a regular expression: a compiled ``re.Pattern``, matched with ``fullmatch`` so the
-  whole name must match (``re.compile(r"report\\.(daily|weekly)")``);
+- a regular expression: a compiled ``re.Pattern``, matched with ``re.match`` as Celery
+  does: anchored at the start of the name only (``re.compile(r"report\\.")`` matches
+  ``report.daily.pdf``); end it with ``$`` to require the whole name;
 - a callable ``(name, payload) -> routing key | (routing key, priority) | None``;
   ``None`` means "no opinion", and evaluation goes on with the next rule.
 
@@ -93,7 +94,7 @@ class Rule:
             return fnmatch.fnmatchcase(name, target)
         if self.kind is RuleKind.REGEX:
             assert isinstance(target, re.Pattern)
-            return target.fullmatch(name) is not None
+            return target.match(name) is not None
         return False
 
     def decide(self, name: str, payload: Any, source: str | None = None) -> Route | None:
@@ -162,10 +163,11 @@ class Router:
         """Add a rule at the end of the table and return the router, so calls chain.
 
         ``pattern``: an exact name (``str``), a glob (``str`` with ``*``, ``?`` or ``[``),
-        a compiled regular expression (full match), or a callable ``(name, payload)``.
+        a compiled regular expression (``re.match``: anchored at the start only, as in
+        Celery), or a callable ``(name, payload)``.
         A callable returns its own routing key, so ``routing_key`` is then not given;
         ``priority`` is the callable's default when it returns a bare routing key.
-        An exact name that contains glob characters: ``re.compile(re.escape(name))``.
+        An exact name that contains glob characters: ``re.compile(re.escape(name) + "$")``.
         """
         number = len(self._rules) + 1
         if isinstance(pattern, re.Pattern):
