@@ -66,9 +66,7 @@ async def wait(handle: bananas.WorkflowHandle, timeout: float = 20) -> Any:
     return await asyncio.to_thread(handle.wait, timeout)
 
 
-async def test_chain_runs_steps_on_their_pools_and_passes_results(
-    redis_url: str, start_worker: StartWorker
-) -> None:
+async def test_chain_runs_steps_on_their_pools_and_passes_results(redis_url: str, start_worker: StartWorker) -> None:
     seen: list[tuple[str, str, Any]] = []
     await run_pools(start_worker, pools_registry(seen))
     with Client(redis_url) as client:
