@@ -315,7 +315,8 @@ class Router:
     def from_celery(cls, task_routes: Any, *, source: str = "task_routes") -> Router:
         """A route table from Celery's ``task_routes`` setting, as it is.
 
-        ``task_routes`` is a dict, or a list (or tuple) of dicts, mapping a task name,
+        ``task_routes`` is a dict, or a list (or tuple) of dicts or of lists of
+        ``(pattern, route)`` pairs (Celery's ordered form), mapping a task name,
         a glob or a compiled regular expression to ``{"queue": name, ...}`` or to a
         plain queue name. Celery's queue becomes the routing key; its other route
         options (exchange, routing_key, priority...) have no meaning here and are
@@ -334,17 +335,21 @@ class Router:
             raise RouteTableError(
                 f"task_routes must be a dict or a list of dicts, not {type(task_routes).__name__}", source=source
             )
-        for position, table in enumerate(tables, start=1):
-            if not isinstance(table, dict):
+        for position, table in enumerate(tables):
+            if isinstance(table, dict):
+                pairs = list(table.items())
+            elif isinstance(table, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in table):
+                pairs = [(p[0], p[1]) for p in table]  # Celery's ([(pattern, route), ...],) form
+            else:
                 what = "a router name" if isinstance(table, str) else type(table).__name__
                 raise RouteTableError(
-                    f"task_routes[{position - 1}] is {what}: only dicts of routes are supported "
-                    "(add router functions with Router.route(callable))",
+                    f"task_routes[{position}] is {what}: only dicts (or lists of (pattern, route) pairs) "
+                    "are supported; add router functions with Router.route(callable)",
                     source=source,
                 )
             exact: list[tuple[str, object]] = []
             patterns: list[tuple[str | re.Pattern[str], object]] = []
-            for key, value in table.items():
+            for key, value in pairs:
                 if isinstance(key, re.Pattern):
                     patterns.append((key, value))
                 elif isinstance(key, str):
