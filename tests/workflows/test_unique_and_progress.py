@@ -196,3 +196,11 @@ async def test_progress_is_read_from_another_process(
         assert len(seen) < 200
         bad = client.submit_job("bad_progress", None)
         assert (await asyncio.to_thread(client.get_result, bad, 10)).startswith("progress must be a number from 0 to 1")
+
+
+def test_cancelling_a_waiting_unique_job_releases_its_key(redis_url: str, r: redis.Redis) -> None:
+    with Client(redis_url) as client:
+        first = client.submit_job("a", None, unique_key="c", unique_for=600)
+        assert client.cancel(first) is True
+        assert r.exists("bananas:unique:c") == 0
+        assert client.submit_job("a", None, unique_key="c", unique_for=600) != first

@@ -214,3 +214,37 @@ async def test_two_members_finishing_together_enqueue_the_callback_once(
     assert len(totals) == 40
     raw = r.get(f"bananas:job:{handles[0].job_ids[-1]}")
     assert raw is not None and json.loads(raw)["parent_result"] == [0, 1]
+
+
+def test_cancelling_a_waiting_step_fails_its_workflow(redis_url: str) -> None:
+    with Client(redis_url) as client:
+        handle = client.submit(bananas.chain(bananas.sig("a"), bananas.sig("b")))
+        assert client.cancel(handle.job_ids[0]) is True
+        with pytest.raises(JobFailedError, match="cancelled"):
+            handle.wait(5)
+        info = client.get_workflow(handle.id)
+        assert info is not None and info.state == "failed"
+        assert [s.status for s in info.steps] == ["cancelled", "skipped"]
+
+
+def test_workflow_cli(redis_url: str, cli_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    with Client(redis_url) as client:
+        handle = client.submit(bananas.chain(bananas.sig("a", routing_key="gpu"), bananas.sig("b")))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "bananas", "workflow", *args]
+        return subprocess.run(argv, env=cli_env, capture_output=True, text=True, timeout=60)
+
+    shown = run(handle.id)
+    assert shown.returncode == 0, shown.stderr
+    assert f"workflow {handle.id}: running" in shown.stdout
+    assert "gpu" in shown.stdout and "waiting" in shown.stdout
+    as_json = run(handle.id, "--json")
+    data = json.loads(as_json.stdout)
+    assert data["state"] == "running" and [s["status"] for s in data["steps"]] == ["pending", "waiting"]
+    missing = run("no-such-workflow")
+    assert missing.returncode == 1 and missing.stderr.startswith("bananas: error: no workflow")
+    assert "\n" not in missing.stderr.strip()

@@ -41,6 +41,7 @@ from bananas.core.workflow import (
     Workflow,
     WorkflowPlan,
     plan_workflow,
+    step_link,
 )
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
 from bananas.redis import calls
@@ -277,6 +278,27 @@ class ClientCore:
             job, seen, job.to_record(), fields, record_ttl=DEFAULT_FAILED_TTL, result_ttl=DEFAULT_RESULT_FAILURE_TTL
         )
 
+    def after_cancel(self, job_id: str, seen: bytes | str | None) -> Call | None:
+        """The call sent with a cancel (in one transaction) when the job carries hand-offs:
+        it releases the job's unique key and fails its workflow. None for a plain job."""
+        if seen is None:
+            return None
+        try:
+            job = Job.from_record(seen, job_id=job_id)
+        except MalformedJobError:
+            return None
+        unique_key = job.extra.get("unique_key")
+        link = step_link(job)
+        if not (isinstance(unique_key, str) and unique_key) and link is None:
+            return None
+        return calls.abandon(
+            job_id,
+            unique_key if isinstance(unique_key, str) and unique_key else None,
+            link.workflow_id if link is not None else None,
+            _workflow_kept(job),
+            format_time(to_datetime(self.clock.now())),
+        )
+
     def due_time(self, run_at: datetime | None, delay: float | timedelta | None) -> float:
         if run_at is not None and delay is not None:
             raise ValidationError("give either run_at or delay, not both")
@@ -356,3 +378,9 @@ def _seconds(what: str, value: object, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValidationError(f"{what} must be a whole number of seconds > 0, got {value!r}")
     return value
+
+
+def _workflow_kept(job: Job) -> int:
+    raw = job.extra.get("workflow")
+    own = raw.get("result_ttl") if isinstance(raw, dict) else None
+    return own if isinstance(own, int) and not isinstance(own, bool) and own > 0 else DEFAULT_WORKFLOW_RESULT_TTL

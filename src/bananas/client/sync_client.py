@@ -244,7 +244,13 @@ class Client:
             call = self._core.cancel(job_id, seen)
             if call is None:
                 return False
-            outcome = self._runner.run(call)
+            followup = self._core.after_cancel(job_id, seen)
+            if followup is None:
+                outcome = self._runner.run(call)
+            else:
+                replies = self._runner.run_many([call, followup], transaction=True)
+                raise_first_error(replies)
+                outcome = replies[0]
             if outcome != -1:
                 return bool(outcome in (1, 2))
         raise BananasError(f"job {job_id} kept changing; cancellation not applied, try again")

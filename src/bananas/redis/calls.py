@@ -438,3 +438,16 @@ def progress(job_id: str, token: str, fraction: float, message: str, at: str, tt
         (keys.LEASE_OWNERS, keys.progress(job_id)),
         (job_id, token, repr(float(fraction)), message, at, ttl_seconds),
     )
+
+
+def abandon(job_id: str, unique_key: str | None, workflow_id: str | None, kept_seconds: int, now: str) -> Call:
+    """After a cancel (same transaction): release the unique key, fail the workflow."""
+    lock = keys.unique_lock(unique_key) if unique_key is not None else keys.job(job_id)
+    flow = keys.workflow(workflow_id) if workflow_id is not None else keys.job(job_id)
+    outcome = keys.result(workflow_id) if workflow_id is not None else keys.result(job_id)
+    channel = keys.result_notify_channel(workflow_id) if workflow_id is not None else ""
+    return Call(
+        ScriptName.ABANDON,
+        (keys.job(job_id), lock, flow, outcome),
+        (job_id, 1 if unique_key is not None else 0, 1 if workflow_id is not None else 0, kept_seconds, channel, now),
+    )

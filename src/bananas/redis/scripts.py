@@ -49,6 +49,7 @@ class ScriptName(StrEnum):
     SUBMIT_UNIQUE = "submit_unique"
     FINISH = "finish"
     PROGRESS = "progress"
+    ABANDON = "abandon"
 
 
 def _load(name: str) -> Script:
