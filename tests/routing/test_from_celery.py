@@ -113,3 +113,16 @@ def test_bad_tables_are_refused_with_one_clear_line(table: object, match: str) -
     with pytest.raises(RouteTableError, match=match) as info:
         Router.from_celery(table)
     assert "\n" not in str(info.value)
+
+
+def test_real_project_config() -> None:
+    """tuenut/celeryDemo's celeryconfig.py, as docs/COMPARISON.md migrates it."""
+    task_routes = {
+        "tasks.datahandle.*": "datahandle",
+        "tasks.datasource.*": "datasource",
+        "tasks.notification.*": "notification",
+    }
+    router = Router.from_celery(task_routes)
+    assert queue_of(router, "tasks.datasource.fetch") == "datasource"
+    assert queue_of(router, "tasks.notification.send.email") == "notification"
+    assert queue_of(router, "tasks.other") is None
