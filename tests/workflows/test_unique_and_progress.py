@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
+import multiprocessing
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import redis
@@ -43,26 +44,29 @@ def test_ten_concurrent_submitters_queue_one_job(redis_url: str, r: redis.Redis)
     assert 0 < r.ttl("bananas:unique:report:day-1") <= 60
 
 
-def test_ten_concurrent_submitter_processes(redis_url: str, r: redis.Redis, cli_env: dict[str, str]) -> None:
-    code = (
-        "import sys, time; from bananas import Client\n"
-        "start = float(sys.argv[1])\n"
-        "while time.time() < start: time.sleep(0.001)\n"
-        "print(Client(sys.argv[2]).submit_job('sync', None, unique_key='sync-all', unique_for=30))\n"
-    )
-    start = time.time() + 1.5
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, str(start), redis_url], stdout=subprocess.PIPE, text=True, env=cli_env
-        )
-        for _ in range(10)
-    ]
-    outputs = []
+def _submit_from_process(url: str, barrier: Any, out: Any) -> None:
+    with Client(url) as client:
+        client.redis.ping()
+        barrier.wait(20)
+        out.put(client.submit_job("sync", None, unique_key="sync-all", unique_for=30))
+
+
+def test_ten_concurrent_submitter_processes(redis_url: str, r: redis.Redis) -> None:
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(10)
+    out = context.Queue()
+    procs = [context.Process(target=_submit_from_process, args=(redis_url, barrier, out)) for _ in range(10)]
     for proc in procs:
-        out, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0
-        outputs.append(out.strip())
-    assert len(set(outputs)) == 1
+        proc.start()
+    try:
+        ids = [out.get(timeout=30) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    assert all(proc.exitcode == 0 for proc in procs)
+    assert len(set(ids)) == 1
     assert r.llen("bananas:route:default:queue:normal") == 1
 
 
@@ -204,3 +208,29 @@ def test_cancelling_a_waiting_unique_job_releases_its_key(redis_url: str, r: red
         assert client.cancel(first) is True
         assert r.exists("bananas:unique:c") == 0
         assert client.submit_job("a", None, unique_key="c", unique_for=600) != first
+
+
+async def test_the_waiter_sees_progress(redis_url: str, start_worker: StartWorker) -> None:
+    registry = Registry()
+
+    @registry.handler("steps")
+    async def steps(job: Job) -> str:
+        for step in range(1, 6):
+            job.set_progress(step / 5, f"step {step}")
+            await asyncio.sleep(0.3)  # slower than the throttle: every report is written
+        return "done"
+
+    await start_worker(registry)
+    seen: list[tuple[float, str | None]] = []
+    async with AsyncClient(redis_url) as client:
+        job_id = await client.submit_job("steps", None)
+        result = await client.get_result(job_id, timeout=20, on_progress=lambda p: seen.append((p.fraction, p.message)))
+    assert result == "done"
+    assert seen[-1] == (1.0, "step 5") and len(seen) >= 3
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+    # The blocking client's waiter sees it too.
+    sync_seen: list[float] = []
+    with Client(redis_url) as sync_client:
+        other = sync_client.submit_job("steps", None)
+        value = await asyncio.to_thread(sync_client.get_result, other, 20, on_progress=lambda p: sync_seen.append(p))
+    assert value == "done" and sync_seen[-1] == 1.0 and len(sync_seen) >= 3

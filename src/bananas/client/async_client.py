@@ -27,6 +27,7 @@ from bananas.errors import BananasError
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
 from bananas.redis.scripts import Call
+from bananas.results.progress import ProgressCallback, wait_with_progress
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
 
 
@@ -206,13 +207,19 @@ class AsyncClient:
         found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
         return found.value()
 
-    async def get_result(self, job_id: str, timeout: float | None = None) -> Any:
+    async def get_result(
+        self, job_id: str, timeout: float | None = None, *, on_progress: ProgressCallback | None = None
+    ) -> Any:
         """The job's return value. With ``timeout`` (seconds), wait for it that long and
         raise ``JobTimeoutError`` if it does not come; without, return ``None`` if the job
-        has not finished. A failed job raises ``JobFailedError``."""
+        has not finished. A failed job raises ``JobFailedError``. ``on_progress`` is
+        called with each new ``Progress`` the job reports while this waits."""
         found = await fetch_result(self.redis, job_id)
         if found is None and timeout is not None:
-            found = await self._result_waiter().wait(job_id, timeout)
+            if on_progress is None:
+                found = await self._result_waiter().wait(job_id, timeout)
+            else:
+                found = await wait_with_progress(self.redis, self._result_waiter(), job_id, timeout, on_progress)
         return None if found is None else found.value()
 
     async def get_job_result(self, job_id: str) -> JobResult | None:

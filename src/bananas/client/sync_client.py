@@ -29,6 +29,7 @@ from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
+from bananas.results.progress import ProgressCallback, wait_with_progress
 from bananas.results.waiter import submit_then_wait
 
 
@@ -211,13 +212,23 @@ class Client:
         )
         return found.value()
 
-    def get_result(self, job_id: str, timeout: float | None = None) -> Any:
+    def get_result(
+        self, job_id: str, timeout: float | None = None, *, on_progress: ProgressCallback | None = None
+    ) -> Any:
         """The job's return value. With ``timeout`` (seconds), wait for it that long and
         raise ``JobTimeoutError`` if it does not come; without, return ``None`` if the job
-        has not finished. A failed job raises ``JobFailedError``."""
+        has not finished. A failed job raises ``JobFailedError``. ``on_progress`` is
+        called with each new ``Progress`` the job reports while this waits (from the
+        client's background thread)."""
         found = self.get_job_result(job_id)
         if found is None and timeout is not None:
-            found = self._background().run(lambda _client, waiter: waiter.wait(job_id, timeout))
+            if on_progress is None:
+                found = self._background().run(lambda _client, waiter: waiter.wait(job_id, timeout))
+            else:
+                callback = on_progress
+                found = self._background().run(
+                    lambda client, waiter: wait_with_progress(client, waiter, job_id, timeout, callback)
+                )
         return None if found is None else found.value()
 
     def get_job_result(self, job_id: str) -> JobResult | None:

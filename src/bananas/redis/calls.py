@@ -445,7 +445,7 @@ def progress(job_id: str, token: str, fraction: float, message: str, at: str, tt
     return Call(
         ScriptName.PROGRESS,
         (keys.LEASE_OWNERS, keys.progress(job_id)),
-        (job_id, token, repr(float(fraction)), message, at, ttl_seconds),
+        (job_id, token, repr(float(fraction)), message, at, ttl_seconds, keys.progress_notify_channel(job_id)),
     )
 
 

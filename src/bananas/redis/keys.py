@@ -165,3 +165,9 @@ def unique_lock(unique_key: str) -> str:
 def progress(job_id: str) -> str:
     """Hash of a running job's last reported progress: ``fraction``, ``message``, ``at``."""
     return f"{PREFIX}:progress:{job_id}"
+
+
+def progress_notify_channel(job_id: str) -> str:
+    """Published to (message: the fraction) when a job's progress is stored; result
+    waiters given ``on_progress`` listen to it."""
+    return f"{PREFIX}:progress:notify:{job_id}"

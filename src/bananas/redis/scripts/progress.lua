@@ -8,6 +8,7 @@
 -- ARGV[4]  message ("" for none)
 -- ARGV[5]  time of the report (RFC 3339)
 -- ARGV[6]  TTL in seconds
+-- ARGV[7]  progress channel  bananas:progress:notify:<id> (message: the fraction)
 --
 -- Returns 1, or 0 when the caller no longer holds the lease (nothing written: a run that
 -- lost its job cannot overwrite the progress of the run that has it).
@@ -16,4 +17,5 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[2], 'fraction', ARGV[3], 'message', ARGV[4], 'at', ARGV[5])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
+redis.call('PUBLISH', ARGV[7], ARGV[3])
 return 1
