@@ -1,0 +1,86 @@
+"""finish.lua, table-driven against a real server: seed, call, compare (issue 14)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import redis
+
+import bananas
+from bananas.client.core import ClientCore
+from bananas.core.workflow import step_link
+from bananas.redis import calls, keys
+from bananas.redis.runner import SyncRunner
+
+
+def submit(r: redis.Redis, workflow: bananas.Chain | bananas.Chord) -> tuple[str, list[list[str]]]:
+    plan, call = ClientCore().submit_workflow(workflow)
+    assert SyncRunner(r).run(call) == 1
+    assert SyncRunner(r).run(call) == 0  # a retried submit writes nothing
+    return plan.id, [[j.id for j in stage] for stage in plan.stages]
+
+
+def lease(r: redis.Redis, job_id: str, token: str) -> None:
+    r.hset(keys.LEASE_OWNERS, job_id, token)
+    r.zadd(keys.LEASES, {job_id: 1})
+
+
+def end(r: redis.Redis, job_id: str, token: str, result: object, status: str = "completed") -> int:
+    from bananas.core.job import Job
+
+    job = Job.from_record(r.get(keys.job(job_id)) or b"")
+    link = step_link(job)
+    assert link is not None
+    step = calls.StepEnd(
+        link.workflow_id, link.stage, link.index, link.size, link.is_group, link.allow_failure,
+        [(n.id, n.routing_key, n.priority) for n in link.next], json.dumps(result).encode(),
+        "boom" if status != "completed" else "", 3600, datetime.now(UTC).isoformat(),
+    )  # fmt: skip
+    call = calls.finish(
+        job_id, token, job.to_record(), 0, status, dead_cap=-1 if status == "completed" else 0, step=step
+    )
+    return int(SyncRunner(r).run(call))
+
+
+def test_a_member_ending_twice_counts_once_and_the_callback_is_queued_once(r: redis.Redis) -> None:
+    wid, (members, (callback,)) = submit(
+        r,
+        bananas.chord([bananas.sig("m", routing_key="gpu"), bananas.sig("m")], bananas.sig("cb", routing_key="email")),
+    )
+    assert r.llen("bananas:route:gpu:queue:normal") == 1 and r.exists(keys.job(callback)) == 0
+    lease(r, members[0], "t1")
+    assert end(r, members[0], "t1", "first") == 1
+    # The same member delivered again after a crash, ending again with another result.
+    lease(r, members[0], "t2")
+    assert end(r, members[0], "t2", "again") == 1
+    assert r.hget(keys.workflow(wid), "count:0") == b"1"
+    assert r.exists(keys.job(callback)) == 0
+    # A late ack of a lost lease changes nothing.
+    assert end(r, members[1], "never-held", "x") == 0
+    lease(r, members[1], "t3")
+    assert end(r, members[1], "t3", {"n": 2}) == 1
+    assert r.lrange("bananas:route:email:queue:normal", 0, -1) == [callback.encode()]
+    record = json.loads(r.get(keys.job(callback)) or b"")
+    assert record["parent_result"] == ["first", {"n": 2}] and record["status"] == "pending"
+    assert r.hexists(keys.workflow(wid), f"record:{callback}") == 0
+    # The member ending yet again cannot queue the callback twice.
+    lease(r, members[1], "t4")
+    assert end(r, members[1], "t4", "late") == 1
+    assert r.llen("bananas:route:email:queue:normal") == 1
+    # The callback ends: the workflow completes with its result, announced once.
+    lease(r, callback, "t5")
+    assert end(r, callback, "t5", 42) == 1
+    assert r.hget(keys.workflow(wid), "state") == b"completed"
+    assert r.hget(keys.result(wid), "result") == b"42"
+    assert 0 < r.ttl(keys.workflow(wid)) <= 3600
+
+
+def test_a_failed_step_fails_the_workflow_and_queues_nothing(r: redis.Redis) -> None:
+    wid, ((first,), (second,)) = submit(r, bananas.chain(bananas.sig("a"), bananas.sig("b")))
+    lease(r, first, "t")
+    assert end(r, first, "t", None, status="failed") == 1
+    assert r.hget(keys.workflow(wid), "state") == b"failed"
+    assert r.hget(keys.workflow(wid), "failed_step") == first.encode()
+    assert r.hget(keys.result(wid), "status") == b"failed"
+    assert r.exists(keys.job(second)) == 0 and r.lrange(keys.DEAD, 0, -1) == [first.encode()]
