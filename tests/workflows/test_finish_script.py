@@ -84,3 +84,31 @@ def test_a_failed_step_fails_the_workflow_and_queues_nothing(r: redis.Redis) -> 
     assert r.hget(keys.workflow(wid), "failed_step") == first.encode()
     assert r.hget(keys.result(wid), "status") == b"failed"
     assert r.exists(keys.job(second)) == 0 and r.lrange(keys.DEAD, 0, -1) == [first.encode()]
+
+
+async def test_a_poison_pill_step_fails_its_workflow_and_frees_its_unique_key(redis_url: str, r: redis.Redis) -> None:
+    import redis.asyncio as aioredis
+
+    from bananas.core.clock import SYSTEM_CLOCK
+    from bananas.redis.broker import Broker
+    from bananas.worker.recoverer import Recoverer
+
+    wid, ((first,), (second,)) = submit(r, bananas.chain(bananas.sig("pill"), bananas.sig("b")))
+    # The step's worker died under it for the last time allowed: its lease expired long ago.
+    r.rpop("bananas:route:default:queue:normal")
+    record = json.loads(r.get(keys.job(first)) or b"")
+    record.update(status="processing", recoveries=1, unique_key="pill-key")
+    r.set(keys.job(first), json.dumps(record))
+    r.set(keys.unique_lock("pill-key"), first)
+    lease(r, first, "dead-worker")
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        recoverer = Recoverer(Broker(client), SYSTEM_CLOCK, 1.0, 1, lambda _id: False, result_failure_ttl=60)
+        assert await recoverer.recover_once() == 1
+    finally:
+        await client.aclose()
+    assert r.lrange(keys.DEAD, 0, -1) == [first.encode()]
+    assert r.hget(keys.workflow(wid), "state") == b"failed"
+    assert b"poison pill" in (r.hget(keys.result(wid), "error") or b"")
+    assert r.exists(keys.unique_lock("pill-key")) == 0
+    assert r.exists(keys.job(second)) == 0

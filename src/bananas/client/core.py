@@ -42,7 +42,6 @@ from bananas.core.workflow import (
     Workflow,
     WorkflowPlan,
     plan_workflow,
-    step_link,
 )
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
 from bananas.redis import calls
@@ -288,17 +287,7 @@ class ClientCore:
             job = Job.from_record(seen, job_id=job_id)
         except MalformedJobError:
             return None
-        unique_key = job.extra.get("unique_key")
-        link = step_link(job)
-        if not (isinstance(unique_key, str) and unique_key) and link is None:
-            return None
-        return calls.abandon(
-            job_id,
-            unique_key if isinstance(unique_key, str) and unique_key else None,
-            link.workflow_id if link is not None else None,
-            _workflow_kept(job),
-            format_time(to_datetime(self.clock.now())),
-        )
+        return calls.abandon_job(job, format_time(to_datetime(self.clock.now())))
 
     def due_time(self, run_at: datetime | None, delay: float | timedelta | None) -> float:
         if run_at is not None and delay is not None:
@@ -382,8 +371,3 @@ def _seconds(what: str, value: object, default: int) -> int:
         raise ValidationError(f"{what} must be a whole number of seconds > 0, got {value!r}")
     return value
 
-
-def _workflow_kept(job: Job) -> int:
-    raw = job.extra.get("workflow")
-    own = raw.get("result_ttl") if isinstance(raw, dict) else None
-    return own if isinstance(own, int) and not isinstance(own, bool) and own > 0 else DEFAULT_WORKFLOW_RESULT_TTL

@@ -281,6 +281,20 @@ def step_link(job: Job) -> StepLink | None:
     return StepLink(wid, stage, index, size, bool(raw.get("group")), bool(raw.get("allow_failure")), following)
 
 
+def workflow_result_ttl(job: Job) -> int:
+    """Seconds a workflow's state is kept after it ended: the ``result_ttl`` in the step's
+    ``workflow`` field (set at submit time), else a day."""
+    raw = job.extra.get("workflow")
+    own = raw.get("result_ttl") if isinstance(raw, dict) else None
+    return own if isinstance(own, int) and not isinstance(own, bool) and own > 0 else DEFAULT_WORKFLOW_RESULT_TTL
+
+
+def unique_key_of(job: Job) -> str | None:
+    """The unique key a job holds (``submit_job(unique_key=)``), or None."""
+    key = job.extra.get("unique_key")
+    return key if isinstance(key, str) and key else None
+
+
 # -- reading a workflow back (client side) ------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.core.selection import DequeuePlan, Source
+from bananas.core.workflow import step_link, unique_key_of, workflow_result_ttl
 from bananas.redis import keys
 from bananas.redis.scripts import Call, ScriptName
 
@@ -455,14 +456,34 @@ def progress(job_id: str, token: str, fraction: float, message: str, at: str, tt
     )
 
 
-def abandon(job_id: str, unique_key: str | None, workflow_id: str | None, kept_seconds: int, now: str) -> Call:
-    """After a cancel (same transaction): release the unique key, fail the workflow."""
+def abandon(
+    job_id: str,
+    unique_key: str | None,
+    workflow_id: str | None,
+    kept_seconds: int,
+    now: str,
+    *,
+    status: str = "cancelled",
+    reason: str = "",
+) -> Call:
+    """A job ended without a worker (cancelled, or parked as a poison pill): release its
+    unique key, fail its workflow; applies only if its record has ``status``."""
     lock = keys.unique_lock(unique_key) if unique_key is not None else keys.job(job_id)
     flow = keys.workflow(workflow_id) if workflow_id is not None else keys.job(job_id)
     outcome = keys.result(workflow_id) if workflow_id is not None else keys.result(job_id)
     channel = keys.result_notify_channel(workflow_id) if workflow_id is not None else ""
-    return Call(
-        ScriptName.ABANDON,
-        (keys.job(job_id), lock, flow, outcome),
-        (job_id, 1 if unique_key is not None else 0, 1 if workflow_id is not None else 0, kept_seconds, channel, now),
-    )
+    args = (
+        job_id, 1 if unique_key is not None else 0, 1 if workflow_id is not None else 0, kept_seconds, channel,
+        now, status, reason or f"step {job_id} {status}",
+    )  # fmt: skip
+    return Call(ScriptName.ABANDON, (keys.job(job_id), lock, flow, outcome), args)
+
+
+def abandon_job(job: Job, now: str, *, status: str = "cancelled", reason: str = "") -> Call | None:
+    """``abandon`` for ``job`` if it carries hand-offs (a workflow, a unique key), else None."""
+    link = step_link(job)
+    unique_key = unique_key_of(job)
+    if link is None and unique_key is None:
+        return None
+    workflow_id = link.workflow_id if link is not None else None
+    return abandon(job.id, unique_key, workflow_id, workflow_result_ttl(job), now, status=status, reason=reason)

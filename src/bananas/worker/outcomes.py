@@ -32,7 +32,7 @@ from bananas.core.lifecycle import (
 )
 from bananas.core.result import CANCELLED, COMPLETED, EXPIRED, FAILED, result_fields
 from bananas.core.selection import Source
-from bananas.core.workflow import DEFAULT_WORKFLOW_RESULT_TTL, step_link
+from bananas.core.workflow import step_link, unique_key_of, workflow_result_ttl
 from bananas.events import EventKind, JobEvent, Listeners
 from bananas.redis import calls
 from bananas.redis.scripts import Call, ScriptName
@@ -190,9 +190,7 @@ class Outcomes:
         """The ``finish`` call of a job that carries hand-offs (a workflow step, a unique
         key), or None for a plain job (ack/bury). docs/WORKFLOWS.md has the rules."""
         link = step_link(job)
-        unique_key = job.extra.get("unique_key")
-        if not isinstance(unique_key, str) or not unique_key:
-            unique_key = None
+        unique_key = unique_key_of(job)
         if link is None and unique_key is None:
             return None
         step = None
@@ -336,10 +334,3 @@ def job_result_ttl(job: Job, default: int) -> int:
 def encode_result(value: Any) -> bytes:
     return codec.encode_payload(value, max_bytes=None)
 
-
-def workflow_result_ttl(job: Job) -> int:
-    """Seconds a workflow's state is kept after it ended (``workflow_ttl`` in the step's
-    ``workflow`` field, set at submit time; else a day)."""
-    raw = job.extra.get("workflow")
-    own = raw.get("result_ttl") if isinstance(raw, dict) else None
-    return own if isinstance(own, int) and not isinstance(own, bool) and own > 0 else DEFAULT_WORKFLOW_RESULT_TTL

@@ -1,6 +1,7 @@
--- abandon: a job that ended without a worker (an operator cancelled it while it waited)
--- gives up its hand-offs: its unique key, and its workflow, which fails. Sent in the
--- same MULTI/EXEC transaction as the cancel.lua call it follows, so both apply together.
+-- abandon: a job that ended without a worker gives up its hand-offs: its unique key,
+-- and its workflow, which fails. After an operator's cancel of a waiting job it is sent
+-- in the same MULTI/EXEC transaction as the cancel.lua call, so both apply together;
+-- after the recoverer parked a poison pill (recover.lua), right after it.
 --
 -- KEYS[1]  job record       bananas:job:<id>
 -- KEYS[2]  unique lock      bananas:unique:<unique_key> (any key when ARGV[2] is 0)
@@ -12,14 +13,16 @@
 -- ARGV[4]  seconds the workflow's state and outcome are kept after it ended
 -- ARGV[5]  the workflow's result channel  bananas:result:notify:<workflow_id>
 -- ARGV[6]  now (RFC 3339)
+-- ARGV[7]  the status the job's record must have: "cancelled" or "failed"
+-- ARGV[8]  why the workflow failed
 --
--- Returns 1, or 0 when the job is not cancelled (the cancel did not apply: nothing done).
+-- Returns 1, or 0 when the record does not have that status (nothing done).
 local record = redis.call('GET', KEYS[1])
 if not record then
   return 0
 end
 local ok, job = pcall(cjson.decode, record)
-if not ok or type(job) ~= 'table' or job['status'] ~= 'cancelled' then
+if not ok or type(job) ~= 'table' or job['status'] ~= ARGV[7] then
   return 0
 end
 if ARGV[2] == '1' and redis.call('GET', KEYS[2]) == ARGV[1] then
@@ -30,7 +33,7 @@ if ARGV[3] == '1' and redis.call('HGET', KEYS[3], 'state') == 'running' then
   redis.call('HSET', KEYS[3], 'state', 'failed', 'failed_step', ARGV[1], 'finished_at', ARGV[6])
   redis.call('DEL', KEYS[4])
   redis.call('HSET', KEYS[4], 'status', 'failed', 'name', 'workflow',
-    'error', 'step ' .. ARGV[1] .. ' cancelled', 'finished_at', ARGV[6])
+    'error', ARGV[8], 'finished_at', ARGV[6])
   redis.call('EXPIRE', KEYS[4], kept)
   redis.call('EXPIRE', KEYS[3], kept)
   redis.call('PUBLISH', ARGV[5], 'failed')
