@@ -154,6 +154,7 @@ class ClientCore:
             job = self.build(signature.name, signature.payload, priority, routing_key, retries, signature.description)
             if signature.timeout is not None:
                 job.extra["timeout"] = signature.timeout
+            _set_result_ttl(job, signature.result_ttl)
             return job
 
         plan = plan_workflow(workflow, build)

@@ -53,6 +53,8 @@ class Signature:
     description: str | None = None
     #: Seconds the step may run (the record's ``timeout``), None: the worker's default.
     timeout: float | None = None
+    #: Seconds the step's own result is kept (as ``submit_job(result_ttl=)``).
+    result_ttl: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,7 @@ def sig(
     max_retries: int | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    result_ttl: int | None = None,
 ) -> Signature:
     """A workflow step. ``routing_key``/``priority`` not given: the route table's, as for
     any submit; ``max_retries`` not given: the default (3)."""
@@ -99,7 +102,9 @@ def sig(
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")
     ):
         raise ValidationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    return Signature(name, payload, routing_key, priority, max_retries, description, timeout)
+    if result_ttl is not None and (isinstance(result_ttl, bool) or not isinstance(result_ttl, int) or result_ttl < 0):
+        raise ValidationError(f"result_ttl must be a whole number of seconds >= 0, got {result_ttl!r}")
+    return Signature(name, payload, routing_key, priority, max_retries, description, timeout, result_ttl)
 
 
 def chain(*steps: Workflow) -> Chain:
