@@ -333,4 +333,3 @@ def job_result_ttl(job: Job, default: int) -> int:
 
 def encode_result(value: Any) -> bytes:
     return codec.encode_payload(value, max_bytes=None)
-
