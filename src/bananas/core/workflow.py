@@ -332,6 +332,16 @@ class WorkflowInfo:
     failed_step: str | None = None
 
     @property
+    def status(self) -> str:
+        """The same as ``state``."""
+        return self.state
+
+    @property
+    def done(self) -> bool:
+        """True once the workflow completed or failed."""
+        return self.state != RUNNING
+
+    @property
     def stages(self) -> list[list[WorkflowStep]]:
         out: list[list[WorkflowStep]] = []
         for step in self.steps:
