@@ -23,6 +23,7 @@ from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
     FINAL_STATUSES,
     MAX_TTL,
+    TRACEPARENT,
     Job,
     JobStatus,
     RecordTemplate,
@@ -127,11 +128,13 @@ class ClientCore:
         expires_in: float | timedelta | None = None,
         unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
+        _set_traceparent(job, traceparent)
         if unique_key is not None or unique_for is not None:
             key, seconds = check_unique(unique_key, unique_for)
             job.extra["unique_key"] = key
@@ -139,7 +142,12 @@ class ClientCore:
         return job.id, calls.submit(job, job.to_record())
 
     def submit_workflow(
-        self, workflow: Workflow, *, workflow_ttl: int | None = None, result_ttl: int | None = None
+        self,
+        workflow: Workflow,
+        *,
+        workflow_ttl: int | None = None,
+        result_ttl: int | None = None,
+        traceparent: str | None = None,
     ) -> tuple[WorkflowPlan, Call]:
         """Build every step (routed like any submit) and the call that stores the
         workflow and queues its first stage."""
@@ -155,6 +163,7 @@ class ClientCore:
             if signature.timeout is not None:
                 job.extra["timeout"] = signature.timeout
             _set_result_ttl(job, signature.result_ttl)
+            _set_traceparent(job, traceparent)
             return job
 
         plan = plan_workflow(workflow, build)
@@ -176,6 +185,7 @@ class ClientCore:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[list[str], list[Call]]:
         """Validate every payload before anything is sent: one bad payload, no job written.
 
@@ -202,7 +212,8 @@ class ClientCore:
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
-                group = (RecordTemplate(name, prio, key, now, max_retries, expiry), [], [])
+                shared = {**expiry, TRACEPARENT: traceparent} if traceparent else expiry
+                group = (RecordTemplate(name, prio, key, now, max_retries, shared), [], [])
                 groups[(key, prio)] = group
             try:
                 encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
@@ -232,12 +243,14 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
+        _set_traceparent(job, traceparent)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
@@ -372,3 +385,8 @@ def _seconds(what: str, value: object, default: int) -> int:
         raise ValidationError(f"{what} must be a whole number of seconds > 0, got {value!r}")
     return value
 
+
+def _set_traceparent(job: Job, traceparent: str | None) -> None:
+    """The submitter's W3C trace context (bananas.tracing), carried in ``traceparent``."""
+    if traceparent:
+        job.extra[TRACEPARENT] = traceparent

@@ -31,6 +31,7 @@ from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.progress import ProgressCallback, wait_with_progress
 from bananas.results.waiter import submit_then_wait
+from bananas.tracing import producer_span
 
 
 class Client:
@@ -86,19 +87,22 @@ class Client:
         With ``unique_key``: while a job submitted with the same key is queued or running
         (for at most ``unique_for`` seconds, default a day), this queues nothing and
         returns that job's id. The key is released when that job ends."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-            unique_key=unique_key,
-            unique_for=unique_for,
-        )
-        reply = self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+                unique_key=unique_key,
+                unique_for=unique_for,
+            )
+            span.submitted([job_id])
+            reply = self._runner.run(call)
         if unique_key is not None and reply:
             return reply.decode() if isinstance(reply, bytes) else str(reply)
         return job_id
@@ -109,8 +113,12 @@ class Client:
         """Submit a workflow (``bananas.chain``, ``group``, ``chord`` or a ``sig``); every
         step is routed like a submitted job. ``workflow_ttl``: seconds its state is kept
         while it runs (default 7 days); ``result_ttl``: after it ended (default a day)."""
-        plan, call = self._core.submit_workflow(workflow, workflow_ttl=workflow_ttl, result_ttl=result_ttl)
-        self._runner.run(call)
+        with producer_span("workflow") as span:
+            plan, call = self._core.submit_workflow(
+                workflow, workflow_ttl=workflow_ttl, result_ttl=result_ttl, traceparent=span.traceparent
+            )
+            span.submitted([job.id for stage in plan.stages for job in stage])
+            self._runner.run(call)
         return WorkflowHandle(self, plan.id, [[job.id for job in stage] for stage in plan.stages])
 
     def get_workflow(self, workflow_id: str) -> WorkflowInfo | None:
@@ -148,19 +156,22 @@ class Client:
         expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
-        job_id, call = self._core.schedule(
-            name,
-            payload,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.schedule(
+                name,
+                payload,
+                run_at=run_at,
+                delay=delay,
+                priority=priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            self._runner.run(call)
         return job_id
 
     def submit_many(
@@ -175,11 +186,15 @@ class Client:
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(
-            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
-        )
-        if batch:
-            raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
+        with producer_span(name) as span:
+            ids, batch = self._core.submit_many(
+                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted(ids)
+            if batch:
+                raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
 
     def submit_and_wait(
@@ -197,19 +212,22 @@ class Client:
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        found = self._background().run(
-            lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
-        )
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            found = self._background().run(
+                lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
+            )
         return found.value()
 
     def get_result(
