@@ -112,3 +112,17 @@ async def test_a_poison_pill_step_fails_its_workflow_and_frees_its_unique_key(re
     assert b"poison pill" in (r.hget(keys.result(wid), "error") or b"")
     assert r.exists(keys.unique_lock("pill-key")) == 0
     assert r.exists(keys.job(second)) == 0
+
+
+def test_allow_failure_counts_a_failure_but_not_a_cancel(r: redis.Redis) -> None:
+    members = [bananas.sig("m"), bananas.sig("m")]
+    wid, ((a, b), (callback,)) = submit(r, bananas.chord(members, bananas.sig("cb"), allow_failure=True))
+    lease(r, a, "t1")
+    assert end(r, a, "t1", None, status="failed") == 1
+    lease(r, b, "t2")
+    assert end(r, b, "t2", 7) == 1
+    assert json.loads(r.get(keys.job(callback)) or b"")["parent_result"] == [None, 7]
+    wid, ((a, _b), _) = submit(r, bananas.chord(members, bananas.sig("cb"), allow_failure=True))
+    lease(r, a, "t3")
+    assert end(r, a, "t3", None, status="cancelled") == 1
+    assert r.hget(keys.workflow(wid), "state") == b"failed"

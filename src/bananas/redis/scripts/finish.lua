@@ -29,7 +29,7 @@
 -- ARGV[12] index of the step in its stage
 -- ARGV[13] number of steps in the stage
 -- ARGV[14] 1 when the stage is a group (the next stage gets the list of its results)
--- ARGV[15] 1 when a member that fails for good counts as ended (result null)
+-- ARGV[15] 1 when a member that fails for good or expires counts as ended (result null)
 -- ARGV[16] the step's result as JSON ("null" unless completed)
 -- ARGV[17] the step's error (failed, cancelled, expired)
 -- ARGV[18] seconds the workflow's state and outcome are kept after it ended
@@ -96,7 +96,8 @@ if redis.call('EXISTS', flow) == 0 then
 end
 local kept = tonumber(ARGV[18])
 local stage, index, size = ARGV[11], ARGV[12], tonumber(ARGV[13])
-local ok = status == 'completed' or ARGV[15] == '1'
+-- An operator's cancel stops the workflow even where failures are allowed.
+local ok = status == 'completed' or (ARGV[15] == '1' and status ~= 'cancelled')
 if not ok then
   if redis.call('HGET', flow, 'state') == 'running' then
     local reason = 'step ' .. ARGV[1] .. ' ' .. status .. ': ' .. ARGV[17]
