@@ -51,6 +51,17 @@ def immune_to_caller_environment() -> Iterator[None]:
     _clear_caller_environment()
 
 
+@pytest.fixture(autouse=True)
+def _no_caller_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests are immune to the caller's environment: its Bananas settings are removed
+    (tests that need one set it themselves, after this). Also undoes a test that set
+    one in ``os.environ`` without restoring it. Which names: ``caller_environment``
+    (``BANANAS_COMPAT`` moves default jobs to the legacy lists, ``BANANAS_ROUTES`` loads
+    a route table in every ``Client()``...)."""
+    for name in caller_settings(os.environ):
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = EmbeddedServer(tmp_path_factory.mktemp("redis"))

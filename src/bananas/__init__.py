@@ -13,13 +13,27 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bananas.client import AsyncClient, Client
     from bananas.client.inspect import ParkedDepth, Problem, QueueDepth, QueueStats, RouteStats
+    from bananas.client.workflows import AsyncWorkflowHandle, WorkflowHandle
     from bananas.config import WorkerSettings
     from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
     from bananas.core.job import Job, JobStatus
     from bananas.core.priority import Priority
+    from bananas.core.progress import Progress
     from bananas.core.result import JobResult
     from bananas.core.router import Route, Router
     from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
+    from bananas.core.workflow import (
+        Chain,
+        Chord,
+        Group,
+        Signature,
+        WorkflowInfo,
+        WorkflowStep,
+        chain,
+        chord,
+        group,
+        sig,
+    )
     from bananas.errors import (
         BananasError,
         ConfigurationError,
@@ -49,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "QueueDepth": "bananas.client.inspect",
     "QueueStats": "bananas.client.inspect",
     "RouteStats": "bananas.client.inspect",
+    "AsyncWorkflowHandle": "bananas.client.workflows",
+    "WorkflowHandle": "bananas.client.workflows",
     "WorkerSettings": "bananas.config",
     "PausedQueue": "bananas.core.fleet",
     "RunningJob": "bananas.core.fleet",
@@ -56,11 +72,22 @@ _EXPORTS: dict[str, str] = {
     "Job": "bananas.core.job",
     "JobStatus": "bananas.core.job",
     "Priority": "bananas.core.priority",
+    "Progress": "bananas.core.progress",
     "JobResult": "bananas.core.result",
     "Route": "bananas.core.router",
     "Router": "bananas.core.router",
     "DEFAULT_ROUTING_KEY": "bananas.core.routing",
     "validate_routing_key": "bananas.core.routing",
+    "Chain": "bananas.core.workflow",
+    "Chord": "bananas.core.workflow",
+    "Group": "bananas.core.workflow",
+    "Signature": "bananas.core.workflow",
+    "WorkflowInfo": "bananas.core.workflow",
+    "WorkflowStep": "bananas.core.workflow",
+    "chain": "bananas.core.workflow",
+    "chord": "bananas.core.workflow",
+    "group": "bananas.core.workflow",
+    "sig": "bananas.core.workflow",
     "BananasError": "bananas.errors",
     "ConfigurationError": "bananas.errors",
     "InvalidPriorityError": "bananas.errors",
@@ -100,11 +127,15 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_ROUTING_KEY",
     "AsyncClient",
+    "AsyncWorkflowHandle",
     "BananasError",
+    "Chain",
+    "Chord",
     "Client",
     "ConfigurationError",
     "EventKind",
     "Fail",
+    "Group",
     "InvalidPriorityError",
     "InvalidRoutingKeyError",
     "Job",
@@ -121,6 +152,7 @@ __all__ = [
     "PayloadError",
     "Priority",
     "Problem",
+    "Progress",
     "QueueDepth",
     "QueueStats",
     "Registry",
@@ -130,9 +162,17 @@ __all__ = [
     "RouteTableError",
     "Router",
     "RunningJob",
+    "Signature",
     "ValidationError",
     "Worker",
     "WorkerInfo",
     "WorkerSettings",
+    "WorkflowHandle",
+    "WorkflowInfo",
+    "WorkflowStep",
+    "chain",
+    "chord",
+    "group",
+    "sig",
     "validate_routing_key",
 ]

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from bananas.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.job import DEFAULT_MAX_RETRIES, MAX_TTL
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
@@ -93,6 +94,10 @@ class WorkerSettings:
     #: Start although Redis' ``maxmemory-policy`` is ``allkeys-*`` (it may evict queued
     #: jobs; see docs/RELIABILITY.md). Other policies than ``noeviction`` only warn.
     allow_eviction: bool = False
+    #: Migration mode (``BANANAS_COMPAT=original``, docs/MIGRATING.md): the promoter
+    #: leaves due jobs to a running original Go scheduler for a grace period and puts
+    #: due ``default`` jobs on the legacy lists the original Go workers read.
+    compat: str | None = None
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never show the Redis password.
@@ -136,6 +141,7 @@ class WorkerSettings:
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
             "BANANAS_ALLOW_EVICTION": "1" if self.allow_eviction else "0",
+            COMPAT_ENV: self.compat or "",
         }
         return env
 
@@ -210,6 +216,7 @@ class WorkerSettings:
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
             allow_eviction=pick("allow_eviction", "BANANAS_ALLOW_EVICTION", parse_bool, d.allow_eviction),
+            compat=pick("compat", COMPAT_ENV, _compat, d.compat),
         )
 
 
@@ -297,6 +304,13 @@ def parse_bool(name: str, raw: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigurationError(name, f"expected 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _compat(name: str, raw: str) -> str | None:
+    try:
+        return parse_compat(raw, name)
+    except ValidationError as exc:
+        raise ConfigurationError(name, str(exc).partition(": ")[2]) from None
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:

@@ -80,6 +80,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "server": ("bananas.cli.server", "server", "Run an embedded Redis-compatible server on 127.0.0.1 until Ctrl-C."),
     "submit": ("bananas.cli.jobs", "submit", "Submit job NAME; prints its id."),
+    "workflow": (
+        "bananas.cli.workflow", "workflow",
+        "Print workflow WORKFLOW_ID: its state, its result or error, and every step's status (exit 1 if it failed, "
+        "or is unknown; with --wait, also if it is still running).",
+    ),
     "workers": (
         "bananas.cli.fleet", "workers", "Live workers: where they listen, what they run, their load and counters.",
     ),
