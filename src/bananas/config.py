@@ -20,6 +20,7 @@ from bananas.core.retry import RetryPolicy
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import ConfigurationError, ValidationError
 from bananas.redis.connection import DEFAULT_REDIS_URL, mask_url, validate_url
+from bananas.redis.runner import WAIT_REPLICAS_ENV, parse_wait_replicas
 
 T = TypeVar("T")
 
@@ -90,6 +91,9 @@ class WorkerSettings:
     #: A job whose name has no handler here: "park" it for a pool that has one (it waits,
     #: visible in ``bananas queues``), or "fail" it at once to the dead letters.
     unknown_jobs: str = "park"
+    #: Replicas that must confirm each ack, retry and bury (``WAIT``) before the worker
+    #: goes on (0: do not wait). Too few in time is logged, not retried.
+    wait_replicas: int = 0
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never show the Redis password.
@@ -132,6 +136,7 @@ class WorkerSettings:
             "WORKER_ROUTE_CONCURRENCY": pairs(self.route_concurrency),
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
+            "BANANAS_WAIT_REPLICAS": str(self.wait_replicas),
         }
         return env
 
@@ -205,6 +210,7 @@ class WorkerSettings:
             max_wait=pick("max_wait", "WORKER_MAX_WAIT", _max_wait, ()),
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
+            wait_replicas=pick("wait_replicas", WAIT_REPLICAS_ENV, parse_wait_replicas, d.wait_replicas),
         )
 
 

@@ -53,6 +53,11 @@ log = logging.getLogger("bananas.cli")
 @click.option(
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )
+@click.option(
+    "--wait-replicas",
+    default=None,
+    help="Replicas that must confirm each ack, retry and bury ($BANANAS_WAIT_REPLICAS, default 0).",
+)
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
 def worker(
     app: str,
@@ -69,6 +74,7 @@ def worker(
     job_types: str | None,
     max_wait: str | None,
     mode: str | None,
+    wait_replicas: str | None,
     log_level: str | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
@@ -88,6 +94,7 @@ def worker(
             job_types=job_types,
             max_wait=max_wait,
             mode=mode,
+            wait_replicas=wait_replicas,
         )
     except ConfigurationError as exc:
         fail(str(exc))

@@ -22,7 +22,7 @@ from bananas.core.result import JobResult
 from bananas.core.router import Router
 from bananas.errors import BananasError
 from bananas.redis import connection, keys
-from bananas.redis.runner import AsyncRunner, raise_first_error
+from bananas.redis.runner import AsyncRunner, durability, raise_first_error, wait_replicas_from
 from bananas.redis.scripts import Call
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
 
@@ -37,6 +37,10 @@ class AsyncClient:
     ``$BANANAS_ROUTES`` is loaded if that is set (``router=Router()`` opts out); an
     invalid table raises ``RouteTableError`` here. Precedence: a routing key or priority
     given in the call > the first matching rule > ``default`` and normal.
+
+    ``wait_replicas`` (default ``$BANANAS_WAIT_REPLICAS``, else 0): submits return only
+    once that many replicas hold the job (``WAIT``), so a failover cannot lose it; too few
+    replicas in time raises ``NotReplicatedError`` (the job is on the master only).
     """
 
     def __init__(
@@ -47,12 +51,15 @@ class AsyncClient:
         clock: Clock = SYSTEM_CLOCK,
         router: Router | None = None,
         redis_client: aioredis.Redis | None = None,
+        wait_replicas: int | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
+        #: Replicas each submit waits for (``WAIT``); ``$BANANAS_WAIT_REPLICAS`` when not given.
+        self.wait_replicas = wait_replicas_from(wait_replicas, os.environ)
         self.router = router if router is not None else router_from_environment(os.environ)
         self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock, router=self.router)
         self.redis = redis_client or connection.async_client(self.redis_url)
-        self._runner = AsyncRunner(self.redis)
+        self._runner = AsyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: ResultWaiter | None = None
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ from bananas.core.result import JobResult
 from bananas.core.router import Router
 from bananas.errors import BananasError
 from bananas.redis import connection, keys
-from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
+from bananas.redis.runner import AsyncRunner, SyncRunner, durability, raise_first_error, wait_replicas_from
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.waiter import submit_then_wait
@@ -39,6 +39,10 @@ class Client:
     ``$BANANAS_ROUTES`` is loaded if that is set (``router=Router()`` opts out); an
     invalid table raises ``RouteTableError`` here. Precedence: a routing key or priority
     given in the call > the first matching rule > ``default`` and normal.
+
+    ``wait_replicas`` (default ``$BANANAS_WAIT_REPLICAS``, else 0): submits return only
+    once that many replicas hold the job (``WAIT``), so a failover cannot lose it; too few
+    replicas in time raises ``NotReplicatedError`` (the job is on the master only).
     """
 
     def __init__(
@@ -49,12 +53,15 @@ class Client:
         clock: Clock = SYSTEM_CLOCK,
         router: Router | None = None,
         redis_client: redis.Redis | None = None,
+        wait_replicas: int | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
+        #: Replicas each submit waits for (``WAIT``); ``$BANANAS_WAIT_REPLICAS`` when not given.
+        self.wait_replicas = wait_replicas_from(wait_replicas, os.environ)
         self.router = router if router is not None else router_from_environment(os.environ)
         self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock, router=self.router)
         self.redis = redis_client or connection.sync_client(self.redis_url)
-        self._runner = SyncRunner(self.redis)
+        self._runner = SyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: BackgroundWaiter | None = None
         self._waiter_lock = threading.Lock()
 
@@ -169,7 +176,9 @@ class Client:
             expires_in=expires_in,
         )
         found = self._background().run(
-            lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
+            lambda client, waiter: submit_then_wait(
+                AsyncRunner(client, durability=durability(self.wait_replicas)), waiter, job_id, call, timeout
+            )
         )
         return found.value()
 
