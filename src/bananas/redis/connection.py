@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from bananas.errors import ConfigurationError
@@ -235,6 +235,30 @@ class _AsyncBlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.Bl
     """The asyncio form of ``_BlockingSentinelPool``."""
 
 
+def _no_master(service: str, sentinels: Any) -> redis.sentinel.MasterNotFoundError:
+    addresses = (s.connection_pool.connection_kwargs for s in sentinels)
+    where = ",".join(f"{a.get('host')}:{a.get('port')}" for a in addresses)
+    return redis.sentinel.MasterNotFoundError(f"no sentinel at {where} names a master for service {service!r}")
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """redis-py's Sentinel with a one-line error (its own lists every client's repr)."""
+
+    def discover_master(self, service_name: str) -> Any:
+        try:
+            return super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except redis.sentinel.MasterNotFoundError:
+            raise _no_master(service_name, self.sentinels) from None
+
+
+class _AsyncSentinel(aiosentinel.Sentinel):
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except aiosentinel.MasterNotFoundError:
+            raise aiosentinel.MasterNotFoundError(str(_no_master(service_name, self.sentinels))) from None
+
+
 def _sentinel_kwargs(target: SentinelURL) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keyword arguments for the sentinels' connections and for the servers' connections."""
     tls: dict[str, Any] = {}
@@ -252,7 +276,12 @@ def _sentinel_kwargs(target: SentinelURL) -> tuple[dict[str, Any], dict[str, Any
         "encoding_errors": "surrogateescape",
         **tls,
     }
-    server = {"db": target.db, "username": target.username, "password": target.password, **tls}
+    server = {
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        **tls,
+    }
     return sentinel, server
 
 
@@ -261,7 +290,9 @@ def sync_client(url: str, **overrides: Any) -> redis.Redis:
     if _scheme(url) in SENTINEL_SCHEMES:
         target = parse_sentinel_url(url)
         sentinel_kwargs, server_kwargs = _sentinel_kwargs(target)
-        manager = redis.sentinel.Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        # One question per sentinel per attempt: the next sentinel is the retry.
+        sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
+        manager = _Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
             target.service_name,
             connection_pool_class=_BlockingSentinelPool,
@@ -281,7 +312,8 @@ def async_client(url: str, **overrides: Any) -> aioredis.Redis:
     if _scheme(url) in SENTINEL_SCHEMES:
         target = parse_sentinel_url(url)
         sentinel_kwargs, server_kwargs = _sentinel_kwargs(target)
-        manager = aiosentinel.Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel_kwargs["retry"] = AsyncRetry(NoBackoff(), 0)
+        manager = _AsyncSentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         aclient: aioredis.Redis = manager.master_for(
             target.service_name,
             connection_pool_class=_AsyncBlockingSentinelPool,
