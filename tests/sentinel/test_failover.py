@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from bananas import Client
 from faults.harness import (
     Fleet,
     Submitter,
@@ -25,6 +23,8 @@ from faults.harness import (
     wait_until,
     workers_ready,
 )
+
+from bananas import Client
 from sentinel.group import SentinelGroup
 
 pytestmark = pytest.mark.timeout(150)
