@@ -25,6 +25,7 @@ from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, durability, raise_first_error, wait_replicas_from
 from bananas.redis.scripts import Call
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
+from bananas.tracing import producer_span
 
 
 class AsyncClient:
@@ -80,17 +81,20 @@ class AsyncClient:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
         Not given, they come from the route table, else ``default`` and normal."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        await self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            await self._runner.run(call)
         return job_id
 
     async def submit_job_with_route(self, name: str, payload: Any, priority: Priority | str, routing_key: str) -> str:
@@ -113,19 +117,22 @@ class AsyncClient:
         expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
-        job_id, call = self._core.schedule(
-            name,
-            payload,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        await self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.schedule(
+                name,
+                payload,
+                run_at=run_at,
+                delay=delay,
+                priority=priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            await self._runner.run(call)
         return job_id
 
     async def submit_many(
@@ -140,11 +147,15 @@ class AsyncClient:
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(
-            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
-        )
-        if batch:
-            raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
+        with producer_span(name) as span:
+            ids, batch = self._core.submit_many(
+                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted(ids)
+            if batch:
+                raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
 
     async def submit_and_wait(
@@ -162,17 +173,20 @@ class AsyncClient:
     ) -> Any:
         """Submit a job and wait for its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
         return found.value()
 
     async def get_result(self, job_id: str, timeout: float | None = None) -> Any:

@@ -23,6 +23,7 @@ from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
     FINAL_STATUSES,
     MAX_TTL,
+    TRACEPARENT,
     Job,
     JobStatus,
     RecordTemplate,
@@ -117,11 +118,13 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
+        _set_traceparent(job, traceparent)
         return job.id, calls.submit(job, job.to_record())
 
     def submit_many(
@@ -133,6 +136,7 @@ class ClientCore:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[list[str], list[Call]]:
         """Validate every payload before anything is sent: one bad payload, no job written.
 
@@ -159,7 +163,8 @@ class ClientCore:
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
-                group = (RecordTemplate(name, prio, key, now, max_retries, expiry), [], [])
+                shared = {**expiry, TRACEPARENT: traceparent} if traceparent else expiry
+                group = (RecordTemplate(name, prio, key, now, max_retries, shared), [], [])
                 groups[(key, prio)] = group
             try:
                 encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
@@ -189,12 +194,14 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
+        _set_traceparent(job, traceparent)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
@@ -280,3 +287,9 @@ def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
     if result_ttl > MAX_TTL:
         raise ValidationError(f"result_ttl must be at most {MAX_TTL} seconds (about 68 years), got {result_ttl}")
     job.extra["result_ttl"] = result_ttl
+
+
+def _set_traceparent(job: Job, traceparent: str | None) -> None:
+    """The submitter's W3C trace context (bananas.tracing), carried in ``traceparent``."""
+    if traceparent:
+        job.extra[TRACEPARENT] = traceparent

@@ -27,6 +27,7 @@ from bananas.redis.runner import AsyncRunner, SyncRunner, durability, raise_firs
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.waiter import submit_then_wait
+from bananas.tracing import producer_span
 
 
 class Client:
@@ -83,17 +84,20 @@ class Client:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
         Not given, they come from the route table, else ``default`` and normal."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            self._runner.run(call)
         return job_id
 
     def submit_job_with_route(self, name: str, payload: Any, priority: Priority | str, routing_key: str) -> str:
@@ -116,19 +120,22 @@ class Client:
         expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
-        job_id, call = self._core.schedule(
-            name,
-            payload,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.schedule(
+                name,
+                payload,
+                run_at=run_at,
+                delay=delay,
+                priority=priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            self._runner.run(call)
         return job_id
 
     def submit_many(
@@ -143,11 +150,15 @@ class Client:
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(
-            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
-        )
-        if batch:
-            raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
+        with producer_span(name) as span:
+            ids, batch = self._core.submit_many(
+                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted(ids)
+            if batch:
+                raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
 
     def submit_and_wait(
@@ -165,21 +176,24 @@ class Client:
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        found = self._background().run(
-            lambda client, waiter: submit_then_wait(
-                AsyncRunner(client, durability=durability(self.wait_replicas)), waiter, job_id, call, timeout
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
             )
-        )
+            span.submitted([job_id])
+            found = self._background().run(
+                lambda client, waiter: submit_then_wait(
+                    AsyncRunner(client, durability=durability(self.wait_replicas)), waiter, job_id, call, timeout
+                )
+            )
         return found.value()
 
     def get_result(self, job_id: str, timeout: float | None = None) -> Any:

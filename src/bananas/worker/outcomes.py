@@ -18,7 +18,7 @@ from bananas.config import WorkerSettings
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
 from bananas.core.codec import display_id
-from bananas.core.job import Job, JobStatus
+from bananas.core.job import TRACEPARENT, Job, JobStatus
 from bananas.core.lifecycle import (
     FailureDecision,
     Verdict,
@@ -269,8 +269,14 @@ def event_of(
 ) -> JobEvent:
     return JobEvent(
         kind, job.id, job.name, job.routing_key, job.priority.value, job.attempts, worker_id, at,
-        duration_s=duration_s, error=error, retry_at=retry_at, applied=applied,
+        duration_s=duration_s, error=error, retry_at=retry_at, applied=applied, traceparent=_traceparent(job),
     )  # fmt: skip
+
+
+def _traceparent(job: Job) -> str | None:
+    """The submitter's trace context (bananas.tracing), when the record carries a sane one."""
+    value = job.extra.get(TRACEPARENT)
+    return value if isinstance(value, str) and len(value) <= 256 else None
 
 
 def job_result_ttl(job: Job, default: int) -> int:

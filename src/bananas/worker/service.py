@@ -50,6 +50,16 @@ IDLE_POLL = 1.0
 MEMORY_POLL = 1.0
 
 
+def describe_consumption(settings: WorkerSettings) -> str:
+    """``consuming gpu > default, high > normal > low, concurrency 10 (strict selection)``:
+    routing keys and priorities in preference order, in words rather than Redis keys."""
+    return (
+        f"consuming {' > '.join(settings.routing_keys)}, "
+        f"{' > '.join(p.value for p in settings.priorities)}, "
+        f"concurrency {settings.concurrency} ({settings.queue_selection.value} selection)"
+    )
+
+
 class Worker:
     """Consumes jobs for ``settings.routing_keys`` in order, ``settings.concurrency`` at a time."""
 
@@ -224,13 +234,7 @@ class Worker:
         if mode is WorkerMode.SCHEDULER_ONLY:
             log.info("worker %s in scheduler-only mode: promotion, recovery and repairs, no jobs", self.worker_id)
         else:
-            log.info(
-                "worker %s consuming %s (%s, concurrency %d)",
-                self.worker_id,
-                " > ".join(keys.queue(q) for q in fetcher.queue_order),
-                self.settings.queue_selection.value,
-                self.settings.concurrency,
-            )
+            log.info("worker %s %s", self.worker_id, describe_consumption(self.settings))
         try:
             if mode is WorkerMode.SCHEDULER_ONLY:
                 self._ready.set()
