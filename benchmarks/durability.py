@@ -5,7 +5,8 @@ work with ``WAIT 0`` (off) and ``WAIT 1``.
     python -m benchmarks.durability --n 300    # seconds (a smoke run)
 
 Figures: microseconds per ``submit_job`` (one job, one round trip), per job of
-``submit_many`` (batches of 100), and per job drained by one worker (concurrency 10).
+``submit_many`` (batches of 100), per job drained by one worker (concurrency 10), and
+the master's CPU time per drained job (``INFO cpu``: dequeue, ack and the heartbeats).
 On loopback a replica confirms within microseconds, so this is the floor of the cost:
 across a network add one replica round trip per write batch (see docs/SCALING.md).
 """
@@ -56,7 +57,12 @@ def _submit(url: str, n: int, replicas: int) -> dict[str, float]:
     return {"submit_us": one * 1e6, "submit_many_us_per_job": many * 1e6}
 
 
-async def _drain(url: str, n: int, replicas: int) -> float:
+def _server_cpu(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _drain(url: str, n: int, replicas: int) -> tuple[float, float]:
     registry = Registry()
     done = [0]
 
@@ -69,6 +75,7 @@ async def _drain(url: str, n: int, replicas: int) -> float:
         for first in range(0, n, 500):
             client.submit_many("noop", list(range(first, min(n, first + 500))), routing_key="bench")
         worker = Worker(registry, WorkerSettings(redis_url=url, routing_keys=("bench",), wait_replicas=replicas))
+        cpu_before = _server_cpu(client.redis)
         start = time.perf_counter()
         task = asyncio.create_task(worker.run())
         while done[0] < n:
@@ -76,7 +83,8 @@ async def _drain(url: str, n: int, replicas: int) -> float:
         worker.stop()
         await task  # the last acks (and their WAIT) are written before run() returns
         seconds = time.perf_counter() - start
-    return seconds / n * 1e6
+        cpu = _server_cpu(client.redis) - cpu_before
+    return seconds / n * 1e6, cpu / n * 1e6
 
 
 def main() -> None:
@@ -93,17 +101,22 @@ def main() -> None:
             rows = []
             for replicas in (0, 1):
                 row = {"wait_replicas": replicas, **_submit(master.url, args.n, replicas)}
-                row["drain_us_per_job"] = asyncio.run(_drain(master.url, args.n, replicas))
+                row["drain_us_per_job"], row["server_cpu_us_per_drained_job"] = asyncio.run(
+                    _drain(master.url, args.n, replicas)
+                )
                 rows.append(row)
         finally:
             replica.stop()
             master.stop()
-    print("| BANANAS_WAIT_REPLICAS | submit_job (µs) | submit_many, per job (µs) | drained, per job (µs) |")
-    print("|---|---|---|---|")
+    print(
+        "| BANANAS_WAIT_REPLICAS | submit_job (µs) | submit_many, per job (µs) | drained, per job (µs) "
+        "| master CPU per drained job (µs) |"
+    )
+    print("|---|---|---|---|---|")
     for row in rows:
         print(
             f"| {row['wait_replicas']} | {row['submit_us']:.0f} | {row['submit_many_us_per_job']:.1f} "
-            f"| {row['drain_us_per_job']:.0f} |"
+            f"| {row['drain_us_per_job']:.0f} | {row['server_cpu_us_per_drained_job']:.0f} |"
         )
     print(json.dumps(rows))
 
