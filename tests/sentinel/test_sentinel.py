@@ -179,3 +179,75 @@ def test_cli_masks_sentinel_passwords(env: dict[str, str]):
     assert "s3cret-pw" not in out.stderr + out.stdout
     assert "s3nt-pw" not in out.stderr + out.stdout
     assert out.stderr.startswith("bananas: error:"), out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["workers"],
+        ["running"],
+        ["dlq", "list"],
+        ["limits", "list"],
+        ["schedules"],
+        ["reconcile", "--dry-run"],
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_read_commands_through_sentinel(sentinel_group: SentinelGroup, master: redis.Redis, env, argv):
+    out = subprocess.run(
+        [sys.executable, "-m", "bananas", *argv],
+        env={**env, "REDIS_URL": sentinel_group.url}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+
+
+def test_exporter_and_scheduler_through_sentinel(sentinel_group: SentinelGroup, master: redis.Redis, env, tmp_path):
+    """The long-running edges build their clients through the same URL handling."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    schedules = tmp_path / "schedules.toml"
+    schedules.write_text('[schedules.tick]\ncron = "* * * * * *"\njob = "work"\nrouting_key = "ticks"\n')
+    run_env = {**env, "REDIS_URL": sentinel_group.url}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bananas", "exporter", "--port", str(port), "--host", "127.0.0.1"],
+            env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "bananas", "scheduler", "--schedules", str(schedules)],
+            env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        ),
+    ]  # fmt: skip
+    try:
+
+        def scrape() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                return str(response.read().decode())
+
+        body = wait_for(lambda: _try(scrape), 20, "the exporter to answer")
+        assert "bananas_redis_up 1.0" in body
+        # The scheduler enqueued its tick on the master the sentinels named.
+        wait_for(lambda: master.llen(keys.route_queue("ticks", "normal")) >= 1, 20, "a scheduled tick")
+        time.sleep(0.1)
+        assert "ticks" in wait_for(lambda: _try(scrape), 10, "a scrape")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _try(fn):  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except OSError:
+        return None
