@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from bananas.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.job import DEFAULT_MAX_RETRIES, MAX_TTL
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
@@ -94,6 +95,10 @@ class WorkerSettings:
     #: Replicas that must confirm each ack, retry and bury (``WAIT``) before the worker
     #: goes on (0: do not wait). Too few in time is logged, not retried.
     wait_replicas: int = 0
+    #: Migration mode (``BANANAS_COMPAT=original``, docs/MIGRATING.md): the promoter
+    #: leaves due jobs to a running original Go scheduler for a grace period and puts
+    #: due ``default`` jobs on the legacy lists the original Go workers read.
+    compat: str | None = None
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never show the Redis password.
@@ -137,6 +142,7 @@ class WorkerSettings:
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
             "BANANAS_WAIT_REPLICAS": str(self.wait_replicas),
+            COMPAT_ENV: self.compat or "",
         }
         return env
 
@@ -211,6 +217,7 @@ class WorkerSettings:
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
             wait_replicas=pick("wait_replicas", WAIT_REPLICAS_ENV, parse_wait_replicas, d.wait_replicas),
+            compat=pick("compat", COMPAT_ENV, _compat, d.compat),
         )
 
 
@@ -289,6 +296,13 @@ def _job_types(name: str, raw: str) -> tuple[str, ...]:
     if not names:
         raise ConfigurationError(name, "needs at least one job name")
     return names
+
+
+def _compat(name: str, raw: str) -> str | None:
+    try:
+        return parse_compat(raw, name)
+    except ValidationError as exc:
+        raise ConfigurationError(name, str(exc).partition(": ")[2]) from None
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import click
 
-from bananas.cli import cancel, demo, dlq, exporter, fleet, jobs, limits, reconcile, routes, scheduler, server, worker
+from bananas.cli import (
+    cancel,
+    demo,
+    dlq,
+    exporter,
+    fleet,
+    jobs,
+    limits,
+    reconcile,
+    routes,
+    scheduler,
+    server,
+    worker,
+    workflow,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +46,7 @@ cli.add_command(scheduler.schedules)
 cli.add_command(limits.limits)
 cli.add_command(server.server)
 cli.add_command(cancel.cancel)
+cli.add_command(workflow.workflow)
 cli.add_command(exporter.exporter)
 
 

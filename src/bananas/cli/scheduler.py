@@ -95,7 +95,7 @@ def scheduler(
         logging.getLogger("bananas.scheduler").warning("no schedules defined; only promoting due scheduled jobs")
     service = Scheduler(
         schedules, redis_url=url, promote=not no_promote, failed_ttl=settings.failed_ttl,
-        dead_letter_cap=settings.dead_letter_cap,
+        dead_letter_cap=settings.dead_letter_cap, compat=settings.compat,
     )  # fmt: skip
     with friendly_errors(url):
         asyncio.run(service.run(install_signal_handlers=True))

@@ -34,7 +34,7 @@ from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.outcomes import Delivery, Outcomes
 from bananas.worker.pressure import MemoryPressure
 from bananas.worker.processor import GiveBack, Processor
-from bananas.worker.promoter import Promoter
+from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
 from bananas.worker.registry import Registry
@@ -223,6 +223,7 @@ class Worker:
                         promote_wakeup,
                         failed_ttl=self.settings.failed_ttl,
                         dead_letter_cap=self.settings.dead_letter_cap,
+                        **promoter_compat(self.settings.compat),
                     ).run(),
                     name="bananas-promoter",
                 ),
