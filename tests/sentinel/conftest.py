@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from faults.harness import SUMMARIES
 
 from sentinel.group import SentinelGroup
 
@@ -26,3 +27,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name == "REDIS_URL" or name.startswith(("BANANAS_", "WORKER_", "JOB_")):
             monkeypatch.delenv(name)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The failover figures, like the fault suite's (which prints them itself when it runs)."""
+    plugins = terminalreporter.config.pluginmanager.get_plugins()
+    if any(getattr(p, "__name__", "").endswith("faults.conftest") for p in plugins):
+        return
+    lines = [line for line in SUMMARIES if line.startswith("scenario=sentinel")]
+    if lines:
+        terminalreporter.section("sentinel suite summary")
+        for line in lines:
+            terminalreporter.write_line(line)
