@@ -74,9 +74,13 @@ def test_client_and_worker_through_sentinel(sentinel_group: SentinelGroup, maste
 def test_wait_replicas_on_submit(sentinel_group: SentinelGroup, master: redis.Redis, monkeypatch):
     monkeypatch.delenv("BANANAS_WAIT_REPLICAS", raising=False)
     with Client(sentinel_group.url, wait_replicas=1) as client:
+        # A server that forgot its scripts (restart): NOSCRIPT, scripts loaded, the call
+        # sent again with its WAIT: 2 WAITs for each call, for one job and in MULTI/EXEC.
+        master.script_flush()
         job_id = client.submit_job("work", {"n": 1}, routing_key="alpha")
+        master.script_flush()
         ids = client.submit_many("work", [{"n": 2}, {"n": 3}], routing_key="beta")
-    assert wait_calls(master) == 2
+    assert wait_calls(master) == 4
     # ``WAIT`` returned 1, so the replica holds the jobs already.
     replica = redis.Redis(host="127.0.0.1", port=sentinel_group.replica_of(master).port)
     try:
