@@ -94,3 +94,13 @@ def test_wait_replicas_bad_values(bad: str):
     assert wait_replicas_from(3, {"BANANAS_WAIT_REPLICAS": "x"}) == 3
     with pytest.raises(ConfigurationError, match="wait_replicas"):
         parse_wait_replicas("wait_replicas", True)
+
+
+def test_password_with_an_unescaped_slash_is_masked():
+    for url in ("redis+sentinel://app:pa/ss@s1:1/svc", "redis://app:pa/ss@host:6379/0"):
+        assert "pa/ss" not in mask_url(url)
+        with pytest.raises(ConfigurationError) as info:
+            validate_url(url.replace("redis://", "http://"))
+        assert "pa/ss" not in str(info.value)
+    # Text that only looks like userinfo after the host is left alone.
+    assert mask_url("redis://host:6379/0 (user@example.com)") == "redis://host:6379/0 (user@example.com)"

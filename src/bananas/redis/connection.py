@@ -33,7 +33,7 @@ from bananas.errors import ConfigurationError
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 
 #: userinfo of any URL scheme: a mistyped scheme (http://, redis+sentinel://) must not leak.
-_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^:@/\s]*):([^@/\s]*)@")
+_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^:@/\s]*):([^@\s]*?)@")
 #: redis-py also takes the password as a query parameter (``?password=...``).
 #: ... and a Sentinel URL its sentinels' password as ``?sentinel_password=...``.
 _QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&#\s]*", re.IGNORECASE)
