@@ -255,3 +255,38 @@ def _try(fn):  # type: ignore[no-untyped-def]
         return fn()
     except OSError:
         return None
+
+
+def test_worker_goes_on_when_too_few_replicas_confirm(sentinel_group: SentinelGroup, master: redis.Redis, caplog):
+    """A worker's ack that too few replicas confirmed is done all the same: logged, not retried."""
+    registry = Registry()
+
+    @registry.handler("noop")
+    async def noop(job):  # type: ignore[no-untyped-def]
+        return None
+
+    with Client(sentinel_group.url) as client:
+        ids = client.submit_many("noop", list(range(5)), routing_key="alpha")
+
+    async def run_worker() -> None:
+        settings = WorkerSettings(redis_url=sentinel_group.url, routing_keys=("alpha",), wait_replicas=2)
+        worker = Worker(registry, settings)
+        task = asyncio.create_task(worker.run())
+        try:
+            await asyncio.wait_for(worker.wait_ready(), 15)
+            with Client(sentinel_group.url) as client:
+                await asyncio.to_thread(
+                    wait_for,
+                    lambda: all(client.get_job(i).status.value == "completed" for i in ids),  # type: ignore[union-attr]
+                    30,
+                    "every job to complete",
+                )
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 30)
+
+    with caplog.at_level("WARNING", logger="bananas.redis"):
+        asyncio.run(run_worker())
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bananas.redis"]
+    assert any("only 1 of 2 replicas" in w for w in warnings), warnings
+    assert len(warnings) == 1, "the warning is rate-limited"

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
@@ -37,7 +37,7 @@ DURABLE_SCRIPTS = frozenset({
 WAIT_TIMEOUT_MS = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Durability:
     """``WAIT replicas timeout_ms`` after each durable write, in the same round trip.
 
@@ -48,6 +48,9 @@ class Durability:
     replicas: int
     timeout_ms: int = WAIT_TIMEOUT_MS
     strict: bool = True
+    #: When the last warning was logged (monotonic seconds): at most one per 10 s, as a
+    #: master without a replica in sync would otherwise log one per write.
+    _warned_at: float = field(default=-10.0, init=False, compare=False, repr=False)
 
     def wanted(self, calls: Sequence[Call]) -> bool:
         return self.replicas > 0 and any(call.script in DURABLE_SCRIPTS for call in calls)
@@ -64,7 +67,10 @@ class Durability:
         error = NotReplicatedError(confirmed, self.replicas, self.timeout_ms)
         if self.strict:
             raise error
-        _warn_not_replicated(error)
+        now = time.monotonic()
+        if now - self._warned_at >= 10.0:
+            self._warned_at = now
+            log.warning("%s", error)
 
 
 #: The environment variable read where ``REDIS_URL`` is read (CLI, clients, workers).
@@ -89,16 +95,6 @@ def wait_replicas_from(value: int | None, env: Mapping[str, str]) -> int:
 
 def durability(replicas: int, *, strict: bool = True) -> Durability | None:
     return Durability(replicas, strict=strict) if replicas > 0 else None
-
-
-_last_warning = [0.0]
-
-
-def _warn_not_replicated(error: NotReplicatedError) -> None:
-    now = time.monotonic()
-    if now - _last_warning[0] >= 10.0:  # once per 10 s: a replica-less master would flood the log
-        _last_warning[0] = now
-        log.warning("%s", error)
 
 
 def _transaction(calls: Sequence[Call], compat: bool, durability: Durability) -> list[tuple[object, ...]]:
