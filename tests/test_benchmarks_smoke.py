@@ -128,3 +128,12 @@ def test_profile_summary_of_collapsed_stacks(tmp_path: Path) -> None:
     assert stats["by_area"] == {"asyncio / uvloop": 0.5, "bananas.redis": 0.3, "bananas.core": 0.2}
     assert stats["inclusive"]["fetching (dequeue, MGET, task creation)"] == 0.3
     assert stats["inclusive"]["Job.from_record (parse the record)"] == 0.2
+
+
+def test_durability_benchmark_runs():
+    """benchmarks/durability.py (cost of BANANAS_WAIT_REPLICAS) on a master + replica, tiny N."""
+    proc = _run(["benchmarks.durability", "--n", "200"], timeout=120)
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [row["wait_replicas"] for row in rows] == [0, 1]
+    for row in rows:
+        assert all(row[k] > 0 for k in ("submit_us", "submit_many_us_per_job", "drain_us_per_job")), row

@@ -21,6 +21,7 @@ from bananas.core.retry import RetryPolicy
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import ConfigurationError, ValidationError
 from bananas.redis.connection import DEFAULT_REDIS_URL, mask_url, validate_url
+from bananas.redis.runner import WAIT_REPLICAS_ENV, parse_wait_replicas
 
 T = TypeVar("T")
 
@@ -94,6 +95,9 @@ class WorkerSettings:
     #: Start although Redis' ``maxmemory-policy`` is ``allkeys-*`` (it may evict queued
     #: jobs; see docs/RELIABILITY.md). Other policies than ``noeviction`` only warn.
     allow_eviction: bool = False
+    #: Replicas that must confirm each ack, retry and bury (``WAIT``) before the worker
+    #: goes on (0: do not wait). Too few in time is logged, not retried.
+    wait_replicas: int = 0
     #: Migration mode (``BANANAS_COMPAT=original``, docs/MIGRATING.md): the promoter
     #: leaves due jobs to a running original Go scheduler for a grace period and puts
     #: due ``default`` jobs on the legacy lists the original Go workers read.
@@ -141,6 +145,7 @@ class WorkerSettings:
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
             "BANANAS_ALLOW_EVICTION": "1" if self.allow_eviction else "0",
+            "BANANAS_WAIT_REPLICAS": str(self.wait_replicas),
             COMPAT_ENV: self.compat or "",
         }
         return env
@@ -216,6 +221,7 @@ class WorkerSettings:
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
             allow_eviction=pick("allow_eviction", "BANANAS_ALLOW_EVICTION", parse_bool, d.allow_eviction),
+            wait_replicas=pick("wait_replicas", WAIT_REPLICAS_ENV, parse_wait_replicas, d.wait_replicas),
             compat=pick("compat", COMPAT_ENV, _compat, d.compat),
         )
 

@@ -17,7 +17,9 @@
     ├── JobFailedError              the job awaited failed for good (carries job id, error)
     │   ├── JobCancelledError       it was cancelled (``bananas cancel``, ``Client.cancel``)
     │   └── JobExpiredError         it was not started before its ``expires_at``
-    └── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
+    ├── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
+    └── NotReplicatedError          with BANANAS_WAIT_REPLICAS=N, fewer than N replicas
+                                    confirmed a write in time (it is on the master only)
 
 Connection failures surface as redis-py's ``redis.exceptions.ConnectionError`` (the
 CLI turns them into one line with the password masked).
@@ -145,3 +147,17 @@ class JobTimeoutError(BananasError, TimeoutError):
         self.job_id = job_id
         self.timeout = timeout
         super().__init__(f"no result for job {job_id} within {timeout:g} seconds (the job keeps running)")
+
+
+class NotReplicatedError(BananasError):
+    """A write reached the master, but fewer replicas than ``BANANAS_WAIT_REPLICAS``
+    confirmed it within the wait timeout: it would be lost if the master failed now.
+    The write is not undone (a submitted job will normally run)."""
+
+    def __init__(self, confirmed: int, wanted: int, timeout_ms: int) -> None:
+        self.confirmed = confirmed
+        self.wanted = wanted
+        super().__init__(
+            f"only {confirmed} of {wanted} replicas confirmed the write within {timeout_ms} ms"
+            " (BANANAS_WAIT_REPLICAS); it is on the master only"
+        )

@@ -67,6 +67,11 @@ log = logging.getLogger("bananas.cli")
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )
 @click.option(
+    "--wait-replicas",
+    default=None,
+    help="Replicas that must confirm each ack, retry and bury ($BANANAS_WAIT_REPLICAS, default 0).",
+)
+@click.option(
     "--metrics-port",
     default=None,
     metavar="PORT",
@@ -95,6 +100,7 @@ def worker(
     job_types: str | None,
     max_wait: str | None,
     mode: str | None,
+    wait_replicas: str | None,
     metrics_port: str | None,
     log_level: str | None,
     allow_eviction: bool | None,
@@ -119,6 +125,7 @@ def worker(
             max_wait=max_wait,
             mode=mode,
             allow_eviction=allow_eviction or None,
+            wait_replicas=wait_replicas,
         )
     except ConfigurationError as exc:
         fail(str(exc))

@@ -27,7 +27,7 @@ from bananas.core.router import Router
 from bananas.core.workflow import Workflow, WorkflowInfo
 from bananas.errors import BananasError
 from bananas.redis import connection, keys
-from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
+from bananas.redis.runner import AsyncRunner, SyncRunner, durability, raise_first_error, wait_replicas_from
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.progress import ProgressCallback, wait_with_progress
@@ -46,6 +46,10 @@ class Client:
     invalid table raises ``RouteTableError`` here. Precedence: a routing key or priority
     given in the call > the first matching rule > ``default`` and normal.
 
+    ``wait_replicas`` (default ``$BANANAS_WAIT_REPLICAS``, else 0): submits return only
+    once that many replicas hold the job (``WAIT``), so a failover cannot lose it; too few
+    replicas in time raises ``NotReplicatedError`` (the job is on the master only).
+
     ``compat="original"`` (default: ``$BANANAS_COMPAT``, else off) is the migration mode
     of docs/MIGRATING.md: jobs of the ``default`` routing key go to the legacy lists
     ``bananas:queue:<priority>`` that the original Go workers read (ours read them too).
@@ -60,9 +64,12 @@ class Client:
         clock: Clock = SYSTEM_CLOCK,
         router: Router | None = None,
         redis_client: redis.Redis | None = None,
+        wait_replicas: int | None = None,
         compat: str | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
+        #: Replicas each submit waits for (``WAIT``); ``$BANANAS_WAIT_REPLICAS`` when not given.
+        self.wait_replicas = wait_replicas_from(wait_replicas, os.environ)
         self.compat = (
             parse_compat(compat, "compat")
             if compat is not None
@@ -73,7 +80,7 @@ class Client:
             max_payload_bytes=max_payload_bytes, clock=clock, router=self.router, compat=self.compat
         )
         self.redis = redis_client or connection.sync_client(self.redis_url)
-        self._runner = SyncRunner(self.redis)
+        self._runner = SyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: BackgroundWaiter | None = None
         self._waiter_lock = threading.Lock()
 
@@ -240,7 +247,9 @@ class Client:
             )
             span.submitted([job_id])
             found = self._background().run(
-                lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
+                lambda client, waiter: submit_then_wait(
+                    AsyncRunner(client, durability=durability(self.wait_replicas)), waiter, job_id, call, timeout
+                )
             )
         return found.value()
 

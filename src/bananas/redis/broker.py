@@ -11,17 +11,18 @@ import redis.exceptions
 
 from bananas.core.codec import decode_id
 from bananas.redis import keys
-from bananas.redis.runner import AsyncRunner
+from bananas.redis.runner import AsyncRunner, Durability
 from bananas.redis.scripts import Call
 
 
 class Broker:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, durability: Durability | None = None) -> None:
         self.redis = client
-        self.runner = AsyncRunner(client)
+        # ``durability``: acks, retries and buries wait for replicas (BANANAS_WAIT_REPLICAS).
+        self.runner = AsyncRunner(client, durability=durability)
         # The two hot loops each keep a connection of their own (see AsyncRunner).
         self._fetch_runner = AsyncRunner(client, dedicated=True)
-        self._write_runner = AsyncRunner(client, dedicated=True)
+        self._write_runner = AsyncRunner(client, dedicated=True, durability=durability)
 
     async def close(self) -> None:
         await self._fetch_runner.close()

@@ -1,15 +1,31 @@
-"""Connecting to Redis: URL handling, password masking, clients with reconnect backoff."""
+"""Connecting to Redis: URL handling, password masking, clients with reconnect backoff.
+
+The one place that turns a ``REDIS_URL`` into a client. Besides redis-py's own schemes
+(``redis://``, ``rediss://``, ``unix://``) it reads Bananas' Sentinel scheme::
+
+    redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE_NAME[/db]
+    rediss+sentinel://...                       (TLS to the sentinels and the servers)
+
+The user and password are those of the Redis servers; sentinels that require their own
+credentials take ``?sentinel_username=...&sentinel_password=...``. The client asks the
+sentinels for the master on every new connection, so after a failover the next
+reconnect lands on the new master. ``redis+cluster://`` is refused: Cluster is not
+supported yet (see docs/adr/0001-cluster-key-layout.md).
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from bananas.errors import ConfigurationError
@@ -17,9 +33,17 @@ from bananas.errors import ConfigurationError
 DEFAULT_REDIS_URL = "redis://localhost:6379"
 
 #: userinfo of any URL scheme: a mistyped scheme (http://, redis+sentinel://) must not leak.
-_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^:@/\s]*):([^@/\s]*)@")
+_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^:@/\s]*):([^@\s]*?)@")
 #: redis-py also takes the password as a query parameter (``?password=...``).
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
+#: ... and a Sentinel URL its sentinels' password as ``?sentinel_password=...``.
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&#\s]*", re.IGNORECASE)
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+DEFAULT_SENTINEL_PORT = 26379
+#: Query parameters a Sentinel URL may carry.
+_SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password", "ssl_cert_reqs", "ssl_ca_certs"})
+_CERT_REQS = ("none", "optional", "required")
 
 
 def mask_url(url: str) -> str:
@@ -40,18 +64,125 @@ def mask_secrets(text: str, url: str | None = None) -> str:
 def _passwords(url: str) -> set[str]:
     """The password of ``url`` in every form it may be printed in (raw, percent-decoded)."""
     parts = urlsplit(url)
-    found = {value for key, value in parse_qsl(parts.query) if key.lower() == "password"}
+    found = {value for key, value in parse_qsl(parts.query) if key.lower() in ("password", "sentinel_password")}
     if parts.password:
         found |= {parts.password, unquote(parts.password)}
     return {p for p in found if p}
 
 
+@dataclass(frozen=True, slots=True)
+class SentinelURL:
+    """A parsed ``redis+sentinel://`` URL."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    tls: bool = False
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower() if "://" in url else ""
+
+
+def parse_sentinel_url(url: str, setting: str = "REDIS_URL") -> SentinelURL:
+    """Parse ``redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE_NAME[/db]``."""
+
+    def bad(reason: str) -> ConfigurationError:
+        return ConfigurationError(setting, f"{mask_url(url)!r}: {reason}")
+
+    scheme = _scheme(url)
+    if scheme not in SENTINEL_SCHEMES:
+        raise bad("not a redis+sentinel:// URL")
+    rest = url.partition("://")[2]
+    rest, _, fragment = rest.partition("#")
+    if fragment:
+        raise bad("a Sentinel URL takes no #fragment")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels = tuple(_host_port(item, bad) for item in hostlist.split(","))
+    segments = path.split("/") if path else []
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash
+    if not segments or not segments[0]:
+        raise bad("the service name is missing (expected .../SERVICE_NAME[/db])")
+    if len(segments) > 2:
+        raise bad("too many path segments (expected .../SERVICE_NAME[/db])")
+    db = 0
+    if len(segments) == 2:
+        if not segments[1].isdigit():
+            raise bad(f"the database must be a number, not {segments[1]!r}")
+        db = int(segments[1])
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in _SENTINEL_QUERY:
+            raise bad(f"unknown option {key!r} (known: {', '.join(sorted(_SENTINEL_QUERY))})")
+        options[key] = value
+    cert_reqs = options.get("ssl_cert_reqs")
+    if cert_reqs is not None and cert_reqs not in _CERT_REQS:
+        raise bad(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r}")
+    tls = scheme == "rediss+sentinel"
+    if not tls and (cert_reqs is not None or "ssl_ca_certs" in options):
+        raise bad("ssl_cert_reqs and ssl_ca_certs need rediss+sentinel://")
+    return SentinelURL(
+        sentinels=sentinels,
+        service_name=unquote(segments[0]),
+        db=db,
+        username=username,
+        password=password,
+        sentinel_username=options.get("sentinel_username") or None,
+        sentinel_password=options.get("sentinel_password") or None,
+        tls=tls,
+        ssl_cert_reqs=cert_reqs,
+        ssl_ca_certs=options.get("ssl_ca_certs") or None,
+    )
+
+
+def _host_port(item: str, bad: Any) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):  # [IPv6]:port
+        host, _, tail = item[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else ""
+        if tail and not tail.startswith(":"):
+            raise bad(f"cannot read the sentinel address {item!r}")
+    else:
+        host, _, port_text = item.partition(":")
+    if not host:
+        raise bad(f"a sentinel address is empty or has no host ({item!r}); expected host:port[,host:port...]")
+    if not port_text:
+        return host, DEFAULT_SENTINEL_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise bad(f"the sentinel port {port_text!r} is not a port number")
+    return host, int(port_text)
+
+
 def validate_url(url: str, setting: str = "REDIS_URL") -> str:
+    scheme = _scheme(url)
+    if scheme in CLUSTER_SCHEMES:
+        raise ConfigurationError(
+            setting,
+            f"{mask_url(url)!r}: Redis Cluster is not supported yet"
+            " (use a redis://, rediss:// or redis+sentinel:// URL)",
+        )
+    if scheme in SENTINEL_SCHEMES:
+        parse_sentinel_url(url, setting)
+        return url
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
             setting,
-            f"{mask_url(url)!r} is not a Redis URL (expected redis://, rediss:// or unix://)",
+            f"{mask_url(url)!r} is not a Redis URL (expected redis://, rediss://, unix:// or redis+sentinel://)",
         )
     return url
 
@@ -96,8 +227,80 @@ def _options(asynchronous: bool = False) -> dict[str, Any]:
 MAX_CONNECTIONS = 64
 
 
+class _BlockingSentinelPool(redis.sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):
+    """A Sentinel pool that makes callers wait for a free connection, as the plain one does."""
+
+
+class _AsyncBlockingSentinelPool(aiosentinel.SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The asyncio form of ``_BlockingSentinelPool``."""
+
+
+def _no_master(service: str, sentinels: Any) -> redis.sentinel.MasterNotFoundError:
+    addresses = (s.connection_pool.connection_kwargs for s in sentinels)
+    where = ",".join(f"{a.get('host')}:{a.get('port')}" for a in addresses)
+    return redis.sentinel.MasterNotFoundError(f"no sentinel at {where} names a master for service {service!r}")
+
+
+class _Sentinel(redis.sentinel.Sentinel):
+    """redis-py's Sentinel with a one-line error (its own lists every client's repr)."""
+
+    def discover_master(self, service_name: str) -> Any:
+        try:
+            return super().discover_master(service_name)  # type: ignore[no-untyped-call]
+        except redis.sentinel.MasterNotFoundError:
+            raise _no_master(service_name, self.sentinels) from None
+
+
+class _AsyncSentinel(aiosentinel.Sentinel):
+    async def discover_master(self, service_name: str) -> Any:
+        try:
+            return await super().discover_master(service_name)
+        except aiosentinel.MasterNotFoundError:
+            raise aiosentinel.MasterNotFoundError(str(_no_master(service_name, self.sentinels))) from None
+
+
+def _sentinel_kwargs(target: SentinelURL) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword arguments for the sentinels' connections and for the servers' connections."""
+    tls: dict[str, Any] = {}
+    if target.tls:
+        tls["ssl"] = True
+        if target.ssl_cert_reqs is not None:
+            tls["ssl_cert_reqs"] = target.ssl_cert_reqs
+        if target.ssl_ca_certs is not None:
+            tls["ssl_ca_certs"] = target.ssl_ca_certs
+    sentinel = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 2,
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        "encoding_errors": "surrogateescape",
+        **tls,
+    }
+    server = {
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        **tls,
+    }
+    return sentinel, server
+
+
 def sync_client(url: str, **overrides: Any) -> redis.Redis:
     validate_url(url)
+    if _scheme(url) in SENTINEL_SCHEMES:
+        target = parse_sentinel_url(url)
+        sentinel_kwargs, server_kwargs = _sentinel_kwargs(target)
+        # One question per sentinel per attempt: the next sentinel is the retry.
+        sentinel_kwargs["retry"] = Retry(NoBackoff(), 0)
+        manager = _Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        client: redis.Redis = manager.master_for(  # type: ignore[no-untyped-call]
+            target.service_name,
+            connection_pool_class=_BlockingSentinelPool,
+            max_connections=MAX_CONNECTIONS,
+            timeout=20,
+            **{**_options(), **server_kwargs, **overrides},
+        )
+        return client
     pool = redis.BlockingConnectionPool.from_url(
         url, max_connections=MAX_CONNECTIONS, timeout=20, **{**_options(), **overrides}
     )
@@ -106,6 +309,19 @@ def sync_client(url: str, **overrides: Any) -> redis.Redis:
 
 def async_client(url: str, **overrides: Any) -> aioredis.Redis:
     validate_url(url)
+    if _scheme(url) in SENTINEL_SCHEMES:
+        target = parse_sentinel_url(url)
+        sentinel_kwargs, server_kwargs = _sentinel_kwargs(target)
+        sentinel_kwargs["retry"] = AsyncRetry(NoBackoff(), 0)
+        manager = _AsyncSentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        aclient: aioredis.Redis = manager.master_for(
+            target.service_name,
+            connection_pool_class=_AsyncBlockingSentinelPool,
+            max_connections=MAX_CONNECTIONS,
+            timeout=20,
+            **{**_options(asynchronous=True), **server_kwargs, **overrides},
+        )
+        return aclient
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=MAX_CONNECTIONS, timeout=20, **{**_options(asynchronous=True), **overrides}
     )

@@ -26,6 +26,7 @@ from bananas.events import EventKind, JobEvent, Listener, Listeners
 from bananas.redis import connection, keys
 from bananas.redis.backoff import Backoff, is_connection_error, is_out_of_memory
 from bananas.redis.broker import Broker
+from bananas.redis.runner import durability
 from bananas.worker.cancels import CancelWatcher
 from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
@@ -150,7 +151,8 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         client = self._redis or connection.async_client(self.settings.redis_url)
-        broker = Broker(client)
+        # A worker does not stop on too few replicas: the write is done; it is logged.
+        broker = Broker(client, durability=durability(self.settings.wait_replicas, strict=False))
         if not await self._preflight(client, broker):
             return
         writer = Writer(broker, self._pressure)
