@@ -28,6 +28,7 @@ LAYERS = {
     "scheduler": 3,
     "dlq": 3,
     "demo_app": 4,
+    "dashboard": 4,
     "cli": 5,
 }
 
