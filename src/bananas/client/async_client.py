@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bananas.client.core import ClientCore, router_from_environment
+from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
@@ -18,6 +18,7 @@ from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
 from bananas.core.router import Router
+from bananas.errors import BananasError
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
@@ -64,6 +65,7 @@ class AsyncClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
@@ -76,6 +78,7 @@ class AsyncClient:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         await self._runner.run(call)
         return job_id
@@ -97,6 +100,7 @@ class AsyncClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
         job_id, call = self._core.schedule(
@@ -109,6 +113,7 @@ class AsyncClient:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         await self._runner.run(call)
         return job_id
@@ -121,10 +126,13 @@ class AsyncClient:
         *,
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        expires_in: float | timedelta | None = None,
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
+        ids, batch = self._core.submit_many(
+            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
+        )
         if batch:
             raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
@@ -140,6 +148,7 @@ class AsyncClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> Any:
         """Submit a job and wait for its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
@@ -151,6 +160,7 @@ class AsyncClient:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
         return found.value()
@@ -172,6 +182,22 @@ class AsyncClient:
         if self._waiter is None:
             self._waiter = ResultWaiter(self.redis)
         return self._waiter
+
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a job. A pending or scheduled job is taken out of its queue at once and
+        never runs; a running one is asked to stop (an async handler is cancelled, a sync
+        one sees ``job.cancel_requested``). Its status ends ``cancelled``, with no retry,
+        and result waiters get ``JobCancelledError``. False when the job is unknown or
+        already finished."""
+        for _ in range(CANCEL_TRIES):
+            seen = await self.redis.get(keys.job(job_id))
+            call = self._core.cancel(job_id, seen)
+            if call is None:
+                return False
+            outcome = await self._runner.run(call)
+            if outcome != -1:
+                return bool(outcome in (1, 2))
+        raise BananasError(f"job {job_id} kept changing; cancellation not applied, try again")
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""

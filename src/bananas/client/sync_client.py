@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from bananas.client.core import ClientCore, router_from_environment
+from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
@@ -19,6 +19,7 @@ from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
 from bananas.core.router import Router
+from bananas.errors import BananasError
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
 from bananas.results.bridge import BackgroundWaiter
@@ -67,6 +68,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
@@ -79,6 +81,7 @@ class Client:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         self._runner.run(call)
         return job_id
@@ -100,6 +103,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
         job_id, call = self._core.schedule(
@@ -112,6 +116,7 @@ class Client:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         self._runner.run(call)
         return job_id
@@ -124,10 +129,13 @@ class Client:
         *,
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        expires_in: float | timedelta | None = None,
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
+        ids, batch = self._core.submit_many(
+            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
+        )
         if batch:
             raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
@@ -143,6 +151,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
@@ -154,6 +163,7 @@ class Client:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         found = self._background().run(
             lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
@@ -181,6 +191,22 @@ class Client:
             if self._waiter is None:
                 self._waiter = BackgroundWaiter(self.redis_url)
             return self._waiter
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job. A pending or scheduled job is taken out of its queue at once and
+        never runs; a running one is asked to stop (an async handler is cancelled, a sync
+        one sees ``job.cancel_requested``). Its status ends ``cancelled``, with no retry,
+        and result waiters get ``JobCancelledError``. False when the job is unknown or
+        already finished."""
+        for _ in range(CANCEL_TRIES):
+            seen = self.redis.get(keys.job(job_id))
+            call = self._core.cancel(job_id, seen)
+            if call is None:
+                return False
+            outcome = self._runner.run(call)
+            if outcome != -1:
+                return bool(outcome in (1, 2))
+        raise BananasError(f"job {job_id} kept changing; cancellation not applied, try again")
 
     def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""

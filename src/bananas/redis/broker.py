@@ -91,6 +91,13 @@ class Broker:
         first = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
+    async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of ``job_ids`` an operator asked to cancel."""
+        if not job_ids:
+            return []
+        found = await self.redis.mget([keys.cancel_request(i) for i in job_ids])
+        return [job_id for job_id, mark in zip(job_ids, found, strict=True) if mark is not None]
+
     # -- worker presence -----------------------------------------------------------
 
     async def announce(self, worker_id: str, now: float, info: dict[str, str], ttl: int) -> None:

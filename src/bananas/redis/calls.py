@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from bananas.core.job import Job
 from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.core.selection import DequeuePlan, Source
 from bananas.redis import keys
 from bananas.redis.scripts import Call, ScriptName
@@ -308,3 +309,24 @@ def rehome(
 def repair_inflight() -> Call:
     """Reconciler repair: drop lease routes without a lease, recount in-flight per key."""
     return Call(ScriptName.REPAIR_INFLIGHT, LEASE_KEYS, ())
+
+
+#: Seconds a cancellation of a running job stays pending for its worker to see.
+CANCEL_REQUEST_TTL = 24 * 3600
+
+
+def cancel(
+    job: Job, seen_record: bytes, record: bytes, result: Sequence[str | bytes], *, record_ttl: int, result_ttl: int
+) -> Call:
+    """Cancel ``job``: out of whichever list or set holds it, or ask its worker to stop."""
+    lists = [ready_queue_of(job), keys.parked_queue(job.routing_key, job.priority, job.name)]
+    if job.routing_key == DEFAULT_ROUTING_KEY:
+        lists.append(keys.legacy_queue(job.priority))
+    return Call(
+        ScriptName.CANCEL,
+        (keys.job(job.id), keys.SCHEDULED, keys.LEASE_OWNERS, keys.cancel_request(job.id), keys.result(job.id), *lists),
+        (
+            job.id, seen_record, record, record_ttl, CANCEL_REQUEST_TTL, keys.CANCEL_CHANNEL,
+            result_ttl if result else 0, keys.result_notify_channel(job.id), *result,
+        ),
+    )  # fmt: skip

@@ -105,6 +105,17 @@ def result_notify_channel(job_id: str) -> str:
     return f"{PREFIX}:result:notify:{job_id}"
 
 
+#: Published to (message: the job id) when an operator cancels a job that is running;
+#: the worker holding it stops it (docs/OPERATIONS.md).
+CANCEL_CHANNEL = f"{PREFIX}:cancel"
+
+
+def cancel_request(job_id: str) -> str:
+    """Set (with a TTL) while a cancellation of a running job is pending; workers look
+    for it once a second too, in case they missed the message on ``CANCEL_CHANNEL``."""
+    return f"{PREFIX}:cancel:{job_id}"
+
+
 #: Held (SET NX PX) by the worker doing the periodic reconciliation, so one worker per
 #: interval checks the bookkeeping for the whole fleet.
 RECONCILE_LOCK = f"{PREFIX}:reconcile:lock"
