@@ -80,11 +80,9 @@ class Backend:
         max_retries: int | None,
         expires_in: float | None,
     ) -> str:
-        options: dict[str, Any] = {"priority": priority, "routing_key": routing_key}
+        options: dict[str, Any] = {"priority": priority, "routing_key": routing_key, "expires_in": expires_in}
         if max_retries is not None:
             options["max_retries"] = max_retries
-        if expires_in is not None:
-            options["expires_in"] = expires_in
         try:
             if delay is not None:
                 return self.client.schedule_job(name, payload, delay=delay, **options)
@@ -128,7 +126,7 @@ class Backend:
         }
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        if self.fleet.cancel(job_id):
+        if self.client.cancel(job_id):
             return {"id": job_id, "cancelled": True}
         job = self.client.get_job(job_id)
         if job is None:

@@ -1,7 +1,7 @@
 """The operational read model and actions the dashboard uses, from the clients.
 
 ``Client.workers()``, ``running()``, ``queue_stats().to_json()``, ``pause``, ``resume``,
-``purge`` and ``cancel`` belong to the clients (the CLI, the API and the dashboard share
+and ``purge`` belong to the clients (the CLI, the API and the dashboard share
 them; the dashboard never reads those Redis keys itself). This Protocol names exactly
 what the dashboard needs from them.
 """
@@ -26,5 +26,3 @@ class FleetClient(Protocol):
     def pause(self, routing_key: str, priority: Any = None) -> Any: ...
 
     def resume(self, routing_key: str, priority: Any = None) -> Any: ...
-
-    def cancel(self, job_id: str) -> bool: ...

@@ -1,0 +1,378 @@
+"""The JSON API under /api/v1/ against a real server: every endpoint, every error code,
+auth and the body limit. Nothing is written on any error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+import redis
+from dashboard_support import TOKEN, Served, eventually_async, job_keys
+
+from bananas import Fail, Job, Registry, Router
+from bananas.core.limits import Rate
+from bananas.limits_admin import LimitsAdmin
+from bananas.redis.runner import SyncRunner
+from bananas.scheduler.definition import Schedule
+from bananas.scheduler.store import register_call
+
+# -- submit -------------------------------------------------------------------------------
+
+
+def test_submit_returns_201_with_the_id_and_queues_the_job(api: httpx.Client, r: redis.Redis) -> None:
+    reply = api.post("/api/v1/jobs", json={"name": "resize", "payload": {"w": 2}, "priority": "high",
+                                           "routing_key": "gpu", "max_retries": 1})  # fmt: skip
+    assert reply.status_code == 201
+    job_id = reply.json()["id"]
+    assert reply.json() == {"id": job_id}
+    record = json.loads(r.get(f"bananas:job:{job_id}"))  # type: ignore[arg-type]
+    assert (record["name"], record["payload"], record["priority"], record["routing_key"], record["max_retries"]) == (
+        "resize", {"w": 2}, "high", "gpu", 1,
+    )  # fmt: skip
+    assert r.lrange("bananas:route:gpu:queue:high", 0, -1) == [job_id.encode()]
+
+
+def test_submit_without_routing_key_applies_the_route_table(serve: Callable[..., Served], r: redis.Redis) -> None:
+    served = serve(router=Router().route("send_*", "email", "low"))
+    with served.http() as api:
+        routed = api.post("/api/v1/jobs", json={"name": "send_welcome"}).json()["id"]
+        explicit = api.post("/api/v1/jobs", json={"name": "send_welcome", "routing_key": "default"}).json()["id"]
+    assert r.lrange("bananas:route:email:queue:low", 0, -1) == [routed.encode()]
+    assert r.lrange("bananas:route:default:queue:low", 0, -1) == [explicit.encode()]
+
+
+def test_submit_with_delay_schedules_and_expires_in_sets_expires_at(api: httpx.Client, r: redis.Redis) -> None:
+    later = api.post("/api/v1/jobs", json={"name": "x", "delay": 60}).json()["id"]
+    assert r.zscore("bananas:queue:scheduled", later) is not None
+    job = api.get(f"/api/v1/jobs/{later}").json()
+    assert job["status"] == "scheduled"
+    assert job["location"]["place"] == "scheduled"
+    expiring = api.post("/api/v1/jobs", json={"name": "x", "expires_in": 30}).json()["id"]
+    assert "expires_at" in api.get(f"/api/v1/jobs/{expiring}").json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "rule"),
+    [
+        ({}, "name", "missing"),
+        ({"name": ""}, "name", "string_too_short"),
+        ({"name": "x", "routing_key": "no:colons"}, "routing_key", "string_pattern_mismatch"),
+        ({"name": "x", "priority": "urgent"}, "priority", "literal_error"),
+        ({"name": "x", "delay": -1}, "delay", "greater_than_equal"),
+        ({"name": "x", "max_retries": -1}, "max_retries", "greater_than_equal"),
+        ({"name": "x", "max_retries": "three"}, "max_retries", "int_parsing"),
+        ({"name": "x", "expires_in": 0}, "expires_in", "greater_than"),
+        ({"name": "x", "colour": "red"}, "colour", "extra_forbidden"),
+        ([1, 2], "body", "model_attributes_type"),
+    ],
+)
+def test_invalid_submit_is_422_naming_field_and_rule(
+    api: httpx.Client, r: redis.Redis, body: object, field: str, rule: str
+) -> None:
+    reply = api.post("/api/v1/jobs", json=body)
+    assert reply.status_code == 422, reply.text
+    errors = reply.json()["errors"]
+    assert {"field": field, "rule": rule} == {k: errors[0][k] for k in ("field", "rule")}
+    assert field in reply.json()["detail"]
+    assert job_keys(r) == []
+
+
+def test_a_payload_with_nan_is_422_on_payload(api: httpx.Client, r: redis.Redis) -> None:
+    reply = api.post("/api/v1/jobs", content=b'{"name": "x", "payload": NaN}',
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+    assert reply.status_code == 422
+    assert reply.json()["errors"][0]["field"] == "payload"
+    assert job_keys(r) == []
+
+
+def test_a_body_that_is_not_json_is_400(api: httpx.Client, r: redis.Redis) -> None:
+    reply = api.post("/api/v1/jobs", content=b'{"name": ', headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "bad_request"
+    assert reply.json()["errors"][0]["rule"] == "json_invalid"
+    assert job_keys(r) == []
+
+
+def test_a_body_over_one_mib_is_413_and_writes_nothing(api: httpx.Client, r: redis.Redis) -> None:
+    big = json.dumps({"name": "x", "payload": "a" * (1024 * 1024)}).encode()
+    reply = api.post("/api/v1/jobs", content=big, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "too_large"
+
+    def chunks() -> object:  # no Content-Length: the limit counts what arrives
+        for _ in range(3):
+            yield b"x" * (512 * 1024)
+
+    streamed = api.post("/api/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"})  # type: ignore[arg-type]
+    assert streamed.status_code == 413
+    assert job_keys(r) == []
+
+
+def test_the_body_limit_is_a_setting(serve: Callable[..., Served], r: redis.Redis) -> None:
+    with serve(max_body_bytes=100).http() as api:
+        assert api.post("/api/v1/jobs", json={"name": "x", "payload": "a" * 200}).status_code == 413
+        assert api.post("/api/v1/jobs", json={"name": "x"}).status_code == 201
+
+
+# -- auth ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", TOKEN[:-1]])
+def test_writes_without_the_right_token_are_401_and_write_nothing(
+    dash: Served, r: redis.Redis, token: str | None
+) -> None:
+    with dash.http(token) as api:
+        reply = api.post("/api/v1/jobs", json={"name": "x"})
+        assert reply.status_code == 401
+        assert reply.headers["www-authenticate"] == "Bearer"
+        assert reply.json()["error"] == "unauthorized"
+        assert api.post("/api/v1/routes/gpu/pause").status_code == 401
+        assert api.post("/api/v1/dead/purge").status_code == 401
+        assert api.delete("/api/v1/dead/abc").status_code == 401
+        assert api.get("/api/v1/jobs/abc").status_code == 401  # reads too, without --public-read
+        assert api.get("/metrics").status_code == 401
+    assert r.keys("*") == []
+
+
+def test_other_schemes_are_refused(dash: Served) -> None:
+    with httpx.Client(base_url=dash.url, headers={"Authorization": f"Basic {TOKEN}"}) as api:
+        assert api.get("/api/v1/limits").status_code == 401
+
+
+def test_public_read_opens_reads_but_not_writes(serve: Callable[..., Served], r: redis.Redis) -> None:
+    served = serve(public_read=True)
+    with served.http(None) as anonymous:
+        assert anonymous.get("/api/v1/limits").status_code == 200
+        assert anonymous.get("/api/v1/dead").status_code == 200
+        assert anonymous.post("/api/v1/jobs", json={"name": "x"}).status_code == 401
+    assert job_keys(r) == []
+
+
+def test_pages_health_and_schema_need_no_token(dash: Served) -> None:
+    with dash.http(None) as anonymous:
+        for path in ("/", "/workers", "/running", "/jobs", "/jobs/abc", "/dead", "/schedules", "/limits"):
+            page = anonymous.get(path)
+            assert page.status_code == 200, path
+            assert "text/html" in page.headers["content-type"]
+            assert "/static/dashboard.js" in page.text
+        assert anonymous.get("/static/dashboard.js").status_code == 200
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+        assert anonymous.get("/readyz").json() == {"status": "ok"}
+        schema = anonymous.get("/openapi.json").json()
+        assert anonymous.get("/docs").status_code == 200
+    for path in ("/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/result",
+                 "/api/v1/jobs/{job_id}/cancel", "/api/v1/queues", "/api/v1/workers", "/api/v1/running",
+                 "/api/v1/routes/{routing_key}/pause",
+                 "/api/v1/routes/{routing_key}/resume", "/api/v1/dead", "/api/v1/dead/{job_id}/retry",
+                 "/api/v1/dead/{job_id}", "/api/v1/dead/purge", "/api/v1/schedules", "/api/v1/limits"):  # fmt: skip
+        assert path in schema["paths"], path
+    assert "delete" in schema["paths"]["/api/v1/dead/{job_id}"]
+
+
+# -- jobs ---------------------------------------------------------------------------------
+
+
+def test_get_job_returns_the_record_and_where_it_is(api: httpx.Client) -> None:
+    job_id = api.post("/api/v1/jobs", json={"name": "x", "routing_key": "gpu"}).json()["id"]
+    job = api.get(f"/api/v1/jobs/{job_id}").json()
+    assert (job["id"], job["status"], job["attempts"], job["routing_key"]) == (job_id, "pending", 0, "gpu")
+    assert job["created_at"] and job["updated_at"]
+    assert job["location"]["place"] == "ready"
+    assert job["location"]["key"] == "bananas:route:gpu:queue:normal"
+    assert job["location"]["ahead"] == 0
+
+
+def test_unknown_job_ids_are_404(api: httpx.Client) -> None:
+    for reply in (api.get("/api/v1/jobs/nope"), api.get("/api/v1/jobs/nope/result"),
+                  api.post("/api/v1/jobs/nope/cancel")):  # fmt: skip
+        assert reply.status_code == 404
+        assert reply.json()["error"] == "not_found"
+
+
+def test_cancel_a_pending_job_then_again_is_409(api: httpx.Client, r: redis.Redis) -> None:
+    job_id = api.post("/api/v1/jobs", json={"name": "x"}).json()["id"]
+    assert api.get(f"/api/v1/jobs/{job_id}/result").json()["finished"] is False
+    reply = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert reply.status_code == 200
+    assert reply.json() == {"id": job_id, "cancelled": True}
+    assert r.llen("bananas:route:default:queue:normal") == 0
+    assert api.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    again = api.post(f"/api/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409
+    assert again.json()["status"] == "cancelled"
+
+
+async def test_result_of_a_completed_job(
+    dash: Served, start_worker: Callable[..., object]
+) -> None:
+    registry = Registry()
+
+    @registry.handler("double")
+    def double(job: Job) -> int:
+        return int(job.payload) * 2
+
+    await start_worker(registry)  # type: ignore[operator]
+    async with httpx.AsyncClient(base_url=dash.url, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        job_id = (await api.post("/api/v1/jobs", json={"name": "double", "payload": 21})).json()["id"]
+
+        async def finished() -> object:
+            reply = (await api.get(f"/api/v1/jobs/{job_id}/result")).json()
+            return reply if reply["finished"] else None
+
+        result = await eventually_async(finished)
+        assert (result["status"], result["result"], result["error"]) == ("completed", 42, None)
+        assert (await api.get(f"/api/v1/jobs/{job_id}")).json()["location"]["place"] == "finished"
+
+
+# -- dead letters ---------------------------------------------------------------------------
+
+
+async def _dead_jobs(dash: Served, start_worker: Callable[..., object], r: redis.Redis) -> list[str]:
+    """Five jobs killed by ``Fail``: three 'doomed' on default, two 'fragile' on gpu."""
+    registry = Registry()
+
+    @registry.handler("doomed")
+    def doomed(job: Job) -> None:
+        raise Fail("doomed from the start")
+
+    @registry.handler("fragile")
+    def fragile(job: Job) -> str:
+        if r.exists("test:broken"):
+            raise Fail("broken")
+        r.rpush("test:ran", job.id)
+        return "ok"
+
+    r.set("test:broken", 1)
+    worker = await start_worker(registry, routing_keys=("default", "gpu"))  # type: ignore[operator]
+    ids = [dash.client.submit_job("doomed", i) for i in range(3)]
+    ids += [dash.client.submit_job("fragile", i, routing_key="gpu") for i in range(2)]
+    await eventually_async(lambda: r.llen("bananas:queue:dead") == 5)
+    r.delete("test:broken")
+    assert worker is not None
+    return ids
+
+
+async def test_dead_letters_list_filter_retry_delete_purge(
+    dash: Served, start_worker: Callable[..., object], r: redis.Redis
+) -> None:
+    ids = await _dead_jobs(dash, start_worker, r)
+    async with httpx.AsyncClient(base_url=dash.url, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        page = (await api.get("/api/v1/dead", params={"limit": 2})).json()
+        assert page["total"] == 5 and len(page["items"]) == 2 and page["next_cursor"] == 2
+        rest = (await api.get("/api/v1/dead", params={"limit": 10, "cursor": page["next_cursor"]})).json()
+        assert rest["next_cursor"] is None
+        assert sorted(e["id"] for e in page["items"] + rest["items"]) == sorted(ids)
+        gpu = (await api.get("/api/v1/dead", params={"routing_key": "gpu"})).json()["items"]
+        assert sorted(e["id"] for e in gpu) == sorted(ids[3:])
+        named = (await api.get("/api/v1/dead", params={"name": "doomed", "limit": 2})).json()
+        assert [e["name"] for e in named["items"]] == ["doomed", "doomed"] and named["next_cursor"] is not None
+        shown = (await api.get(f"/api/v1/dead/{ids[3]}")).json()
+        assert shown["error"].startswith("Fail") or "broken" in shown["error"]
+
+        retried = await api.post(f"/api/v1/dead/{ids[3]}/retry")
+        assert retried.status_code == 200 and retried.json()["queue"] == "bananas:route:gpu:queue:normal"
+        await eventually_async(lambda: r.lrange("test:ran", 0, -1) == [ids[3].encode()])
+        assert (await api.post(f"/api/v1/dead/{ids[3]}/retry")).status_code == 404
+
+        assert (await api.delete(f"/api/v1/dead/{ids[0]}")).json() == {"id": ids[0], "deleted": True}
+        assert r.get(f"bananas:job:{ids[0]}") is None
+        assert (await api.delete(f"/api/v1/dead/{ids[0]}")).status_code == 404
+        assert (await api.get(f"/api/v1/dead/{ids[0]}")).status_code == 404
+
+        assert (await api.post("/api/v1/dead/purge", json={"routing_key": "gpu"})).json() == {"removed": 1}
+        assert (await api.post("/api/v1/dead/purge", json={"routing_key": "a:b"})).status_code == 422
+        assert (await api.post("/api/v1/dead/purge")).json() == {"removed": 2}
+        assert r.llen("bananas:queue:dead") == 0
+
+
+def test_retrying_an_expired_dead_letter_is_409(api: httpx.Client, r: redis.Redis) -> None:
+    r.lpush("bananas:queue:dead", "gone")
+    reply = api.post("/api/v1/dead/gone/retry")
+    assert reply.status_code == 409
+    assert reply.json()["reason"] == "record expired"
+
+
+# -- schedules, limits, paging --------------------------------------------------------------
+
+
+def test_schedules_and_limits(api: httpx.Client, r: redis.Redis) -> None:
+    schedule = Schedule.create("*/5 * * * *", "cleanup", schedule_id="cleanup", routing_key="maintenance")
+    SyncRunner(r).run(register_call(schedule, 0, 1_900_000_000, 1_800_000_000.0))
+    page = api.get("/api/v1/schedules").json()
+    assert page["total"] == 1
+    assert (page["items"][0]["id"], page["items"][0]["job"], page["items"][0]["routing_key"]) == (
+        "cleanup", "cleanup", "maintenance",
+    )  # fmt: skip
+    admin = LimitsAdmin(r)
+    admin.set_route("gpu", concurrency=2, rate="10/s")
+    admin.set_job("send_sms", rate="5/m")
+    limits = api.get("/api/v1/limits").json()
+    rate, sms = str(Rate.parse("10/s")), str(Rate.parse("5/m"))
+    assert limits["routes"] == [{"routing_key": "gpu", "concurrency": 2, "rate": rate, "in_flight": 0}]
+    assert limits["jobs"] == [{"name": "send_sms", "rate": sms}]
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/v1/schedules?limit=0", "limit"),
+        ("/api/v1/schedules?limit=501", "limit"),
+        ("/api/v1/dead?cursor=-1", "cursor"),
+        ("/api/v1/dead?routing_key=a%20b", "routing_key"),
+        ("/api/v1/overview?offset=x", "offset"),
+    ],
+)
+def test_bad_query_parameters_are_422(api: httpx.Client, path: str, field: str) -> None:
+    reply = api.get(path)
+    assert reply.status_code == 422
+    assert reply.json()["errors"][0]["field"] == field
+
+
+def test_pause_with_a_bad_routing_key_or_priority_is_422(api: httpx.Client, r: redis.Redis) -> None:
+    assert api.post("/api/v1/routes/a:b/pause").json()["errors"][0]["field"] == "routing_key"
+    reply = api.post("/api/v1/routes/gpu/pause", json={"priority": "urgent"})
+    assert reply.status_code == 422 and reply.json()["errors"][0]["field"] == "priority"
+    assert r.keys("*") == []
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+def test_readyz_is_503_with_a_reason_and_no_password(serve: Callable[..., Served]) -> None:
+    with socket_closed_port() as port:
+        served = serve(url=f"redis://user:s3cretpw@127.0.0.1:{port}/0")
+        with served.http() as api:
+            assert api.get("/healthz").status_code == 200
+            reply = api.get("/readyz")
+            assert reply.status_code == 503
+            assert "Redis is not reachable" in reply.json()["reason"]
+            assert "s3cretpw" not in reply.text
+            failed = api.get("/api/v1/limits")
+            assert failed.status_code == 503 and "s3cretpw" not in failed.text
+
+
+def socket_closed_port() -> object:
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def closed() -> object:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        yield port
+
+    return closed()
+
+
+def test_threads_share_one_client(api: httpx.Client) -> None:
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=str(api.base_url), headers=dict(api.headers)) as client:
+            replies = await asyncio.gather(*(client.post("/api/v1/jobs", json={"name": "x"}) for _ in range(40)))
+        return [reply.status_code for reply in replies]
+
+    assert asyncio.run(burst()) == [201] * 40
