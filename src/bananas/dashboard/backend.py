@@ -228,7 +228,6 @@ class Backend:
     def overview(self, offset: int, limit: int, search: str | None, problems_only: bool) -> dict[str, Any]:
         now = time.time()
         stats = self.queues()
-        workers = [w.to_json() for w in self.fleet.workers()]
         limits = self.limits()
         expired = self.expired_leases(now)
         by_key: dict[str, dict[str, Any]] = {}
@@ -246,7 +245,8 @@ class Backend:
                     "oldest_age_seconds": queue.get("oldest_age_seconds"),
                     "paused": bool(queue.get("paused")),
                 }
-        problems = list(_problems(by_key.values(), stats.get("parked", []), workers, limits, expired))
+        problems = list(stats.get("problems", []))
+        problems += _held_back(by_key.values(), limits, expired)
         flagged = {p["routing_key"] for p in problems if p.get("routing_key")}
         rows = sorted(by_key.values(), key=lambda r: r["routing_key"])
         if search:
@@ -263,7 +263,7 @@ class Backend:
                 "in_flight": sum(r.get("in_flight", 0) for r in by_key.values()),
                 "scheduled": stats.get("scheduled", 0),
                 "dead": stats.get("dead", 0),
-                "workers": len(workers),
+                "workers": stats.get("workers", 0),
                 "expired_leases": expired,
             },
             "problems": problems[:MAX_PROBLEMS],
@@ -275,41 +275,11 @@ class Backend:
         }
 
 
-def _problems(
-    routes: Iterable[dict[str, Any]],
-    parked: Sequence[dict[str, Any]],
-    workers: Sequence[dict[str, Any]],
-    limits: dict[str, Any],
-    expired_leases: int,
+def _held_back(
+    routes: Iterable[dict[str, Any]], limits: dict[str, Any], expired_leases: int
 ) -> Iterable[dict[str, Any]]:
-    """What needs an operator, in words a newcomer understands, worst first."""
-    routes = list(routes)
-    for row in routes:
-        if row.get("orphaned"):
-            yield {
-                "kind": "orphaned",
-                "routing_key": row["routing_key"],
-                "message": f"{row['routing_key']}: {row.get('ready', 0)} job(s) waiting, no worker listens on this "
-                "routing key",
-            }
-    for row in routes:
-        paused = [p for p, cell in row.get("priorities", {}).items() if cell.get("paused")]
-        if row.get("paused") or paused:
-            what = "paused" if row.get("paused") else f"paused at priority {', '.join(paused)}"
-            yield {
-                "kind": "paused",
-                "routing_key": row["routing_key"],
-                "message": f"{row['routing_key']}: {what}; {row.get('ready', 0)} job(s) wait until it is resumed",
-            }
-    runnable = {str(name) for w in workers for name in (w.get("handlers") or ())}
-    for entry in parked:
-        if entry.get("job_name") not in runnable and entry.get("waiting", 0) > 0:
-            yield {
-                "kind": "parked",
-                "routing_key": entry["routing_key"],
-                "message": f"{entry['routing_key']}: {entry['waiting']} {entry['job_name']!r} job(s) parked at "
-                f"{entry['priority']}, no live worker has a handler for {entry['job_name']!r}",
-            }
+    """The problems only the dashboard adds to the read model's: routing keys held back
+    by a fleet limit, and leases that ran out (their jobs wait for recovery)."""
     ready = {row["routing_key"]: row.get("ready", 0) for row in routes}
     for route_limit in limits.get("routes", []):
         key, cap = route_limit["routing_key"], route_limit.get("concurrency")
