@@ -126,6 +126,12 @@ def create_app(client: Client | None = None, settings: DashboardSettings | None 
         log.warning("Redis error: %s", text)
         return JSONResponse({"error": "redis_unavailable", "detail": f"Redis error: {text}"}, status_code=503)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # A bug: say so in JSON (never a traceback or a secret on the wire); logged masked.
+        log.error("unexpected error: %s", mask_secrets(f"{type(exc).__name__}: {exc}", redis_url))
+        return JSONResponse({"error": "internal", "detail": "unexpected server error"}, status_code=500)
+
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
         """The process is alive (it does not touch Redis)."""
