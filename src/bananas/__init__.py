@@ -1,8 +1,9 @@
 """Bananas: a distributed task queue for Python on Redis, with routed priority queues."""
 
 from bananas.client import AsyncClient, Client
-from bananas.client.inspect import QueueDepth, QueueStats
+from bananas.client.inspect import ParkedDepth, Problem, QueueDepth, QueueStats, RouteStats
 from bananas.config import WorkerSettings
+from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import Job, JobStatus
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
@@ -48,17 +49,23 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "MalformedJobError",
+    "ParkedDepth",
+    "PausedQueue",
     "PayloadError",
     "Priority",
+    "Problem",
     "QueueDepth",
     "QueueStats",
     "Registry",
     "Retry",
     "Route",
+    "RouteStats",
     "RouteTableError",
     "Router",
+    "RunningJob",
     "ValidationError",
     "Worker",
+    "WorkerInfo",
     "WorkerSettings",
     "validate_routing_key",
 ]

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from bananas.client import control
 from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environment
-from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
+from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
@@ -21,6 +23,7 @@ from bananas.core.router import Router
 from bananas.errors import BananasError
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
+from bananas.redis.scripts import Call
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
 
 
@@ -205,19 +208,62 @@ class AsyncClient:
         return None if raw is None else Job.from_record(raw, job_id=job_id)
 
     async def queue_stats(self) -> QueueStats:
-        """Ready jobs per routing key and priority (every key seen), scheduled, in flight, dead."""
-        routing_keys = sorted(k.decode() for k in (await self.redis.smembers(keys.ROUTING_KEYS)))  # type: ignore[union-attr]
-        plan = depth_plan(routing_keys)
+        """Ready jobs per routing key and priority (every key seen), with per routing key
+        its consumers, jobs in flight, pause and whether it is orphaned; parked jobs
+        (flagged when no live worker can run them), scheduled, in flight, dead. Four
+        round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
+        return await self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers: each process's announced settings, load and counters. A
+        worker that stops leaves at once; one that was killed within 2 x its lease length."""
+        return await self._drive(read_workers())  # type: ignore[no-any-return]
+
+    async def running(self, limit: int | None = None) -> list[RunningJob]:
+        """Jobs in flight now (leased by a worker), oldest lease deadline first."""
+        return await self._drive(read_running(limit))  # type: ignore[no-any-return]
+
+    async def pause(self, routing_key: str, priority: Priority | str | None = None) -> bool:
+        """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
+        its ``priority``) until ``resume``. Producers keep queueing; jobs already running
+        finish. Once this returns, no dequeue takes from it. True if it was not paused."""
+        return await self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
+
+    async def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
+        """Undo ``pause`` (the same ``priority``, or None for the whole key); wakes its
+        workers. True if it was paused."""
+        return await self._drive(control.resume(routing_key, priority))  # type: ignore[no-any-return]
+
+    async def paused(self) -> list[PausedQueue]:
+        """Every paused routing key, or routing key and priority."""
+        return await self._drive(read_paused())  # type: ignore[no-any-return]
+
+    async def purge(self, routing_key: str, priority: Priority | str | None = None, *, dry_run: bool = False) -> int:
+        """Remove the jobs ready on ``routing_key`` (or one priority of it): its ready and
+        parked lists, atomically per list (per 2,000 jobs for longer lists). Their
+        records stay 24 h with status ``cancelled``. Returns how many were removed; with
+        ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
+        action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
+        return await self._drive(action)  # type: ignore[no-any-return]
+
+    async def _drive(self, steps: Generator[Any, list[Any], Any]) -> Any:
+        """Carry a reader's or action's batches to Redis, one round trip each."""
+        try:
+            batch = next(steps)
+            while True:
+                batch = steps.send(await self._send_batch(batch))
+        except StopIteration as done:
+            return done.value
+
+    async def _send_batch(self, batch: Sequence[Any]) -> list[Any]:
+        if not batch:
+            return []
+        if isinstance(batch[0], Call):
+            return await self._runner.run_many(batch)
         pipe = self.redis.pipeline(transaction=False)
-        for command, key in first_round(plan):
-            pipe.execute_command(command, key)
-        replies = await pipe.execute()
-        parked = parked_candidates(plan, replies)
-        pipe = self.redis.pipeline(transaction=False)
-        for entry in parked:
-            pipe.llen(entry.key)
-        parked_depths = await pipe.execute() if parked else []
-        return parse_depths(plan, replies, parked, parked_depths)
+        for command in batch:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
 
     async def aclose(self) -> None:
         if self._waiter is not None:

@@ -29,7 +29,9 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: Removed by an operator before it ran (``bananas cancel``, ``bananas purge``).
     CANCELLED = "cancelled"
+    #: Not started before its ``expires_at``; it never runs.
     EXPIRED = "expired"
 
     def __str__(self) -> str:

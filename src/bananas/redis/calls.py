@@ -78,8 +78,8 @@ def dequeue(
     for name in plan.gates:
         rate = limits.job_rate[name]
         args += [rate.interval_ms, rate.tolerance_ms]
-    for group, gate in zip(plan.group_of, plan.gate_of, strict=True):
-        args += [group, gate]
+    for group, gate, source in zip(plan.group_of, plan.gate_of, plan.sources, strict=True):
+        args += [group, gate, source.ref.priority.value]
     args += preferences
     return Call(
         ScriptName.DEQUEUE,
@@ -88,6 +88,7 @@ def dequeue(
             *(source_key(s) for s in plan.sources),
             *(keys.route_rate(k) for k in plan.groups),
             *(keys.job_rate(n) for n in plan.gates),
+            keys.PAUSED,
         ),
         tuple(args),
     )
@@ -330,3 +331,12 @@ def cancel(
             result_ttl if result else 0, keys.result_notify_channel(job.id), *result,
         ),
     )  # fmt: skip
+
+
+def purge(list_key: str, ids: Sequence[str], records: Sequence[bytes], record_ttl: int) -> Call:
+    """Remove ``ids`` (read from ``list_key``'s right end, rightmost first) and write their
+    cancelled ``records`` (b"" leaves one as it is); see purge.lua."""
+    args: list[str | bytes | int] = [record_ttl]
+    for job_id, record in zip(ids, records, strict=True):
+        args += [job_id, record]
+    return Call(ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids)), tuple(args))

@@ -53,8 +53,20 @@ WORKERS = f"{PREFIX}:workers"
 
 
 def worker_info(worker_id: str) -> str:
-    """Hash describing one worker: host, pid, routing_keys, running, heartbeat."""
+    """Hash describing one worker (core/fleet.py ``worker_hash``); expires 2 x its lease
+    length after its last heartbeat."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+#: Hash of paused queues (``bananas pause``): field ``{routing_key}`` (every priority) or
+#: ``{routing_key}:{priority}``, value the time it was paused (Unix seconds). The dequeue
+#: script takes nothing from a paused list.
+PAUSED = f"{PREFIX}:paused"
+
+
+def paused_field(routing_key: str, priority: Priority | str | None = None) -> str:
+    """Field of ``PAUSED`` for a routing key, or one priority of it."""
+    return routing_key if priority is None else f"{routing_key}:{Priority.parse(priority).value}"
 
 
 def result(job_id: str) -> str:

@@ -44,6 +44,7 @@ class ScriptName(StrEnum):
     REHOME = "rehome"
     REPAIR_INFLIGHT = "repair_inflight"
     CANCEL = "cancel"
+    PURGE = "purge"
 
 
 def _load(name: str) -> Script:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import itertools
 import logging
 import os
@@ -18,6 +19,7 @@ import redis.asyncio as aioredis
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
 from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.fleet import worker_hash
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
 from bananas.events import EventKind, JobEvent, Listener, Listeners
@@ -87,6 +89,13 @@ class Worker:
         for listener in listeners:
             self.listeners.add(listener)
 
+        self.started_at = clock.now()
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed here (retried or dead)."""
+        return self.counters.failed
+
     @property
     def processed(self) -> int:
         """Attempts this worker finished (whatever their outcome)."""
@@ -148,7 +157,8 @@ class Worker:
             held=lambda: {job_id: d.token for job_id, (d, _) in self._running.items()},
             on_lost=self._lost.add,
             worker_id=self.worker_id,
-            describe={"routing_keys": ",".join(self.settings.routing_keys)},
+            describe=self._describe(),
+            counters=lambda: (self.processed, self.failed),
         )
         recoverer = Recoverer(
             broker,
@@ -159,6 +169,8 @@ class Worker:
             result_failure_ttl=self.settings.result_failure_ttl,
             failed_ttl=self.settings.failed_ttl,
             dead_letter_cap=self.settings.dead_letter_cap,
+            listeners=self.listeners,
+            worker_id=self.worker_id,
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),
@@ -232,6 +244,23 @@ class Worker:
             if self._owns_redis:
                 await client.aclose()
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)
+
+    def _describe(self) -> dict[str, str]:
+        """The fixed fields of this worker's entry in the registry (``bananas workers``)."""
+        settings = self.settings
+        return worker_hash(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            routing_keys=settings.routing_keys,
+            priorities=[p.value for p in settings.priorities],
+            queue_selection=settings.queue_selection.value,
+            concurrency=settings.concurrency,
+            started_at=self.started_at,
+            version=_version(),
+            mode=settings.mode.value,
+            handlers=sorted(self._handled if self._handled is not None else self.registry.names),
+            lease_seconds=settings.lease_seconds,
+        )
 
     # -- the fetch loop ----------------------------------------------------------------------
 
@@ -403,3 +432,10 @@ class Counters:
         self.processed += 1
         if event.kind is not EventKind.SUCCEEDED:
             self.failed += 1
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bananas")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
