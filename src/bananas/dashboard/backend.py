@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from bananas.client import Client
 from bananas.client.locate import locate
 from bananas.core.clock import format_time, to_datetime
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.dashboard.errors import ApiError, conflict, invalid, not_found
-from bananas.dashboard.fleet import FleetClient
 from bananas.dlq import DeadLetter, DeadLetters, RetryOutcome
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
 from bananas.limits_admin import LimitsAdmin
@@ -58,7 +57,6 @@ class Backend:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.fleet = cast(FleetClient, client)
         self.dead = DeadLetters(client)
         self.limits_admin = LimitsAdmin(client.redis)
 
@@ -137,17 +135,17 @@ class Backend:
     # -- fleet ----------------------------------------------------------------------
 
     def queues(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self.fleet.queue_stats().to_json())
+        return self.client.queue_stats().to_json()
 
     def workers(self, offset: int, limit: int, routing_key: str | None) -> Page:
-        rows = [w.to_json() for w in self.fleet.workers()]
+        rows = [w.to_json() for w in self.client.workers()]
         if routing_key:
             rows = [w for w in rows if routing_key in w.get("routing_keys", ())]
         rows.sort(key=lambda w: (str(w.get("host")), str(w.get("id"))))
         return paginate(rows, offset, limit, lambda w: w)
 
     def running(self, offset: int, limit: int, routing_key: str | None, name: str | None) -> Page:
-        rows = [r.to_json() for r in self.fleet.running()]
+        rows = [r.to_json() for r in self.client.running()]
         if routing_key:
             rows = [r for r in rows if r.get("routing_key") == routing_key]
         if name:
@@ -156,7 +154,7 @@ class Backend:
         return paginate(rows, offset, limit, lambda r: r)
 
     def pause(self, routing_key: str, priority: str | None, *, resume: bool = False) -> dict[str, Any]:
-        action = self.fleet.resume if resume else self.fleet.pause
+        action = self.client.resume if resume else self.client.pause
         try:
             action(routing_key, priority)
         except ValidationError as exc:
