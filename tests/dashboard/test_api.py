@@ -13,6 +13,7 @@ import redis
 from dashboard_support import TOKEN, Served, eventually_async, job_keys
 
 from bananas import Fail, Job, Registry, Router
+from bananas.config import WorkerMode
 from bananas.core.limits import Rate
 from bananas.limits_admin import LimitsAdmin
 from bananas.redis.runner import SyncRunner
@@ -376,3 +377,85 @@ def test_threads_share_one_client(api: httpx.Client) -> None:
         return [reply.status_code for reply in replies]
 
     assert asyncio.run(burst()) == [201] * 40
+
+
+# -- the overview and the fleet read model ----------------------------------------------
+
+
+async def test_overview_rows_problems_paging_and_throughput(
+    dash: Served, start_worker: Callable[..., object], r: redis.Redis
+) -> None:
+    registry = Registry()
+
+    @registry.handler("render")
+    def render(job: Job) -> None:
+        r.rpush("test:ran", job.id)
+
+    @registry.handler("hold")
+    async def hold(job: Job) -> None:
+        await asyncio.sleep(20)
+
+    LimitsAdmin(r).set_route("slow", concurrency=1)
+    # A thin worker runs no recoverer, so the lease that ran out stays for the overview to see.
+    worker = await start_worker(registry, routing_keys=("gpu", "slow"), shutdown_grace=0.2,
+                                mode=WorkerMode.THIN)  # type: ignore[operator]  # fmt: skip
+    client = dash.client
+    client.submit_many("render", [None] * 3, routing_key="gpu")
+    await eventually_async(lambda: r.llen("test:ran") == 3)
+    client.submit_many("hold", [None] * 3, routing_key="slow")
+    client.submit_many("x", [None] * 2, "high", routing_key="email")
+    client.submit_job("x", None, "low", routing_key="email")
+    r.zadd("bananas:leases", {"lost-job": 1000})  # a lease that ran out long ago
+    async with httpx.AsyncClient(base_url=dash.url, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+
+        async def settled() -> object:
+            data = (await api.get("/api/v1/overview")).json()
+            rows = {row["routing_key"]: row for row in data["routes"]}
+            return data if rows["slow"]["in_flight"] == 1 and sum(rows["gpu"]["throughput"]) == 3 else None
+
+        data = await eventually_async(settled, timeout=15)
+        by_key = {row["routing_key"]: row for row in data["routes"]}
+        assert list(by_key) == ["default", "email", "gpu", "slow"]
+        email = by_key["email"]
+        assert (email["ready"], email["orphaned"], email["consumers"]) == (3, True, 0)
+        assert email["priorities"]["high"]["ready"] == 2 and email["priorities"]["low"]["ready"] == 1
+        assert email["oldest_age_seconds"] is not None
+        assert len(by_key["gpu"]["throughput"]) == 15 and sum(by_key["gpu"]["throughput"]) == 3
+        assert by_key["slow"]["ready"] == 2 and by_key["slow"]["consumers"] == 1
+        kinds = {(p["kind"], p["routing_key"]) for p in data["problems"]}
+        assert {("orphaned", "email"), ("limited", "slow"), ("expired_leases", None)} <= kinds
+        assert data["totals"]["expired_leases"] == 1 and data["totals"]["workers"] == 1
+
+        paged = (await api.get("/api/v1/overview", params={"offset": 1, "limit": 2})).json()
+        assert [row["routing_key"] for row in paged["routes"]] == ["email", "gpu"]
+        assert paged["routes_total"] == 4
+        found = (await api.get("/api/v1/overview", params={"q": "LO"})).json()
+        assert [row["routing_key"] for row in found["routes"]] == ["slow"]
+        flagged = (await api.get("/api/v1/overview", params={"problems": "true"})).json()
+        assert [row["routing_key"] for row in flagged["routes"]] == ["email", "slow"]
+
+        queues = (await api.get("/api/v1/queues")).json()
+        assert set(queues) == set(client.queue_stats().to_json())  # the document `bananas queues --json` prints
+        assert [q["routing_key"] for q in queues["routes"]] == ["default", "email", "gpu", "slow"]
+        assert {"routing_key", "ready", "in_flight", "consumers", "paused", "orphaned", "oldest_age_seconds"} <= set(
+            queues["routes"][0]
+        )
+        workers = (await api.get("/api/v1/workers")).json()
+        assert workers["total"] == 1 and workers["items"][0]["routing_keys"] == ["gpu", "slow"]
+        assert (await api.get("/api/v1/workers", params={"routing_key": "email"})).json()["total"] == 0
+        running = (await api.get("/api/v1/running", params={"routing_key": "slow"})).json()
+        assert running["total"] == 1 and running["items"][0]["name"] == "hold"
+        job_id = running["items"][0]["job_id"]
+        assert (await api.get(f"/api/v1/jobs/{job_id}")).json()["location"]["place"] == "running"
+        assert (await api.get("/api/v1/running", params={"name": "render"})).json()["total"] == 0
+
+        paused = await api.post("/api/v1/routes/email/pause", json={"priority": "high"})
+        assert paused.json() == {"routing_key": "email", "priority": "high", "paused": True}
+        assert [(p.routing_key, p.priority) for p in client.paused()] == [("email", "high")]
+        assert (await api.post("/api/v1/routes/email/pause")).status_code == 200
+        row = next(row for row in (await api.get("/api/v1/overview")).json()["routes"] if row["routing_key"] == "email")
+        assert row["paused"] is True and row["priorities"]["high"]["paused"] is True
+        await api.post("/api/v1/routes/email/resume")
+        await api.post("/api/v1/routes/email/resume", json={"priority": "high"})
+        assert client.paused() == []
+    assert worker is not None

@@ -31,6 +31,8 @@ MAX_PAGE = 500
 #: Problems listed on the overview (the count says how many there are in all).
 MAX_PROBLEMS = 50
 PRIORITIES = [p.value for p in DEFAULT_PRIORITIES]
+#: Minutes of throughput history per routing key on the overview.
+CHART_MINUTES = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +225,20 @@ class Backend:
         """Leases past their deadline: jobs of a lost worker waiting for recovery."""
         return int(self.client.redis.zcount(keys.LEASES, "-inf", f"({int(now * 1000)}"))
 
+    def throughput(self, routing_keys: Sequence[str], now: float, minutes: int = CHART_MINUTES) -> dict[str, list[int]]:
+        """Jobs ended per minute for each routing key, oldest minute first, the current
+        (partial) minute last: one HMGET per minute, for the given keys only."""
+        if not routing_keys:
+            return {}
+        current = int(now // 60)
+        pipe = self.client.redis.pipeline(transaction=False)
+        for minute in range(current - minutes + 1, current + 1):
+            pipe.hmget(keys.throughput(minute), list(routing_keys))
+        replies = pipe.execute()
+        return {
+            key: [int(reply[i] or 0) for reply in replies] for i, key in enumerate(routing_keys)
+        }
+
     def overview(self, offset: int, limit: int, search: str | None, problems_only: bool) -> dict[str, Any]:
         now = time.time()
         stats = self.queues()
@@ -252,6 +268,9 @@ class Backend:
         if problems_only:
             rows = [r for r in rows if r["routing_key"] in flagged]
         page = rows[offset : offset + limit]
+        charts = self.throughput([r["routing_key"] for r in page], now)
+        for row in page:
+            row["throughput"] = charts.get(row["routing_key"], [])
         return {
             "generated_at": format_time(to_datetime(now)),
             "priorities": PRIORITIES,

@@ -143,3 +143,12 @@ def schedule(schedule_id: str) -> str:
     """Hash of one periodic schedule: its cursor (every tick at or before it is decided),
     definition, last and next run, run count and last error."""
     return f"{PREFIX}:schedule:{schedule_id}"
+
+
+# -- throughput history (the dashboard's charts) ----------------------------------------
+
+
+def throughput(minute: int) -> str:
+    """Hash routing key -> jobs that ended (succeeded or went dead) in that minute
+    (``minute`` = Unix seconds // 60). Workers add to it; it expires after an hour."""
+    return f"{PREFIX}:throughput:{minute}"
