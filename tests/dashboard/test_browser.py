@@ -176,6 +176,8 @@ async def test_screenshots_of_every_page(
         await asyncio.sleep(30)
 
     r.set("test:broken", 1)
+    LimitsAdmin(r).set_route("gpu", concurrency=2)
+    LimitsAdmin(r).set_job("send_email", rate="100/m")
     await start_worker(registry, routing_keys=("gpu", "default"), concurrency=4, shutdown_grace=0.5)
     await start_worker(registry, routing_keys=("reports",), concurrency=2, shutdown_grace=0.5)
     client = dash.client
@@ -187,11 +189,12 @@ async def test_screenshots_of_every_page(
     client.submit_many("render", [{"page": i} for i in range(40)], "normal", routing_key="reports")
     client.submit_many("send_email", [{"to": f"user{i}@example.com"} for i in range(12)], routing_key="email")
     client.submit_many("train", [{"epochs": 1}] * 6, "low", routing_key="gpu")
-    LimitsAdmin(r).set_route("gpu", concurrency=2)
-    LimitsAdmin(r).set_job("send_email", rate="100/m")
+    client.submit_many("render", [{"page": i} for i in range(25)], routing_key="default")
     for cron, name, key in (("*/5 * * * *", "cleanup", "default"), ("0 3 * * *", "nightly_report", "reports")):
         SyncRunner(r).run(register_call(Schedule.create(cron, name, schedule_id=name, routing_key=key),
                                         0, 1_900_000_000, 1_800_000_000.0))  # fmt: skip
+    # The renders ran: wait for the workers' throughput history (added every 5 s) to chart it.
+    await eventually_async(lambda: any(r.scan_iter("bananas:throughput:*")), timeout=10)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.goto(f"{dash.url}/#token={TOKEN}")
     await expect(page.locator('li.problem[data-kind="orphaned"]')).to_be_visible()

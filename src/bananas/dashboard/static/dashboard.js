@@ -194,7 +194,7 @@
     for (const r of d.routes) {
       const cells = d.priorities.map((p) => {
         const c = r.priorities[p] || { ready: 0 };
-        return h("td", { class: "num" + (c.paused ? " paused" : ""), dataset: { col: "ready-" + p }, title: c.oldest_age_seconds != null ? "oldest " + age(c.oldest_age_seconds) : null }, fmtNum(c.ready), c.paused ? " ⏸" : "");
+        return h("td", { class: "num" + (c.paused ? " paused" : ""), dataset: { col: "ready-" + p }, title: c.oldest_age_seconds != null ? "oldest " + age(c.oldest_age_seconds) : null }, fmtNum(c.ready), c.paused ? h("span", { class: "flag paused" }, "paused") : "");
       });
       const flags = [];
       if (r.orphaned) flags.push(h("span", { class: "flag orphaned" }, "no worker"));
@@ -270,7 +270,7 @@
     box.append(h("h3", {}, "Payload"), h("pre", {}, JSON.stringify(j.payload, null, 2)));
     const result = await api("GET", "/jobs/" + encodeURIComponent(id) + "/result");
     if (result.ok && result.data.finished) {
-      box.append(h("h3", {}, "Result"), h("pre", { dataset: { field: "result" } }, result.data.error ? result.data.error : JSON.stringify(result.data.result, null, 2)));
+      box.append(h("h3", {}, result.data.error ? "Result (failed)" : "Result"), h("pre", { dataset: { field: "result" } }, result.data.error ? result.data.error : JSON.stringify(result.data.result, null, 2)));
     }
     const extra = Object.keys(j).filter((k) => !fields.includes(k) && !["payload", "error", "location"].includes(k));
     if (extra.length) box.append(h("h3", {}, "Other fields"), h("pre", {}, JSON.stringify(Object.fromEntries(extra.map((k) => [k, j[k]])), null, 2)));
