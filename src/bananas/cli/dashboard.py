@@ -26,6 +26,12 @@ def dashboard(host: str, port: int, public_read: bool, log_level: str | None, re
     token is generated and printed once, inside a ready-to-open URL.
     """
     url = resolve_redis_url(redis_url)
+    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL", "INFO"), url)
+    serve(url, host, port, public_read=public_read)
+
+
+def serve(url: str, host: str = "127.0.0.1", port: int = 8080, *, public_read: bool = False) -> None:
+    """Serve the dashboard over ``url`` until Ctrl-C (also used by ``bananas demo --dashboard``)."""
     token = os.environ.get(TOKEN_ENV, "").strip() or None
     try:
         import uvicorn
@@ -37,7 +43,6 @@ def dashboard(host: str, port: int, public_read: bool, log_level: str | None, re
         fail(f"bananas dashboard needs its extra ({exc.name} is missing): pip install 'bananas[dashboard]'")
     if token is None and not is_loopback(host):
         fail(f"refusing to serve on {host} (not a loopback address) without {TOKEN_ENV} set; set it, or use --host 127.0.0.1")
-    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL", "INFO"), url)
     generated = token is None
     token = token or new_token()
     listener = _listen(host, port)

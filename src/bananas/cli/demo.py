@@ -38,7 +38,12 @@ JOBS = [
     "--data-dir", default=".bananas-demo", show_default=True, help="Where the embedded server keeps its data."
 )
 @click.option("--jobs", "count", default=30, show_default=True, help="How many jobs to submit.")
-def demo(data_dir: str, count: int) -> None:
+@click.option(
+    "--dashboard", "dashboard_port", type=click.IntRange(0, 65535), default=None, is_flag=False, flag_value=8080,
+    help="Then keep everything running and serve the dashboard on 127.0.0.1 (port 8080, or the one given) "
+    "until Ctrl-C.",
+)
+def demo(data_dir: str, count: int, dashboard_port: int | None) -> None:
     """Run an embedded server, three worker pools and a client; show who ran what."""
     with EmbeddedServer(data_dir, appendonly=True) as server:
         click.echo(f"embedded server on {server.url} (data in {data_dir}/)")
@@ -50,6 +55,14 @@ def demo(data_dir: str, count: int) -> None:
             click.echo(f"started {pool:<13} WORKER_ROUTING_KEYS={keys}")
         try:
             _run(server.url, count)
+            if dashboard_port is not None:
+                from bananas.cli.dashboard import serve
+
+                # Jobs for a routing key no pool listens on: the map flags it.
+                with Client(server.url) as client:
+                    client.submit_many("generate_report", [{"n": i} for i in range(5)], routing_key="reports")
+                click.echo("\nsubmitted 5 jobs to 'reports', where no pool listens; Ctrl-C stops everything")
+                serve(server.url, port=dashboard_port)
         finally:
             for proc in workers:
                 proc.send_signal(signal.SIGTERM)
