@@ -459,3 +459,37 @@ async def test_overview_rows_problems_paging_and_throughput(
         await api.post("/api/v1/routes/email/resume", json={"priority": "high"})
         assert client.paused() == []
     assert worker is not None
+
+
+def test_mounted_in_another_asgi_app(redis_url: str) -> None:
+    from dashboard_support import ServerThread
+    from fastapi import FastAPI
+
+    from bananas import Client
+    from bananas.dashboard import DashboardSettings, create_app
+
+    outer = FastAPI()
+
+    @outer.get("/")
+    def home() -> dict[str, str]:
+        return {"app": "mine"}
+
+    client = Client(redis_url, router=Router())
+    outer.mount("/bananas", create_app(client, DashboardSettings(token=TOKEN)))
+    server = ServerThread(outer)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        assert httpx.get(f"{base}/").json() == {"app": "mine"}
+        page = httpx.get(f"{base}/bananas/")
+        assert page.status_code == 200
+        assert 'data-base="/bananas"' in page.text and "/bananas/static/dashboard.js" in page.text
+        assert httpx.get(f"{base}/bananas/static/dashboard.js").status_code == 200
+        created = httpx.post(f"{base}/bananas/api/v1/jobs", json={"name": "x"}, headers=headers)
+        assert created.status_code == 201
+        assert httpx.get(f"{base}/bananas/api/v1/jobs/{created.json()['id']}", headers=headers).status_code == 200
+        assert httpx.get(f"{base}/bananas/readyz").json() == {"status": "ok"}
+    finally:
+        server.stop()
+        client.close()
