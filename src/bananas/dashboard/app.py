@@ -98,7 +98,7 @@ def create_app(client: Client | None = None, settings: DashboardSettings | None 
         description="Jobs, queues, workers, dead letters, schedules and limits of one Bananas fleet. "
         "Every write (POST, DELETE) needs `Authorization: Bearer TOKEN`; reads too unless the "
         "dashboard runs with --public-read.",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -157,6 +157,7 @@ def create_app(client: Client | None = None, settings: DashboardSettings | None 
     app.include_router(api.writes)
     app.include_router(pages.router)
     pages.mount_static(app)
+    pages.mount_docs(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 

@@ -13,6 +13,7 @@ from importlib.resources import files
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -96,3 +97,22 @@ def limits(request: Request) -> HTMLResponse:
 
 def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=str(_HERE / "static")), name="dashboard-static")
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Interactive API docs at ``/docs`` with Swagger UI served from the package
+    (``swagger-ui-bundle-v2``), so the docs work on a machine with no internet either."""
+    import swagger_ui_bundle
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="dashboard-docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{base}/openapi.json",
+            title="Bananas dashboard API",
+            swagger_js_url=f"{base}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{base}/docs-assets/favicon-32x32.png",
+        )
