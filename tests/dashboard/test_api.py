@@ -187,6 +187,12 @@ def test_get_job_returns_the_record_and_where_it_is(api: httpx.Client) -> None:
     assert job["location"]["place"] == "ready"
     assert job["location"]["key"] == "bananas:route:gpu:queue:normal"
     assert job["location"]["ahead"] == 0
+    assert "no live worker listens on 'gpu'" in job["location"]["reason"]
+    second = api.post("/api/v1/jobs", json={"name": "x", "routing_key": "gpu"}).json()["id"]
+    assert api.get(f"/api/v1/jobs/{job_id}").json()["location"]["ahead"] == 0  # still the next in line
+    assert api.get(f"/api/v1/jobs/{second}").json()["location"]["ahead"] == 1
+    api.post("/api/v1/routes/gpu/pause")
+    assert "the routing key is paused" in api.get(f"/api/v1/jobs/{second}").json()["location"]["reason"]
 
 
 def test_unknown_job_ids_are_404(api: httpx.Client) -> None:
@@ -496,3 +502,25 @@ def test_mounted_in_another_asgi_app(redis_url: str) -> None:
     finally:
         server.stop()
         client.close()
+
+
+async def test_a_parked_job_says_where_and_why(dash: Served, start_worker: Callable[..., object]) -> None:
+    registry = Registry()
+
+    @registry.handler("render")
+    def render(job: Job) -> None:
+        return None
+
+    await start_worker(registry, routing_keys=("gpu",))  # type: ignore[operator]
+    job_id = dash.client.submit_job("transcode", None, routing_key="gpu")
+    async with httpx.AsyncClient(base_url=dash.url, headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+
+        async def parked() -> object:
+            where = (await api.get(f"/api/v1/jobs/{job_id}")).json()["location"]
+            return where if where["place"] == "parked" else None
+
+        where = await eventually_async(parked)
+        assert where["key"] == "bananas:route:gpu:queue:normal:job:transcode"
+        assert "no handler for 'transcode'" in where["reason"]
+        problems = (await api.get("/api/v1/overview")).json()["problems"]
+        assert any(p["kind"] == "unrunnable" and "transcode" in p["message"] for p in problems)

@@ -100,8 +100,21 @@ class Backend:
         if job is None:
             raise not_found(f"no job with id {job_id!r} (it never existed, or its record expired)")
         record = job.to_dict()
-        record["location"] = locate(self.client.redis, job).to_json()
+        location = locate(self.client.redis, job).to_json()
+        if location["place"] in ("ready", "parked"):
+            location["reason"] += self._held_because(job.routing_key, job.priority.value)
+        record["location"] = location
         return record
+
+    def _held_because(self, routing_key: str, priority: str) -> str:
+        """Why a waiting job does not start: its routing key is paused, or nobody listens."""
+        for paused in self.client.paused():
+            if paused.routing_key == routing_key and paused.priority in (None, Priority.parse(priority)):
+                scope = "routing key" if paused.priority is None else f"routing key at priority {priority}"
+                return f"; the {scope} is paused, so no worker starts it until it is resumed"
+        if not any(routing_key in w.routing_keys for w in self.client.workers()):
+            return f"; no live worker listens on {routing_key!r}, so it waits until one starts"
+        return ""
 
     def result(self, job_id: str) -> dict[str, Any]:
         found = self.client.get_job_result(job_id)
