@@ -121,7 +121,7 @@ async def test_pausing_from_the_page_stops_a_worker_starting_jobs(
     row = page.locator('tr[data-routing-key="gpu"]')
     await row.locator("button.pause").click()
     await expect(page.locator("#flash")).to_contain_text("gpu paused")
-    await expect(row.locator(".flag.paused")).to_be_visible()
+    await expect(row.locator("th .flag.paused")).to_be_visible()
     held = dash.client.submit_job("render", None, routing_key="gpu")
     await asyncio.sleep(1.0)  # the worker was woken by the submit and had its chance
     assert r.lrange("test:ran", 0, -1) == [first.encode()]
