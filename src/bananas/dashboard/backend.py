@@ -17,6 +17,7 @@ from bananas.client import Client
 from bananas.client.locate import locate
 from bananas.core.clock import format_time, to_datetime
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
+from bananas.core.routing import validate_routing_key
 from bananas.dashboard.errors import ApiError, conflict, invalid, not_found
 from bananas.dlq import DeadLetter, DeadLetters, RetryOutcome
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
@@ -48,10 +49,6 @@ class Page:
 
 def paginate(items: Sequence[T], offset: int, limit: int, render: Callable[[T], Any]) -> Page:
     return Page([render(i) for i in items[offset : offset + limit]], len(items), offset, limit)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 class Backend:
@@ -345,8 +342,6 @@ def _field_of(message: str, default: str = "name") -> str:
 
 def error_for_routing_key(routing_key: str) -> ApiError | None:
     """A 422 naming ``routing_key`` when it breaks the rule, else None."""
-    from bananas.core.routing import validate_routing_key
-
     try:
         validate_routing_key(routing_key)
     except ValidationError as exc:
