@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bananas.core import codec
@@ -221,10 +221,13 @@ def _jobs(n: int) -> str:
 
 
 def read_workers() -> Reader:
-    """Live workers (their entry has not expired), sorted by host, pid and id."""
-    (ids,) = yield [("ZRANGE", keys.WORKERS, 0, -1)]
+    """Live workers (their entry has not expired), sorted by host, pid and id. ``running``
+    is counted from the leases at the time of the read (the entry's own figure can be
+    a beat old)."""
+    ids, owners = yield [("ZRANGE", keys.WORKERS, 0, -1), ("HVALS", keys.LEASE_OWNERS)]
     found = yield from _worker_entries([_text(i) for i in ids])
-    return found
+    held = Counter(worker_of_token(_text(token)) for token in owners)
+    return [replace(w, running=held.get(w.id, 0)) for w in found]
 
 
 def _worker_entries(ids: Sequence[str]) -> Generator[list[Command], list[Any], list[WorkerInfo]]:
@@ -408,25 +411,28 @@ def _assemble(
         for p, depth, head in zip(parked, parked_depths, parked_heads, strict=True)
         if depth > 0
     ]
-    listened = {k for w in workers if w.runs_jobs for k in w.routing_keys}
-    names = sorted(set(plan.routing_keys) | listened | set(in_flight))
-    routes: list[RouteStats] = []
-    for key in names:
-        lists = [q for q in queues if q.routing_key == key] + [p for p in waiting if p.routing_key == key]
-        ready = sum(q.ready if isinstance(q, QueueDepth) else q.waiting for q in lists)
-        ages = [q.oldest_age_seconds for q in lists if q.oldest_age_seconds is not None]
-        consumers = sum(1 for w in workers if w.listens_on(key))
-        routes.append(
-            RouteStats(
-                key,
-                ready,
-                in_flight.get(key, 0),
-                consumers,
-                key in whole,
-                ready > 0 and consumers == 0,
-                max(ages) if ages else None,
-            )
+    consumers: Counter[str] = Counter(k for w in workers if w.runs_jobs for k in set(w.routing_keys))
+    ready: Counter[str] = Counter()
+    oldest: dict[str, float] = {}
+    for key, count, age_s in [(q.routing_key, q.ready, q.oldest_age_seconds) for q in queues] + [
+        (p.routing_key, p.waiting, p.oldest_age_seconds) for p in waiting
+    ]:
+        ready[key] += count
+        if age_s is not None and age_s > oldest.get(key, -1.0):
+            oldest[key] = age_s
+    names = sorted(set(plan.routing_keys) | set(consumers) | set(in_flight))
+    routes = [
+        RouteStats(
+            key,
+            ready[key],
+            in_flight.get(key, 0),
+            consumers[key],
+            key in whole,
+            ready[key] > 0 and consumers[key] == 0,
+            oldest.get(key),
         )
+        for key in names
+    ]
     return QueueStats(queues, scheduled, processing, dead, waiting, routes, list(paused), len(workers))
 
 

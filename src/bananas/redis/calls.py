@@ -333,10 +333,19 @@ def cancel(
     )  # fmt: skip
 
 
-def purge(list_key: str, ids: Sequence[str], records: Sequence[bytes], record_ttl: int) -> Call:
-    """Remove ``ids`` (read from ``list_key``'s right end, rightmost first) and write their
-    cancelled ``records`` (b"" leaves one as it is); see purge.lua."""
-    args: list[str | bytes | int] = [record_ttl]
-    for job_id, record in zip(ids, records, strict=True):
-        args += [job_id, record]
-    return Call(ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids)), tuple(args))
+def purge(
+    list_key: str,
+    jobs: Sequence[tuple[str, bytes, Sequence[str | bytes]]],
+    *,
+    record_ttl: int,
+    result_ttl: int,
+) -> Call:
+    """Remove ``jobs`` (id, cancelled record or b"", result fields), read from
+    ``list_key``'s right end, rightmost first; see purge.lua."""
+    args: list[str | bytes | int] = [record_ttl, result_ttl]
+    for job_id, record, fields in jobs:
+        args += [job_id, record, keys.result_notify_channel(job_id), len(fields), *fields]
+    ids = [job_id for job_id, _, _ in jobs]
+    return Call(
+        ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids), *(keys.result(i) for i in ids)), tuple(args)
+    )

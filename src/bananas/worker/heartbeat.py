@@ -1,8 +1,10 @@
 """Keeps the leases of running jobs alive, and tells the fleet this worker is alive.
 
-A lease is extended every third of its length while its handler runs, so a long job is
-never handed to a second worker; a worker that dies stops extending and its jobs come
-back once the lease runs out.
+A lease is extended every third of its length (every 2 s at most) while its handler
+runs, so a long job is never handed to a second worker; a worker that dies stops
+extending and its jobs come back once the lease runs out. The same beat refreshes the
+worker's entry in the registry (``bananas workers``), which expires 2 x the lease length
+after the last beat.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
+
+#: Longest time between two refreshes of the worker's entry, so ``bananas workers`` shows
+#: its load and counters a few seconds old at most, whatever the lease length.
+ANNOUNCE_INTERVAL = 2.0
 
 
 class LeaseKeeper:
@@ -46,7 +52,7 @@ class LeaseKeeper:
 
     @property
     def interval(self) -> float:
-        return self._lease / 3
+        return min(self._lease / 3, ANNOUNCE_INTERVAL)
 
     async def beat(self) -> None:
         held = list(self._held().items())
