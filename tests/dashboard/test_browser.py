@@ -151,6 +151,23 @@ async def test_a_dead_job_retried_from_the_dead_letter_page_runs(
     assert r.llen("bananas:queue:dead") == 0
 
 
+async def test_the_job_search_box_tells_where_a_job_is_and_why(dash: Served, page: Any) -> None:
+    expect = playwright_api.expect
+    job_id = dash.client.submit_job("send_email", {"to": "a@b.c"}, routing_key="email")
+    await page.goto(f"{dash.url}/jobs#token={TOKEN}")
+    await page.fill('#search input[name="id"]', job_id)
+    await page.click("#search button")
+    await page.wait_for_url(f"**/jobs/{job_id}")
+    where = page.locator("p.where")
+    await expect(where).to_contain_text("waiting in bananas:route:email:queue:normal")
+    await expect(where).to_contain_text("no live worker listens on 'email'")
+    await expect(page.locator('[data-field="status"]')).to_have_text("pending")
+    await page.click("text=Cancel job")
+    await expect(page.locator('[data-field="status"]')).to_have_text("cancelled")
+    await page.goto(f"{dash.url}/jobs/no-such-job")
+    await expect(page.locator("#job .error")).to_contain_text("no job with id 'no-such-job'")
+
+
 async def test_a_write_without_the_token_is_refused(serve: Callable[..., Served], page: Any, r: redis.Redis) -> None:
     expect = playwright_api.expect
     served = serve(public_read=True)
