@@ -524,3 +524,11 @@ async def test_a_parked_job_says_where_and_why(dash: Served, start_worker: Calla
         assert "no handler for 'transcode'" in where["reason"]
         problems = (await api.get("/api/v1/overview")).json()["problems"]
         assert any(p["kind"] == "unrunnable" and "transcode" in p["message"] for p in problems)
+
+
+def test_an_unreadable_record_is_reported_not_a_500(api: httpx.Client, r: redis.Redis) -> None:
+    r.set("bananas:job:broken", b"{not json")
+    reply = api.get("/api/v1/jobs/broken")
+    assert reply.status_code == 200
+    assert reply.json()["status"] == "unreadable"
+    assert api.post("/api/v1/jobs/broken/cancel").status_code in (404, 409)

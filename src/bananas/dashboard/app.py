@@ -30,6 +30,7 @@ from bananas.dashboard.backend import Backend
 from bananas.dashboard.errors import ApiError, FieldError
 from bananas.dashboard.metrics import metrics_response
 from bananas.dashboard.settings import DashboardSettings
+from bananas.errors import BananasError, ValidationError
 from bananas.redis.connection import mask_secrets
 
 log = logging.getLogger("bananas.dashboard")
@@ -125,6 +126,15 @@ def create_app(client: Client | None = None, settings: DashboardSettings | None 
         text = mask_secrets(str(exc), redis_url)
         log.warning("Redis error: %s", text)
         return JSONResponse({"error": "redis_unavailable", "detail": f"Redis error: {text}"}, status_code=503)
+
+    @app.exception_handler(BananasError)
+    async def _bananas(_request: Request, exc: BananasError) -> JSONResponse:
+        # Validation is mapped to its field where the request is read; what reaches here
+        # is a state the request cannot change (an unreadable record, a job that kept changing).
+        text = mask_secrets(str(exc), redis_url)
+        if isinstance(exc, ValidationError):
+            return JSONResponse(ApiError(422, "invalid", text, [FieldError("body", "value", text)]).body(), 422)
+        return JSONResponse({"error": "conflict", "detail": text}, status_code=409)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
