@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -207,9 +208,10 @@ async def test_screenshots_of_every_page(
     client.submit_many("send_email", [{"to": f"user{i}@example.com"} for i in range(12)], routing_key="email")
     client.submit_many("train", [{"epochs": 1}] * 6, "low", routing_key="gpu")
     client.submit_many("render", [{"page": i} for i in range(25)], routing_key="default")
+    now = int(time.time())
     for cron, name, key in (("*/5 * * * *", "cleanup", "default"), ("0 3 * * *", "nightly_report", "reports")):
-        SyncRunner(r).run(register_call(Schedule.create(cron, name, schedule_id=name, routing_key=key),
-                                        0, 1_900_000_000, 1_800_000_000.0))  # fmt: skip
+        schedule = Schedule.create(cron, name, schedule_id=name, routing_key=key)
+        SyncRunner(r).run(register_call(schedule, now, schedule.cron.next_after(now), now))
     # The renders ran: wait for the workers' throughput history (added every 5 s) to chart it.
     await eventually_async(lambda: any(r.scan_iter("bananas:throughput:*")), timeout=10)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
