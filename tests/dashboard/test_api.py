@@ -532,3 +532,14 @@ def test_an_unreadable_record_is_reported_not_a_500(api: httpx.Client, r: redis.
     assert reply.status_code == 200
     assert reply.json()["status"] == "unreadable"
     assert api.post("/api/v1/jobs/broken/cancel").status_code in (404, 409)
+
+
+def test_metrics_serves_the_exporter_queue_gauges(dash: Served, api: httpx.Client) -> None:
+    pytest.importorskip("bananas.metrics", reason="the queue collector (bananas.metrics) is not on this branch yet")
+    dash.client.submit_many("x", [None] * 3, "high", routing_key="email")
+    reply = api.get("/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    text = reply.text
+    assert 'bananas_queue_ready_jobs{priority="high",routing_key="email"} 3.0' in text
+    assert 'bananas_route_orphaned{routing_key="email"} 1.0' in text
