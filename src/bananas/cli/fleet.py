@@ -77,11 +77,15 @@ def workers(as_json: bool, redis_url: str | None) -> None:
     url = resolve_redis_url(redis_url)
     with friendly_errors(url), Client(url) as client:
         found = client.workers()
+        paused = client.paused() if not as_json else []
     if as_json:
         click.echo(json.dumps([w.to_json() for w in found], indent=2))
         return
+    note = "paused (no worker starts their jobs): " + ", ".join(_where(p.routing_key, p.priority) for p in paused)
     if not found:
         click.echo("no live workers")
+        if paused:
+            click.echo(note)
         return
     now = time.time()
     rows = [
@@ -113,6 +117,8 @@ def workers(as_json: bool, redis_url: str | None) -> None:
     )
     _table(headers, rows)
     click.echo(f"\n{len(found)} worker(s), {sum(w.running for w in found)} job(s) running")
+    if paused:
+        click.echo(note)
 
 
 @click.command()

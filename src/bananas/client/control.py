@@ -12,6 +12,7 @@ from typing import Any
 
 from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core.clock import to_datetime
+from bananas.core.codec import decode_id
 from bananas.core.job import Job
 from bananas.core.lifecycle import mark_cancelled
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
@@ -41,9 +42,9 @@ def target(routing_key: str, priority: Priority | str | None) -> tuple[str, Prio
 
 
 def pause(routing_key: str, priority: Priority | str | None, now: float) -> Action:
-    """Returns True if it was not paused before."""
+    """Returns True if it was not paused before (a second pause keeps the first time)."""
     key, prio = target(routing_key, priority)
-    (added,) = yield [("HSET", keys.PAUSED, keys.paused_field(key, prio), f"{now:.3f}")]
+    (added,) = yield [("HSETNX", keys.PAUSED, keys.paused_field(key, prio), f"{now:.3f}")]
     return bool(added)
 
 
@@ -91,7 +92,7 @@ def _lists(key: str, prio: Priority | None, members: Sequence[Any]) -> list[str]
         lists.append(keys.route_queue(key, p))
         if key == DEFAULT_ROUTING_KEY:
             lists.append(keys.legacy_queue(p))
-    for member in sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members):
+    for member in sorted(decode_id(m) for m in members):
         member_prio, _, name = member.partition(":")
         if member_prio in {p.value for p in priorities} and name:
             lists.append(keys.parked_queue(key, member_prio, name))
@@ -103,7 +104,7 @@ def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator
     stalled = 0
     while removed < depth and stalled < 3:
         (tail,) = yield [("LRANGE", name, -min(PURGE_CHUNK, depth - removed), -1)]
-        ids = [i.decode("utf-8", "surrogateescape") if isinstance(i, bytes) else str(i) for i in reversed(tail)]
+        ids = [decode_id(i) for i in reversed(tail)]
         if not ids:
             break
         (raw,) = yield [("MGET", *(keys.job(i) for i in ids))]

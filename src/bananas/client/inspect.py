@@ -17,6 +17,7 @@ from typing import Any
 
 from bananas.core import codec
 from bananas.core.clock import parse_time
+from bananas.core.codec import decode_id
 from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo, parse_paused, worker_of_token
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, QueueRef
@@ -225,8 +226,8 @@ def read_workers() -> Reader:
     is counted from the leases at the time of the read (the entry's own figure can be
     a beat old)."""
     ids, owners = yield [("ZRANGE", keys.WORKERS, 0, -1), ("HVALS", keys.LEASE_OWNERS)]
-    found = yield from _worker_entries([_text(i) for i in ids])
-    held = Counter(worker_of_token(_text(token)) for token in owners)
+    found = yield from _worker_entries([decode_id(i) for i in ids])
+    held = Counter(worker_of_token(decode_id(token)) for token in owners)
     return [replace(w, running=held.get(w.id, 0)) for w in found]
 
 
@@ -256,7 +257,7 @@ def read_running(limit: int | None = None) -> Reader:
         return []
     (leases,) = yield [("ZRANGE", keys.LEASES, 0, stop, "WITHSCORES")]
     pairs = _pairs(leases)
-    ids = [_text(i) for i, _ in pairs]
+    ids = [decode_id(i) for i, _ in pairs]
     if not ids:
         return []
     commands: list[Command] = [("HMGET", keys.LEASE_OWNERS, *ids[s : s + CHUNK]) for s in range(0, len(ids), CHUNK)]
@@ -279,7 +280,7 @@ def read_running(limit: int | None = None) -> Reader:
                 routing_key=routing_key,
                 priority=priority,
                 attempt=attempts if processing else attempts + 1,
-                worker_id=worker_of_token(_text(owner)) if owner is not None else "",
+                worker_id=worker_of_token(decode_id(owner)) if owner is not None else "",
                 started_at=updated if processing else None,
                 lease_deadline=float(score) / 1000.0,
             )
@@ -295,13 +296,13 @@ def read_queue_stats(now: float) -> Reader:
         ("HGETALL", keys.PAUSED),
         ("ZRANGE", keys.LEASES, 0, -1),
     ]
-    workers_ids = [_text(i) for i in worker_ids]
+    workers_ids = [decode_id(i) for i in worker_ids]
     paused = parse_paused(_mapping(paused_raw))
-    leased = [_text(i) for i in lease_ids]
+    leased = [decode_id(i) for i in lease_ids]
 
     # Round 2: every list's depth and next job, counters, parked indexes, workers, and
     # the records of the jobs in flight (their routing key).
-    produced = {_text(k) for k in routing_keys}
+    produced = {decode_id(k) for k in routing_keys}
     plan = depth_plan(sorted(produced | {p.routing_key for p in paused}))
     commands: list[Command] = []
     for key in plan.list_keys:
@@ -313,7 +314,7 @@ def read_queue_stats(now: float) -> Reader:
     replies = yield commands
     n = len(plan.refs)
     depths = [int(replies[2 * i]) for i in range(n)]
-    heads = [_text(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
+    heads = [decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
     scheduled, processing, dead = (int(v) for v in replies[2 * n : 2 * n + 3])
     at = 2 * n + 3
     indexes = replies[at : at + len(plan.routing_keys)]
@@ -336,7 +337,9 @@ def read_queue_stats(now: float) -> Reader:
     commands += _mget_records(main_heads)
     replies = yield commands
     parked_depths = [int(replies[2 * i]) for i in range(len(parked))]
-    parked_heads = [_text(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(len(parked))]
+    parked_heads = [
+        decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(len(parked))
+    ]
     ready_since = _ready_times(main_heads, replies[2 * len(parked) :])
 
     # Round 4 (only with parked jobs): when the parked lists' next jobs became ready.
@@ -462,7 +465,7 @@ def _parked_candidates(routing_keys: Sequence[str], indexes: Sequence[Any]) -> l
     """Parked lists named by the indexes (their depth still to be read)."""
     out: list[ParkedDepth] = []
     for key, members in zip(routing_keys, indexes, strict=True):
-        for member in sorted(_text(m) for m in members):
+        for member in sorted(decode_id(m) for m in members):
             prio, _, name = member.partition(":")
             try:
                 out.append(ParkedDepth(key, Priority.parse(prio), name, 0))
@@ -513,10 +516,6 @@ def _record_fields(raw: Any) -> tuple[str, str, str, int, str, float | None] | N
         str(data.get("status") or ""),
         updated.timestamp() if updated is not None else None,
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _mapping(value: Any) -> dict[Any, Any]:

@@ -212,6 +212,11 @@ def release(job: Job, token: str, record: bytes) -> Call:
     )
 
 
+def drop(job_id: str, token: str) -> Call:
+    """End a delivery that must not run (its record is already final); the record stays."""
+    return Call(ScriptName.DROP, LEASE_KEYS, (job_id, token))
+
+
 def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     args: list[str | int] = [deadline_ms]
     for job_id, token in held:
@@ -297,13 +302,14 @@ def rehome(
     score: float | int = 0,
     channel: str = "",
     orphan: bool = False,
+    dead_cap: int = 0,
 ) -> Call:
     """Reconciler repair: put ``job_id`` in exactly one ``home`` (see rehome.lua)."""
     lists = tuple(dict.fromkeys(k for k in other_lists if k != home_queue))
     return Call(
         ScriptName.REHOME,
         (*LEASE_KEYS, keys.job(job_id), keys.SCHEDULED, keys.DEAD, home_queue, *lists),
-        (job_id, seen_record_sha1, seen_owner, home, record, repr(score), channel, "1" if orphan else "0"),
+        (job_id, seen_record_sha1, seen_owner, home, record, repr(score), channel, "1" if orphan else "0", dead_cap),
     )
 
 

@@ -15,9 +15,10 @@ from collections.abc import Callable, Mapping
 
 from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock
+from bananas.core.codec import decode_id
 from bananas.core.fleet import beat_fields
 from bananas.redis import calls
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
@@ -61,7 +62,7 @@ class LeaseKeeper:
             deadline_ms = int((now + self._lease) * 1000)
             lost = await self._broker.run(calls.extend(deadline_ms, held))
             for job_id in lost:
-                name = job_id.decode() if isinstance(job_id, bytes) else job_id
+                name = decode_id(job_id)
                 log.debug("lease on job %s is no longer held by this worker", name)
                 self._on_lost(name)
         processed, failed = self._counters()
@@ -78,6 +79,6 @@ class LeaseKeeper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "heartbeat failed: %s", exc)
             await asyncio.sleep(self.interval)
