@@ -268,7 +268,7 @@ class DeadLetters:
         total = self.count()
         while len(items) < limit and scanned < max_scanned:
             size = min(SCAN_CHUNK, max_scanned - scanned) if (routing_key or name) else limit - len(items)
-            chunk = [_text(i) for i in self.redis.lrange(keys.DEAD, position, position + size - 1)]
+            chunk = [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, position, position + size - 1)]
             if not chunk:
                 return DeadPage(items, total, None)
             for offset, (job_id, raw) in enumerate(zip(chunk, self._records(chunk), strict=True)):
