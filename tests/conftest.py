@@ -25,6 +25,26 @@ from bananas.embedded import EmbeddedServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Settings a caller's shell may hold that would change what clients and workers built by
+#: the tests do (``BANANAS_COMPAT`` moves default jobs to the legacy lists,
+#: ``BANANAS_ROUTES`` loads a route table in every ``Client()``...).
+_CALLER_SETTINGS = ("WORKER_", "JOB_", "BANANAS_", "RETRY_BACKOFF_", "RESULT_")
+_CALLER_EXACT = ("REDIS_URL", "MAX_RETRIES", "DEAD_LETTER_MAX")
+#: Kept: they choose the test server binary and the size of the fault suite.
+_TEST_CONTROLS = ("BANANAS_SERVER_BINARY", "BANANAS_SOAK", "BANANAS_SOAK_SCALE")
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests are immune to the caller's environment: its Bananas settings are removed
+    (tests that need one set it themselves, after this)."""
+    for name in list(os.environ):
+        if name in _TEST_CONTROLS:
+            continue
+        if name.startswith(_CALLER_SETTINGS) or name in _CALLER_EXACT:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = EmbeddedServer(tmp_path_factory.mktemp("redis"))

@@ -21,6 +21,8 @@ from bananas.core.selection import DequeuePlan, Source
 from bananas.embedded import EmbeddedServer
 from bananas.redis import calls, connection, keys
 from bananas.redis.broker import Broker
+from bananas.redis.runner import SyncRunner
+from bananas.redis.scripts import compat_sources
 from bananas.worker.pressure import MemoryPressure
 from bananas.worker.writer import Writer
 
@@ -61,10 +63,17 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
         await asyncio.sleep(1.5)
         assert not started.done(), "a refused write must be kept, not failed"
         assert pressure.full
-        # The lease is still extended.
+        # The lease is still extended, by the flagged script and by its flag-less form
+        # (what a server without script flags runs).
         deadline = int(time.time() * 1000) + 30_000
         assert await broker.run(calls.extend(deadline, [("j1", "tok")])) == []
         assert r.zscore(keys.LEASES, "j1") == deadline
+        compat = SyncRunner(r)
+        compat.compat = True
+        for source in compat_sources():
+            r.script_load(source)
+        assert compat.run(calls.extend(deadline + 1, [("j1", "tok"), ("gone", "x")])) == [b"gone"]
+        assert r.zscore(keys.LEASES, "j1") == deadline + 1 and r.zscore(keys.LEASES, "gone") is None
         # A dequeue is refused whole: nothing popped, nothing leased.
         plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
         now_ms = int(time.time() * 1000)

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis.exceptions
 
+from bananas.cli.logformat import LOG_FORMATS, make_formatter
 from bananas.errors import BananasError, ConfigurationError
 from bananas.redis.connection import DEFAULT_REDIS_URL, mask_secrets, validate_url
 from bananas.worker.registry import Registry
@@ -76,9 +77,27 @@ class SecretMaskingFilter(logging.Filter):
 _FORMATTER = logging.Formatter()
 
 
-def setup_logging(level: str, redis_url: str | None) -> None:
+log_format_option = click.option(
+    "--log-format",
+    default=None,
+    metavar="text|json",
+    help="text (one escaped line per record) or json (one object per line) ($BANANAS_LOG_FORMAT, default text).",
+)
+
+
+def resolve_log_format(flag: str | None) -> str:
+    """The flag, else $BANANAS_LOG_FORMAT, else ``text``; anything else is a one-line error."""
+    value = flag if flag is not None else os.environ.get("BANANAS_LOG_FORMAT") or "text"
+    chosen = value.strip().lower()
+    if chosen not in LOG_FORMATS:
+        setting = "--log-format" if flag is not None else "BANANAS_LOG_FORMAT"
+        fail(f"{setting}: unknown log format {value!r} (use text or json)")
+    return chosen
+
+
+def setup_logging(level: str, redis_url: str | None, log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    handler.setFormatter(make_formatter(log_format))
     handler.addFilter(SecretMaskingFilter(redis_url))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -203,6 +203,8 @@ def _print_queues(stats: QueueStats) -> None:
         f"\nscheduled: {stats.scheduled}   processing: {stats.processing}   dead: {stats.dead}   "
         f"workers: {stats.workers}"
     )
+    if stats.original_processing:
+        click.echo(f"run by original Go workers (bananas:queue:processing): {stats.original_processing}")
     if stats.parked:
         click.echo("\nwaiting for a worker that runs them (no handler where taken, or rate limited):")
         for p in stats.parked:

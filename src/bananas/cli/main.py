@@ -9,6 +9,7 @@ from bananas.cli import (
     dashboard,
     demo,
     dlq,
+    exporter,
     fleet,
     jobs,
     limits,
@@ -45,6 +46,7 @@ cli.add_command(scheduler.schedules)
 cli.add_command(limits.limits)
 cli.add_command(server.server)
 cli.add_command(cancel.cancel)
+cli.add_command(exporter.exporter)
 cli.add_command(dashboard.dashboard)
 
 

@@ -10,9 +10,11 @@ import threading
 
 import click
 
-from bananas.cli.common import fail, load_registry, setup_logging
+from bananas.cli.common import fail, load_registry, log_format_option, resolve_log_format, setup_logging
 from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
+from bananas.events import Listener
+from bananas.worker.joblog import JobLogListener
 from bananas.worker.registry import Registry
 from bananas.worker.service import Worker
 from bananas.worker.supervisor import Supervisor
@@ -53,7 +55,14 @@ log = logging.getLogger("bananas.cli")
 @click.option(
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )
+@click.option(
+    "--metrics-port",
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics at /metrics on this port, one endpoint for all --processes ($WORKER_METRICS_PORT).",
+)
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
+@log_format_option
 def worker(
     app: str,
     routing_keys: str | None,
@@ -69,7 +78,9 @@ def worker(
     job_types: str | None,
     max_wait: str | None,
     mode: str | None,
+    metrics_port: str | None,
     log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
     try:
@@ -91,17 +102,87 @@ def worker(
         )
     except ConfigurationError as exc:
         fail(str(exc))
-    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", settings.redis_url)
+    chosen_format = resolve_log_format(log_format)
+    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", settings.redis_url, chosen_format)
+    port = resolve_metrics_port(metrics_port)
     registry = load_registry(app)
     if settings.processes > 1:
-        code = Supervisor(app, settings, log_level=log_level).run()
-        sys.exit(code)
-    run_worker(registry, settings)
+        sys.exit(run_supervisor(app, settings, log_level, chosen_format, port))
+    try:
+        listeners = edge_listeners(registry, port)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    run_worker(registry, settings, listeners)
 
 
-def run_worker(registry: Registry, settings: WorkerSettings) -> None:
+def resolve_metrics_port(flag: str | None) -> int | None:
+    """The flag, else $WORKER_METRICS_PORT; empty means no metrics endpoint."""
+    raw = flag if flag is not None else os.environ.get("WORKER_METRICS_PORT", "")
+    if not raw.strip():
+        return None
+    setting = "--metrics-port" if flag is not None else "WORKER_METRICS_PORT"
+    try:
+        port = int(raw)
+    except ValueError:
+        fail(f"{setting}: expected a port number, got {raw!r}")
+    if not 1 <= port <= 65535:
+        fail(f"{setting}: port must be between 1 and 65535, got {port}")
+    return port
+
+
+def run_supervisor(app: str, settings: WorkerSettings, log_level: str | None, log_format: str, port: int | None) -> int:
+    extra_env = {"BANANAS_LOG_FORMAT": log_format}
+    if port is None:
+        return Supervisor(app, settings, log_level=log_level, extra_env=extra_env).run()
+    from bananas.metrics.group import GroupMetrics
+
+    try:
+        group = GroupMetrics(port)
+    except ConfigurationError as exc:
+        fail(str(exc))
+    log.info(
+        "serving the metrics of %d worker processes at :%d/metrics (multiprocess directory %s)",
+        settings.processes, port, group.directory,
+    )  # fmt: skip
+    try:
+        extra_env.update(group.child_environment())
+        supervisor = Supervisor(
+            app, settings, log_level=log_level, extra_env=extra_env, on_child_exit=group.child_exited
+        )
+        return supervisor.run()
+    finally:
+        group.close()
+
+
+def edge_listeners(registry: Registry, metrics_port: int | None) -> list[Listener]:
+    """The listeners the command adds to the app's own: job logs, metrics, tracing."""
+    listeners: list[Listener] = []
+    if logging.getLogger("bananas.jobs").isEnabledFor(logging.INFO):
+        # Below INFO nothing would be written: no listener, no events built for it.
+        listeners.append(JobLogListener())
+    # A child of a supervisor that serves the group's metrics records into the group's
+    # directory (bananas.metrics.group); prometheus-client is imported only when needed.
+    group_child = os.environ.get("BANANAS_METRICS_CHILD") == "1" and bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if metrics_port is not None or group_child:
+        from bananas.metrics.http import serve
+        from bananas.metrics.worker import WorkerMetrics
+
+        metrics = WorkerMetrics(registry.names)
+        if metrics_port is not None:
+            serve(metrics.registry, metrics_port)
+            log.info("serving metrics at :%d/metrics", metrics_port)
+        listeners.append(metrics)
+    from bananas.tracing import TracingListener, tracing_configured
+
+    if tracing_configured():
+        listeners.append(TracingListener())
+        log.info("tracing jobs with OpenTelemetry")
+    return listeners
+
+
+def run_worker(registry: Registry, settings: WorkerSettings, listeners: list[Listener] | None = None) -> None:
     async def main() -> None:
-        await Worker(registry, settings).run(install_signal_handlers=True)
+        await Worker(registry, settings, listeners=listeners or ()).run(install_signal_handlers=True)
 
     _install_fast_loop()
     asyncio.run(main())

@@ -19,10 +19,12 @@ from typing import Any
 from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
+from bananas.core.compat import ORIGINAL
 from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
     FINAL_STATUSES,
     MAX_TTL,
+    TRACEPARENT,
     Job,
     JobStatus,
     RecordTemplate,
@@ -36,7 +38,7 @@ from bananas.core.result import CANCELLED, result_fields
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
-from bananas.redis import calls
+from bananas.redis import calls, keys
 from bananas.redis.scripts import Call
 
 #: Jobs per script call in ``submit_many``; larger batches are split, then sent together.
@@ -62,6 +64,9 @@ class ClientCore:
     max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES
     clock: Clock = SYSTEM_CLOCK
     router: Router | None = None
+    #: Migration mode (``"original"``, see ``bananas.core.compat``): jobs of the
+    #: ``default`` routing key go to the legacy lists the original Go workers read.
+    compat: str | None = None
 
     def __post_init__(self) -> None:
         limit = self.max_payload_bytes
@@ -117,12 +122,14 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
-        return job.id, calls.submit(job, job.to_record())
+        _set_traceparent(job, traceparent)
+        return job.id, calls.submit(job, job.to_record(), queue=self._queue(routing_key, job.priority))
 
     def submit_many(
         self,
@@ -133,6 +140,7 @@ class ClientCore:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[list[str], list[Call]]:
         """Validate every payload before anything is sent: one bad payload, no job written.
 
@@ -159,7 +167,8 @@ class ClientCore:
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
-                group = (RecordTemplate(name, prio, key, now, max_retries, expiry), [], [])
+                shared = {**expiry, TRACEPARENT: traceparent} if traceparent else expiry
+                group = (RecordTemplate(name, prio, key, now, max_retries, shared), [], [])
                 groups[(key, prio)] = group
             try:
                 encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
@@ -173,8 +182,17 @@ class ClientCore:
         for (key, prio), (_, group_ids, records) in groups.items():
             for start in range(0, len(group_ids), SUBMIT_MANY_CHUNK):
                 end = start + SUBMIT_MANY_CHUNK
-                batch.append(calls.submit_many(key, prio, group_ids[start:end], records[start:end]))
+                batch.append(
+                    calls.submit_many(key, prio, group_ids[start:end], records[start:end], queue=self._queue(key, prio))
+                )
         return ids, batch
+
+    def _queue(self, routing_key: str, priority: Priority) -> str | None:
+        """The list a new job goes to when it is not its routing key's own ready list:
+        in migration mode, the legacy list of its priority for ``default`` jobs."""
+        if self.compat == ORIGINAL and routing_key == DEFAULT_ROUTING_KEY:
+            return keys.legacy_queue(priority)
+        return None
 
     def schedule(
         self,
@@ -189,12 +207,14 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
+        _set_traceparent(job, traceparent)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
@@ -280,3 +300,9 @@ def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
     if result_ttl > MAX_TTL:
         raise ValidationError(f"result_ttl must be at most {MAX_TTL} seconds (about 68 years), got {result_ttl}")
     job.extra["result_ttl"] = result_ttl
+
+
+def _set_traceparent(job: Job, traceparent: str | None) -> None:
+    """The submitter's W3C trace context (bananas.tracing), carried in ``traceparent``."""
+    if traceparent:
+        job.extra[TRACEPARENT] = traceparent

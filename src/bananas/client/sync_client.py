@@ -16,6 +16,7 @@ from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environmen
 from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
@@ -27,6 +28,7 @@ from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.waiter import submit_then_wait
+from bananas.tracing import producer_span
 
 
 class Client:
@@ -39,6 +41,11 @@ class Client:
     ``$BANANAS_ROUTES`` is loaded if that is set (``router=Router()`` opts out); an
     invalid table raises ``RouteTableError`` here. Precedence: a routing key or priority
     given in the call > the first matching rule > ``default`` and normal.
+
+    ``compat="original"`` (default: ``$BANANAS_COMPAT``, else off) is the migration mode
+    of docs/MIGRATING.md: jobs of the ``default`` routing key go to the legacy lists
+    ``bananas:queue:<priority>`` that the original Go workers read (ours read them too).
+    Any other value raises ``ValidationError``.
     """
 
     def __init__(
@@ -49,10 +56,18 @@ class Client:
         clock: Clock = SYSTEM_CLOCK,
         router: Router | None = None,
         redis_client: redis.Redis | None = None,
+        compat: str | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
+        self.compat = (
+            parse_compat(compat, "compat")
+            if compat is not None
+            else parse_compat(os.environ.get(COMPAT_ENV), COMPAT_ENV)
+        )
         self.router = router if router is not None else router_from_environment(os.environ)
-        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock, router=self.router)
+        self._core = ClientCore(
+            max_payload_bytes=max_payload_bytes, clock=clock, router=self.router, compat=self.compat
+        )
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis)
         self._waiter: BackgroundWaiter | None = None
@@ -76,17 +91,20 @@ class Client:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
         Not given, they come from the route table, else ``default`` and normal."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            self._runner.run(call)
         return job_id
 
     def submit_job_with_route(self, name: str, payload: Any, priority: Priority | str, routing_key: str) -> str:
@@ -109,19 +127,22 @@ class Client:
         expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
-        job_id, call = self._core.schedule(
-            name,
-            payload,
-            run_at=run_at,
-            delay=delay,
-            priority=priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        self._runner.run(call)
+        with producer_span(name) as span:
+            job_id, call = self._core.schedule(
+                name,
+                payload,
+                run_at=run_at,
+                delay=delay,
+                priority=priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            self._runner.run(call)
         return job_id
 
     def submit_many(
@@ -136,11 +157,15 @@ class Client:
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
-        ids, batch = self._core.submit_many(
-            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
-        )
-        if batch:
-            raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
+        with producer_span(name) as span:
+            ids, batch = self._core.submit_many(
+                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted(ids)
+            if batch:
+                raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
 
     def submit_and_wait(
@@ -158,19 +183,22 @@ class Client:
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
-        job_id, call = self._core.submit(
-            name,
-            payload,
-            priority,
-            routing_key=routing_key,
-            max_retries=max_retries,
-            description=description,
-            result_ttl=result_ttl,
-            expires_in=expires_in,
-        )
-        found = self._background().run(
-            lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
-        )
+        with producer_span(name) as span:
+            job_id, call = self._core.submit(
+                name,
+                payload,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
+                description=description,
+                result_ttl=result_ttl,
+                expires_in=expires_in,
+                traceparent=span.traceparent,
+            )
+            span.submitted([job_id])
+            found = self._background().run(
+                lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
+            )
         return found.value()
 
     def get_result(self, job_id: str, timeout: float | None = None) -> Any:

@@ -49,6 +49,10 @@ MAX_TTL = 2**31 - 1
 MAX_NAME_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 64 * 1024
 
+#: Optional record field: the submitter's W3C trace context (bananas.tracing,
+#: docs/WIRE_FORMAT.md). Kept in ``Job.extra`` like any producer's field.
+TRACEPARENT = "traceparent"
+
 # Fields with a meaning in this version; everything else in a record goes to ``extra``.
 _KNOWN = frozenset(
     {

@@ -28,7 +28,7 @@ from bananas.client import Client
 from bananas.dashboard import api, pages
 from bananas.dashboard.backend import Backend
 from bananas.dashboard.errors import ApiError, FieldError
-from bananas.dashboard.metrics import metrics_response
+from bananas.dashboard.metrics import QueueMetrics
 from bananas.dashboard.settings import DashboardSettings
 from bananas.errors import BananasError, ValidationError
 from bananas.redis.connection import mask_secrets
@@ -106,6 +106,7 @@ def create_app(client: Client | None = None, settings: DashboardSettings | None 
     app.state.dashboard_settings = settings
     app.state.dashboard_backend = Backend(client)
     app.state.dashboard_client = client
+    queue_metrics = QueueMetrics(client)
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -160,7 +161,7 @@ def create_app(client: Client | None = None, settings: DashboardSettings | None 
     @app.get("/metrics", tags=["health"], dependencies=[Depends(api.require_read)], include_in_schema=True)
     def metrics() -> Response:
         """The fleet's queue gauges in Prometheus' text format (as ``bananas exporter``)."""
-        body, content_type = metrics_response(client)
+        body, content_type = queue_metrics.render()
         return Response(body, media_type=content_type)
 
     app.include_router(api.reads)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-from bananas.dashboard.errors import ApiError
+from bananas.client import Client
+from bananas.metrics.queues import exporter_registry
 
 
-def metrics_response(client: Any) -> tuple[bytes, str]:
-    """Scrape the queue collector once, for one request."""
-    try:
-        module: Any = importlib.import_module("bananas.metrics")
-    except ImportError:
-        raise ApiError(503, "unavailable", "queue metrics need bananas.metrics (prometheus-client)") from None
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(module.queue_collector(client))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+class QueueMetrics:
+    """Scrapes the exporter's registry (``bananas.metrics.queues``) over the dashboard's client."""
+
+    def __init__(self, client: Client) -> None:
+        self._registry = exporter_registry(client)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self._registry), CONTENT_TYPE_LATEST

@@ -23,23 +23,26 @@ def ready_queue_of(job: Job) -> str:
     return keys.route_queue(job.routing_key, job.priority)
 
 
-def submit(job: Job, record: bytes) -> Call:
+def submit(job: Job, record: bytes, *, queue: str | None = None) -> Call:
+    """``queue`` overrides the job's ready list (migration mode: a legacy list)."""
     return Call(
         ScriptName.SUBMIT,
-        (keys.job(job.id), ready_queue_of(job), keys.ROUTING_KEYS),
+        (keys.job(job.id), queue or ready_queue_of(job), keys.ROUTING_KEYS),
         (job.id, record, job.routing_key, keys.route_notify_channel(job.routing_key)),
     )
 
 
-def submit_many(routing_key: str, priority: Priority, ids: Sequence[str], records: Sequence[bytes]) -> Call:
-    """New jobs that all share ``routing_key`` and ``priority``."""
+def submit_many(
+    routing_key: str, priority: Priority, ids: Sequence[str], records: Sequence[bytes], *, queue: str | None = None
+) -> Call:
+    """New jobs that all share ``routing_key`` and ``priority`` (``queue`` as in ``submit``)."""
     args: list[str | bytes] = [routing_key, keys.route_notify_channel(routing_key)]
     for job_id, record in zip(ids, records, strict=True):
         args.append(job_id)
         args.append(record)
     return Call(
         ScriptName.SUBMIT_MANY,
-        (*(keys.job(i) for i in ids), keys.route_queue(routing_key, priority), keys.ROUTING_KEYS),
+        (*(keys.job(i) for i in ids), queue or keys.route_queue(routing_key, priority), keys.ROUTING_KEYS),
         tuple(args),
     )
 
@@ -116,6 +119,16 @@ def park(job: Job, token: str, record: bytes) -> Call:
             keys.parked_member(job.priority, job.name),
             keys.route_notify_channel(job.routing_key),
         ),
+    )
+
+
+def reroute(job: Job, token: str) -> Call:
+    """A leased job found in another routing key's list (a legacy list included) goes to
+    its own ready list, unrun (see reroute.lua)."""
+    return Call(
+        ScriptName.REROUTE,
+        (*LEASE_KEYS, ready_queue_of(job), keys.ROUTING_KEYS),
+        (job.id, token, job.routing_key, keys.route_notify_channel(job.routing_key)),
     )
 
 
@@ -217,6 +230,11 @@ def drop(job_id: str, token: str) -> Call:
     return Call(ScriptName.DROP, LEASE_KEYS, (job_id, token))
 
 
+def drop_if_held(job_id: str, token: str) -> Call:
+    """End the delivery, unrun, if an original Go worker runs the job (see the script)."""
+    return Call(ScriptName.DROP_IF_HELD, (*LEASE_KEYS, keys.ORIGINAL_PROCESSING), (job_id, token))
+
+
 def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     args: list[str | int] = [deadline_ms]
     for job_id, token in held:
@@ -225,10 +243,17 @@ def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     return Call(ScriptName.EXTEND, (keys.LEASES, keys.LEASE_OWNERS), tuple(args))
 
 
-def promote(job: Job, record: bytes) -> Call:
+def promote(job: Job, record: bytes, *, legacy_default: bool = False) -> Call:
+    """``legacy_default`` (migration mode): a ``default`` job goes to the legacy list of
+    its priority, where original Go workers can take it too."""
+    queue = (
+        keys.legacy_queue(job.priority)
+        if legacy_default and job.routing_key == DEFAULT_ROUTING_KEY
+        else ready_queue_of(job)
+    )
     return Call(
         ScriptName.PROMOTE,
-        (keys.SCHEDULED, ready_queue_of(job), keys.job(job.id)),
+        (keys.SCHEDULED, queue, keys.job(job.id)),
         (job.id, record, keys.route_notify_channel(job.routing_key)),
     )
 
@@ -236,7 +261,7 @@ def promote(job: Job, record: bytes) -> Call:
 def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
+        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id), keys.ORIGINAL_PROCESSING),
         (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, "", 0, 0),
     )
 
@@ -254,7 +279,7 @@ def recover_to_dead(
 ) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id), keys.ORIGINAL_PROCESSING),
         (
             job_id,
             seen_token,

@@ -35,6 +35,9 @@ def queue(ref: QueueRef) -> str:
 SCHEDULED = f"{PREFIX}:queue:scheduled"
 #: Dead letter list of job ids (newest on the left).
 DEAD = f"{PREFIX}:queue:dead"
+#: List the ORIGINAL Go workers keep the jobs they run in (BRPOPLPUSH from the legacy
+#: lists; no lease, no heartbeat). Read only: ours never re-queue an id found here.
+ORIGINAL_PROCESSING = f"{PREFIX}:queue:processing"
 #: Sorted set of leased (in-flight) job ids, score = lease deadline in Unix milliseconds.
 LEASES = f"{PREFIX}:leases"
 #: Hash job id -> lease token of the delivery that holds the lease.

@@ -33,7 +33,7 @@ from bananas.redis.connection import DEFAULT_REDIS_URL
 from bananas.scheduler.definition import Schedule
 from bananas.scheduler.policy import Action, Step, first_cursor, next_step
 from bananas.scheduler.store import FireResult, Outcome, ScheduleStore
-from bananas.worker.promoter import Promoter
+from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.wakeup import WakeupListener
 
 log = logging.getLogger("bananas.scheduler")
@@ -60,9 +60,12 @@ class Scheduler:
         promote: bool = True,
         failed_ttl: int = DEFAULT_FAILED_TTL,
         dead_letter_cap: int = DEFAULT_DEAD_LETTER_CAP,
+        compat: str | None = None,
     ) -> None:
         """``failed_ttl`` and ``dead_letter_cap`` apply to unreadable scheduled entries the
-        promoter parks in the dead letters, as in the worker (``WorkerSettings``)."""
+        promoter parks in the dead letters, as in the worker (``WorkerSettings``);
+        ``compat`` is the migration mode (``WorkerSettings.compat``)."""
+        self._compat = compat
         seen: set[str] = set()
         for schedule in schedules:
             if schedule.id in seen:
@@ -278,7 +281,12 @@ class Scheduler:
                 wakeup = asyncio.Event()
                 listener = WakeupListener(self._redis, {keys.SCHEDULED_NOTIFY_CHANNEL: wakeup})
                 promoter = Promoter(
-                    self._broker, self.clock, wakeup, failed_ttl=self._failed_ttl, dead_letter_cap=self._dead_letter_cap
+                    self._broker,
+                    self.clock,
+                    wakeup,
+                    failed_ttl=self._failed_ttl,
+                    dead_letter_cap=self._dead_letter_cap,
+                    **promoter_compat(self._compat),
                 )
                 helpers.append(asyncio.create_task(listener.run(), name="bananas-scheduler-wakeup"))
                 helpers.append(asyncio.create_task(promoter.run(), name="bananas-scheduler-promoter"))

@@ -18,7 +18,7 @@ from bananas.config import WorkerSettings
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
 from bananas.core.codec import display_id
-from bananas.core.job import Job, JobStatus
+from bananas.core.job import TRACEPARENT, Job, JobStatus
 from bananas.core.lifecycle import (
     FailureDecision,
     Verdict,
@@ -174,6 +174,18 @@ class Outcomes:
         self._emit(EventKind.PARKED, job, now, applied=applied, error=reason)
         return applied
 
+    async def reroute(self, delivery: Delivery, job: Job, found_in: str) -> bool:
+        """A record naming another routing key than the list it was taken from (e.g. a
+        "gpu" record the original SDKs pushed to a legacy list) goes to its own routing
+        key's ready list, untouched and unrun: it runs only where that key is consumed."""
+        reason = f"names routing key {job.routing_key!r}; moved there from {found_in}"
+        log.info("job %s %s", job.id, reason)
+        applied = await self._write(delivery, calls.reroute(job, delivery.token))
+        if not applied:
+            log.warning("job %s could not be moved to its routing key: its lease was lost", job.id)
+        self._emit(EventKind.PARKED, job, self.clock.now(), applied=applied, error=reason)
+        return applied
+
     def give_back_call(self, delivery: Delivery) -> Call | None:
         """The call that hands an unfinished job back to its ready list at shutdown; the
         attempt it began is not counted. None when there is nothing to give back."""
@@ -225,6 +237,19 @@ class Outcomes:
         )
         return await self._write(delivery, calls.drop(delivery.job_id, delivery.token))
 
+    async def drop_if_held(self, delivery: Delivery) -> bool:
+        """End the delivery, unrun, when an original Go worker is running the same job
+        (its id is in ``bananas:queue:processing``); False, and nothing changed, if not."""
+        if await self._writer.send(calls.drop_if_held(delivery.job_id, delivery.token)) != 1:
+            return False
+        delivery.settled = True
+        log.warning(
+            "job %s dropped from %s: an original Go worker is running it (a duplicate entry; not run here)",
+            display_id(delivery.job_id),
+            calls.source_key(delivery.source),
+        )
+        return True
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _write(self, delivery: Delivery, call: Call) -> bool:
@@ -269,8 +294,14 @@ def event_of(
 ) -> JobEvent:
     return JobEvent(
         kind, job.id, job.name, job.routing_key, job.priority.value, job.attempts, worker_id, at,
-        duration_s=duration_s, error=error, retry_at=retry_at, applied=applied,
+        duration_s=duration_s, error=error, retry_at=retry_at, applied=applied, traceparent=_traceparent(job),
     )  # fmt: skip
+
+
+def _traceparent(job: Job) -> str | None:
+    """The submitter's trace context (bananas.tracing), when the record carries a sane one."""
+    value = job.extra.get(TRACEPARENT)
+    return value if isinstance(value, str) and len(value) <= 256 else None
 
 
 def job_result_ttl(job: Job, default: int) -> int:

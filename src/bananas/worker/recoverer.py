@@ -82,6 +82,8 @@ class Recoverer:
                 done += 1
                 if event is not None and self._listeners.wants(event.kind):
                     self._listeners.emit(event)
+        if held := sum(1 for r in replies if r == 2):
+            log.warning("dropped %d expired lease(s) of jobs an original Go worker holds; not queued again", held)
         if done:
             log.info("recovered %d job(s) from expired leases", done)
         return done

@@ -33,7 +33,7 @@ from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.outcomes import Delivery, Outcomes
 from bananas.worker.pressure import MemoryPressure
 from bananas.worker.processor import GiveBack, Processor
-from bananas.worker.promoter import Promoter
+from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
 from bananas.worker.registry import Registry
@@ -48,6 +48,16 @@ log = logging.getLogger("bananas.worker")
 IDLE_POLL = 1.0
 #: Seconds between looks at Redis' memory while it is full (see worker/pressure.py).
 MEMORY_POLL = 1.0
+
+
+def describe_consumption(settings: WorkerSettings) -> str:
+    """``consuming gpu > default, high > normal > low, concurrency 10 (strict selection)``:
+    routing keys and priorities in preference order, in words rather than Redis keys."""
+    return (
+        f"consuming {' > '.join(settings.routing_keys)}, "
+        f"{' > '.join(p.value for p in settings.priorities)}, "
+        f"concurrency {settings.concurrency} ({settings.queue_selection.value} selection)"
+    )
 
 
 class Worker:
@@ -215,6 +225,7 @@ class Worker:
                         promote_wakeup,
                         failed_ttl=self.settings.failed_ttl,
                         dead_letter_cap=self.settings.dead_letter_cap,
+                        **promoter_compat(self.settings.compat),
                     ).run(),
                     name="bananas-promoter",
                 ),
@@ -226,13 +237,7 @@ class Worker:
         if mode is WorkerMode.SCHEDULER_ONLY:
             log.info("worker %s in scheduler-only mode: promotion, recovery and repairs, no jobs", self.worker_id)
         else:
-            log.info(
-                "worker %s consuming %s (%s, concurrency %d)",
-                self.worker_id,
-                " > ".join(keys.queue(q) for q in fetcher.queue_order),
-                self.settings.queue_selection.value,
-                self.settings.concurrency,
-            )
+            log.info("worker %s %s", self.worker_id, describe_consumption(self.settings))
         try:
             if mode is WorkerMode.SCHEDULER_ONLY:
                 self._ready.set()

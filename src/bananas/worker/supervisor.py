@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bananas.config import WorkerSettings
@@ -40,10 +41,24 @@ def child_environment(settings: WorkerSettings, base: dict[str, str]) -> dict[st
 
 
 class Supervisor:
-    def __init__(self, app: str, settings: WorkerSettings, *, log_level: str | None = None) -> None:
+    """``extra_env`` goes to every child on top of the settings (log format, the metrics
+    group's directory); ``on_child_exit(pid)`` is told of every child that ended (the
+    metrics group removes its files)."""
+
+    def __init__(
+        self,
+        app: str,
+        settings: WorkerSettings,
+        *,
+        log_level: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
+        on_child_exit: Callable[[int], None] | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.log_level = log_level
+        self.extra_env = dict(extra_env or {})
+        self.on_child_exit = on_child_exit
         self.slots = [Slot(i) for i in range(settings.processes)]
         self._stopping = False
 
@@ -51,7 +66,8 @@ class Supervisor:
         argv = [sys.executable, "-m", "bananas", "worker", self.app, "--processes", "1"]
         if self.log_level:
             argv += ["--log-level", self.log_level]
-        slot.process = subprocess.Popen(argv, env=child_environment(self.settings, dict(os.environ)))
+        env = {**child_environment(self.settings, dict(os.environ)), **self.extra_env}
+        slot.process = subprocess.Popen(argv, env=env)
         slot.started = time.monotonic()
         log.info("started worker process %d (pid %d)", slot.index, slot.process.pid)
 
@@ -83,8 +99,16 @@ class Supervisor:
                 log.warning("worker process %d did not stop in time; killing it", slot.index)
                 slot.process.kill()
                 slot.process.wait()
+            self._exited(slot.process.pid)
         log.info("all worker processes stopped")
         return 0
+
+    def _exited(self, pid: int) -> None:
+        if self.on_child_exit is not None:
+            try:
+                self.on_child_exit(pid)
+            except Exception:
+                log.exception("cleaning up after worker process %d failed", pid)
 
     def _tend(self, slot: Slot, now: float) -> None:
         if slot.process is not None:
@@ -98,6 +122,7 @@ class Supervisor:
                 "worker process %d (pid %d) exited with code %s after %.1fs; restarting in %.1fs",
                 slot.index, slot.process.pid, code, lived, delay,
             )  # fmt: skip
+            self._exited(slot.process.pid)
             slot.process = None
             slot.restart_at = now + delay
             slot.restarts += 1
