@@ -18,6 +18,7 @@ from bananas.cli import (
     scheduler,
     server,
     worker,
+    workflow,
 )
 
 
@@ -46,6 +47,7 @@ cli.add_command(scheduler.schedules)
 cli.add_command(limits.limits)
 cli.add_command(server.server)
 cli.add_command(cancel.cancel)
+cli.add_command(workflow.workflow)
 cli.add_command(exporter.exporter)
 cli.add_command(dashboard.dashboard)
 

@@ -13,18 +13,22 @@ import redis.asyncio as aioredis
 from bananas.client import control
 from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
+from bananas.client.workflows import AsyncWorkflowHandle, read_job_and_progress, read_progress, read_workflow
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock
 from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
+from bananas.core.progress import Progress
 from bananas.core.result import JobResult
 from bananas.core.router import Router
+from bananas.core.workflow import Workflow, WorkflowInfo
 from bananas.errors import BananasError
 from bananas.redis import connection, keys
 from bananas.redis.runner import AsyncRunner, raise_first_error
 from bananas.redis.scripts import Call
+from bananas.results.progress import ProgressCallback, wait_with_progress
 from bananas.results.waiter import ResultWaiter, fetch_result, submit_then_wait
 from bananas.tracing import producer_span
 
@@ -84,10 +88,16 @@ class AsyncClient:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
-        Not given, they come from the route table, else ``default`` and normal."""
+        Not given, they come from the route table, else ``default`` and normal.
+
+        With ``unique_key``: while a job submitted with the same key is queued or running
+        (for at most ``unique_for`` seconds, default a day), this queues nothing and
+        returns that job's id. The key is released when that job ends."""
         with producer_span(name) as span:
             job_id, call = self._core.submit(
                 name,
@@ -99,10 +109,43 @@ class AsyncClient:
                 result_ttl=result_ttl,
                 expires_in=expires_in,
                 traceparent=span.traceparent,
+                unique_key=unique_key,
+                unique_for=unique_for,
             )
             span.submitted([job_id])
-            await self._runner.run(call)
+            reply = await self._runner.run(call)
+        if unique_key is not None and reply:
+            return reply.decode() if isinstance(reply, bytes) else str(reply)
         return job_id
+
+    async def submit(
+        self, workflow: Workflow, *, workflow_ttl: int | None = None, result_ttl: int | None = None
+    ) -> AsyncWorkflowHandle:
+        """Submit a workflow (``bananas.chain``, ``group``, ``chord`` or a ``sig``); every
+        step is routed like a submitted job. ``workflow_ttl``: seconds its state is kept
+        while it runs (default 7 days); ``result_ttl``: after it ended (default a day)."""
+        with producer_span("workflow") as span:
+            plan, call = self._core.submit_workflow(
+                workflow, workflow_ttl=workflow_ttl, result_ttl=result_ttl, traceparent=span.traceparent
+            )
+            span.submitted([job.id for stage in plan.stages for job in stage])
+            await self._runner.run(call)
+        return AsyncWorkflowHandle(self, plan.id, [[job.id for job in stage] for stage in plan.stages])
+
+    async def get_workflow(self, workflow_id: str) -> WorkflowInfo | None:
+        """The workflow's state (running, completed, failed) and every step's, or None."""
+        return await self._drive(read_workflow(workflow_id))  # type: ignore[no-any-return]
+
+    async def wait_workflow(self, workflow_id: str, timeout: float | None = 30) -> Any:
+        """The workflow's result: the last step's (a list for a final group, the chord
+        callback's). Raises ``JobFailedError`` if it failed, ``JobTimeoutError`` after
+        ``timeout`` seconds (None: no limit), ``BananasError`` if there is no such workflow."""
+        found = await self.get_job_result(workflow_id)
+        if found is None:
+            if not await self.redis.exists(keys.workflow(workflow_id)):
+                raise BananasError(f"no workflow {workflow_id!r} (never submitted, or its state expired)")
+            found = await self._result_waiter().wait(workflow_id, timeout)
+        return found.value()
 
     async def submit_job_with_route(self, name: str, payload: Any, priority: Priority | str, routing_key: str) -> str:
         """The seed's ``SubmitJobWithRoute``: ``submit_job`` with a positional routing key
@@ -196,13 +239,19 @@ class AsyncClient:
             found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
         return found.value()
 
-    async def get_result(self, job_id: str, timeout: float | None = None) -> Any:
+    async def get_result(
+        self, job_id: str, timeout: float | None = None, *, on_progress: ProgressCallback | None = None
+    ) -> Any:
         """The job's return value. With ``timeout`` (seconds), wait for it that long and
         raise ``JobTimeoutError`` if it does not come; without, return ``None`` if the job
-        has not finished. A failed job raises ``JobFailedError``."""
+        has not finished. A failed job raises ``JobFailedError``. ``on_progress`` is
+        called with each new ``Progress`` the job reports while this waits."""
         found = await fetch_result(self.redis, job_id)
         if found is None and timeout is not None:
-            found = await self._result_waiter().wait(job_id, timeout)
+            if on_progress is None:
+                found = await self._result_waiter().wait(job_id, timeout)
+            else:
+                found = await wait_with_progress(self.redis, self._result_waiter(), job_id, timeout, on_progress)
         return None if found is None else found.value()
 
     async def get_job_result(self, job_id: str) -> JobResult | None:
@@ -225,15 +274,29 @@ class AsyncClient:
             call = self._core.cancel(job_id, seen)
             if call is None:
                 return False
-            outcome = await self._runner.run(call)
+            followup = self._core.after_cancel(job_id, seen)
+            if followup is None:
+                outcome = await self._runner.run(call)
+            else:
+                replies = await self._runner.run_many([call, followup], transaction=True)
+                raise_first_error(replies)
+                outcome = replies[0]
             if outcome != -1:
                 return bool(outcome in (1, 2))
         raise BananasError(f"job {job_id} kept changing; cancellation not applied, try again")
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
-        raw = await self.redis.get(keys.job(job_id))
-        return None if raw is None else Job.from_record(raw, job_id=job_id)
+        raw, progress = await self._drive(read_job_and_progress(job_id))
+        if raw is None:
+            return None
+        job = Job.from_record(raw, job_id=job_id)
+        job.progress = progress
+        return job
+
+    async def get_progress(self, job_id: str) -> Progress | None:
+        """The job's last reported progress (``job.set_progress``), or None."""
+        return await self._drive(read_progress(job_id))  # type: ignore[no-any-return]
 
     async def queue_stats(self) -> QueueStats:
         """Ready jobs per routing key and priority (every key seen), with per routing key

@@ -37,6 +37,14 @@ from bananas.core.priority import Priority
 from bananas.core.result import CANCELLED, result_fields
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
+from bananas.core.workflow import (
+    DEFAULT_WORKFLOW_RESULT_TTL,
+    DEFAULT_WORKFLOW_TTL,
+    Signature,
+    Workflow,
+    WorkflowPlan,
+    plan_workflow,
+)
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
 from bananas.redis import calls, keys
 from bananas.redis.scripts import Call
@@ -122,6 +130,8 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
         traceparent: str | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
@@ -129,7 +139,46 @@ class ClientCore:
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
         _set_traceparent(job, traceparent)
+        if unique_key is not None or unique_for is not None:
+            key, seconds = check_unique(unique_key, unique_for)
+            job.extra["unique_key"] = key
+            return job.id, calls.submit_unique(job, job.to_record(), key, seconds)
         return job.id, calls.submit(job, job.to_record(), queue=self._queue(routing_key, job.priority))
+
+    def submit_workflow(
+        self,
+        workflow: Workflow,
+        *,
+        workflow_ttl: int | None = None,
+        result_ttl: int | None = None,
+        traceparent: str | None = None,
+    ) -> tuple[WorkflowPlan, Call]:
+        """Build every step (routed like any submit) and the call that stores the
+        workflow and queues its first stage."""
+        ttl = _seconds("workflow_ttl", workflow_ttl, DEFAULT_WORKFLOW_TTL)
+        kept = _seconds("result_ttl", result_ttl, DEFAULT_WORKFLOW_RESULT_TTL)
+
+        def build(signature: Signature) -> Job:
+            routing_key, priority = self.route(
+                signature.name, signature.payload, signature.routing_key, signature.priority
+            )
+            retries = DEFAULT_MAX_RETRIES if signature.max_retries is None else signature.max_retries
+            job = self.build(signature.name, signature.payload, priority, routing_key, retries, signature.description)
+            if signature.timeout is not None:
+                job.extra["timeout"] = signature.timeout
+            _set_result_ttl(job, signature.result_ttl)
+            _set_traceparent(job, traceparent)
+            return job
+
+        plan = plan_workflow(workflow, build)
+        if result_ttl is not None:
+            for stage in plan.stages:
+                for job in stage:
+                    job.extra["workflow"]["result_ttl"] = kept
+        created = format_time(to_datetime(self.clock.now()))
+        first = [(job, job.to_record()) for job in plan.stages[0]]
+        waiting = [(job.id, job.to_record()) for stage in plan.stages[1:] for job in stage]
+        return plan, calls.submit_workflow(plan.id, plan.spec(created), ttl, first, waiting)
 
     def submit_many(
         self,
@@ -256,6 +305,17 @@ class ClientCore:
             job, seen, job.to_record(), fields, record_ttl=DEFAULT_FAILED_TTL, result_ttl=DEFAULT_RESULT_FAILURE_TTL
         )
 
+    def after_cancel(self, job_id: str, seen: bytes | str | None) -> Call | None:
+        """The call sent with a cancel (in one transaction) when the job carries hand-offs:
+        it releases the job's unique key and fails its workflow. None for a plain job."""
+        if seen is None:
+            return None
+        try:
+            job = Job.from_record(seen, job_id=job_id)
+        except MalformedJobError:
+            return None
+        return calls.abandon_job(job, format_time(to_datetime(self.clock.now())))
+
     def due_time(self, run_at: datetime | None, delay: float | timedelta | None) -> float:
         if run_at is not None and delay is not None:
             raise ValidationError("give either run_at or delay, not both")
@@ -300,6 +360,43 @@ def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
     if result_ttl > MAX_TTL:
         raise ValidationError(f"result_ttl must be at most {MAX_TTL} seconds (about 68 years), got {result_ttl}")
     job.extra["result_ttl"] = result_ttl
+
+
+#: Seconds a unique key is held when ``unique_for`` is not given (it is released as
+#: soon as the job ends in any case).
+DEFAULT_UNIQUE_FOR = 24 * 3600
+#: Longest unique key accepted.
+MAX_UNIQUE_KEY_LENGTH = 512
+
+
+def check_unique(unique_key: object, unique_for: object) -> tuple[str, int]:
+    """Validate ``unique_key``/``unique_for``; the lock's key and TTL in whole seconds."""
+    if not isinstance(unique_key, str) or not unique_key:
+        raise ValidationError(f"unique_key must be a non-empty string, got {unique_key!r}")
+    if len(unique_key) > MAX_UNIQUE_KEY_LENGTH:
+        raise ValidationError(
+            f"unique_key is {len(unique_key)} characters long, the maximum is {MAX_UNIQUE_KEY_LENGTH}"
+        )
+    try:
+        unique_key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("unique_key is not valid text") from None
+    if unique_for is None:
+        return unique_key, DEFAULT_UNIQUE_FOR
+    seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise ValidationError(f"unique_for must be a number of seconds > 0 or a timedelta, got {unique_for!r}")
+    if seconds <= 0 or seconds > MAX_DELAY_SECONDS:
+        raise ValidationError(f"unique_for must be more than 0 seconds and at most ten years, got {seconds!r}")
+    return unique_key, max(1, math.ceil(seconds))
+
+
+def _seconds(what: str, value: object, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationError(f"{what} must be a whole number of seconds > 0, got {value!r}")
+    return value
 
 
 def _set_traceparent(job: Job, traceparent: str | None) -> None:

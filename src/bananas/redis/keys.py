@@ -155,3 +155,31 @@ def throughput(minute: int) -> str:
     """Hash routing key -> jobs that ended (succeeded or went dead) in that minute
     (``minute`` = Unix seconds // 60). Workers add to it; it expires after an hour."""
     return f"{PREFIX}:throughput:{minute}"
+
+
+# -- workflows, unique jobs, progress (docs/WORKFLOWS.md) ---------------------------------
+
+
+def workflow(workflow_id: str) -> str:
+    """Hash of one workflow (chain, group, chord): ``spec`` (its stages and step ids),
+    ``state``, ``record:<step id>`` (pre-built records of steps not queued yet),
+    ``done:<stage>:<index>`` (a finished step's result JSON) and ``count:<stage>``.
+    Its outcome is stored like a job's, in ``result(workflow_id)``."""
+    return f"{PREFIX}:workflow:{workflow_id}"
+
+
+def unique_lock(unique_key: str) -> str:
+    """String holding the id of the job that owns ``unique_key`` (``submit_job(...,
+    unique_key=)``); set with NX and a TTL, deleted when that job ends."""
+    return f"{PREFIX}:unique:{unique_key}"
+
+
+def progress(job_id: str) -> str:
+    """Hash of a running job's last reported progress: ``fraction``, ``message``, ``at``."""
+    return f"{PREFIX}:progress:{job_id}"
+
+
+def progress_notify_channel(job_id: str) -> str:
+    """Published to (message: the fraction) when a job's progress is stored; result
+    waiters given ``on_progress`` listen to it."""
+    return f"{PREFIX}:progress:notify:{job_id}"

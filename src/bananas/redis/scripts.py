@@ -58,6 +58,11 @@ class ScriptName(StrEnum):
     REPAIR_INFLIGHT = "repair_inflight"
     CANCEL = "cancel"
     PURGE = "purge"
+    SUBMIT_WORKFLOW = "submit_workflow"
+    SUBMIT_UNIQUE = "submit_unique"
+    FINISH = "finish"
+    PROGRESS = "progress"
+    ABANDON = "abandon"
 
 
 def _load(name: str) -> Script:

@@ -89,6 +89,14 @@ class ResultWaiter:
         async with self.watch(job_id) as watch:
             return await watch.result(timeout)
 
+    async def subscribe(self, channel: str, future: asyncio.Future[None]) -> None:
+        """Resolve ``future`` on the next message of ``channel`` (any channel: progress
+        announcements share this connection); returns once the subscription is live."""
+        await self._add(channel, future)
+
+    async def unsubscribe(self, channel: str, future: asyncio.Future[None]) -> None:
+        await self._remove(channel, future)
+
     async def aclose(self) -> None:
         if self._reader is not None:
             self._reader.cancel()

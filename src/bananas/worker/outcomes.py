@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,12 @@ from bananas.core.lifecycle import (
 )
 from bananas.core.result import CANCELLED, COMPLETED, EXPIRED, FAILED, result_fields
 from bananas.core.selection import Source
+from bananas.core.workflow import step_link, unique_key_of, workflow_result_ttl
 from bananas.events import EventKind, JobEvent, Listeners
 from bananas.redis import calls
 from bananas.redis.scripts import Call, ScriptName
 from bananas.worker.malformed import MALFORMED_JOB_NAME, stub_record
+from bananas.worker.progress import ProgressReporter
 from bananas.worker.writer import Deferred, Writer
 
 log = logging.getLogger("bananas.worker")
@@ -97,7 +100,11 @@ class Outcomes:
             if result_ttl
             else ()
         )  # fmt: skip
-        call = calls.ack(job.id, delivery.token, job.to_record(), self._settings.completed_ttl, result_ttl, fields)
+        record = job.to_record()
+        call = self._handoff(
+            job, delivery.token, record, self._settings.completed_ttl, COMPLETED, -1, result_ttl, fields,
+            encoded_result, finished,
+        ) or calls.ack(job.id, delivery.token, record, self._settings.completed_ttl, result_ttl, fields)  # fmt: skip
         applied = await self._write(delivery, call)
         if not applied:
             log.warning("job %s finished after its lease was lost; its outcome was discarded", job.id)
@@ -122,7 +129,10 @@ class Outcomes:
                 if result_ttl
                 else ()
             )
-            call = calls.bury(
+            call = self._handoff(
+                job, delivery.token, record, self._settings.failed_ttl, FAILED, self._settings.dead_letter_cap,
+                result_ttl, fields, None, now,
+            ) or calls.bury(
                 job.id, delivery.token, record, self._settings.failed_ttl,
                 self._settings.dead_letter_cap, result_ttl, fields,
             )  # fmt: skip
@@ -158,8 +168,50 @@ class Outcomes:
             if result_ttl
             else ()
         )
-        call = calls.ack(job.id, delivery.token, job.to_record(), self._settings.failed_ttl, result_ttl, fields)
+        record = job.to_record()
+        call = self._handoff(
+            job, delivery.token, record, self._settings.failed_ttl, status, -1, result_ttl, fields, None, now
+        ) or calls.ack(job.id, delivery.token, record, self._settings.failed_ttl, result_ttl, fields)
         return await self._write(delivery, call)
+
+    def _handoff(
+        self,
+        job: Job,
+        token: str,
+        record: bytes,
+        record_ttl: int,
+        status: str,
+        dead_cap: int,
+        result_ttl: int,
+        fields: Sequence[str | bytes],
+        encoded_result: bytes | None,
+        now: float,
+    ) -> Call | None:
+        """The ``finish`` call of a job that carries hand-offs (a workflow step, a unique
+        key), or None for a plain job (ack/bury). docs/WORKFLOWS.md has the rules."""
+        link = step_link(job)
+        unique_key = unique_key_of(job)
+        if link is None and unique_key is None:
+            return None
+        step = None
+        if link is not None:
+            step = calls.StepEnd(
+                link.workflow_id, link.stage, link.index, link.size, link.is_group, link.allow_failure,
+                [(n.id, n.routing_key, n.priority) for n in link.next],
+                encoded_result if encoded_result is not None else b"null",
+                (job.error or status).split("\n", 1)[0],
+                workflow_result_ttl(job),
+                format_time(to_datetime(now)),
+            )  # fmt: skip
+        return calls.finish(
+            job.id, token, record, record_ttl, status, dead_cap=dead_cap, result_ttl=result_ttl, result=fields,
+            unique_key=unique_key, step=step,
+        )  # fmt: skip
+
+    def progress_reporter(self, delivery: Delivery) -> ProgressReporter:
+        """Where the job's ``set_progress`` reports go (throttled, through the writer)."""
+        loop = asyncio.get_running_loop()
+        return ProgressReporter(loop, self._writer, self.clock, delivery.job_id, delivery.token)
 
     # -- handing the job to someone else -------------------------------------------------
 

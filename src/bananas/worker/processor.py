@@ -114,8 +114,13 @@ class Processor:
             return
         timeout = job.timeout or handler.timeout or self._settings.job_timeout
         delivery.in_async_handler = handler.is_async
+        reporter = outcomes.progress_reporter(delivery)
+        job._progress_sink = reporter
         try:
-            result = await self._executor.call(handler, job, timeout)
+            try:
+                result = await self._executor.call(handler, job, timeout)
+            finally:
+                reporter.flush()
         except asyncio.CancelledError:
             delivery.in_async_handler = False
             task = asyncio.current_task()
