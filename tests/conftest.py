@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+from caller_environment import caller_settings
 
 from bananas import Registry, Worker, WorkerSettings
 from bananas.core.retry import RetryPolicy
@@ -24,25 +25,41 @@ from bananas.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
+_CALLER_ENVIRONMENT: dict[str, str] = {}
 
-#: Settings a caller's shell may hold that would change what clients and workers built by
-#: the tests do (``BANANAS_COMPAT`` moves default jobs to the legacy lists,
-#: ``BANANAS_ROUTES`` loads a route table in every ``Client()``...).
-_CALLER_SETTINGS = ("WORKER_", "JOB_", "BANANAS_", "RETRY_BACKOFF_", "RESULT_")
-_CALLER_EXACT = ("REDIS_URL", "MAX_RETRIES", "DEAD_LETTER_MAX")
-#: Kept: they choose the test server binary and the size of the fault suite.
-_TEST_CONTROLS = ("BANANAS_SERVER_BINARY", "BANANAS_SOAK", "BANANAS_SOAK_SCALE")
+
+def _clear_caller_environment() -> None:
+    for name in caller_settings(os.environ):
+        _CALLER_ENVIRONMENT.setdefault(name, os.environ.pop(name))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As early as possible: test modules may read the environment when collected.
+    _clear_caller_environment()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    os.environ.update(_CALLER_ENVIRONMENT)
+    _CALLER_ENVIRONMENT.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def immune_to_caller_environment() -> Iterator[None]:
+    """Every test runs without the caller's Bananas settings (see ``CALLER_PREFIXES``)."""
+    _clear_caller_environment()
+    yield
+    _clear_caller_environment()
 
 
 @pytest.fixture(autouse=True)
 def _no_caller_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests are immune to the caller's environment: its Bananas settings are removed
-    (tests that need one set it themselves, after this)."""
-    for name in list(os.environ):
-        if name in _TEST_CONTROLS:
-            continue
-        if name.startswith(_CALLER_SETTINGS) or name in _CALLER_EXACT:
-            monkeypatch.delenv(name)
+    (tests that need one set it themselves, after this). Also undoes a test that set
+    one in ``os.environ`` without restoring it. Which names: ``caller_environment``
+    (``BANANAS_COMPAT`` moves default jobs to the legacy lists, ``BANANAS_ROUTES`` loads
+    a route table in every ``Client()``...)."""
+    for name in caller_settings(os.environ):
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

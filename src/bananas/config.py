@@ -91,6 +91,9 @@ class WorkerSettings:
     #: A job whose name has no handler here: "park" it for a pool that has one (it waits,
     #: visible in ``bananas queues``), or "fail" it at once to the dead letters.
     unknown_jobs: str = "park"
+    #: Start although Redis' ``maxmemory-policy`` is ``allkeys-*`` (it may evict queued
+    #: jobs; see docs/RELIABILITY.md). Other policies than ``noeviction`` only warn.
+    allow_eviction: bool = False
     #: Migration mode (``BANANAS_COMPAT=original``, docs/MIGRATING.md): the promoter
     #: leaves due jobs to a running original Go scheduler for a grace period and puts
     #: due ``default`` jobs on the legacy lists the original Go workers read.
@@ -137,6 +140,7 @@ class WorkerSettings:
             "WORKER_ROUTE_CONCURRENCY": pairs(self.route_concurrency),
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
+            "BANANAS_ALLOW_EVICTION": "1" if self.allow_eviction else "0",
             COMPAT_ENV: self.compat or "",
         }
         return env
@@ -211,6 +215,7 @@ class WorkerSettings:
             max_wait=pick("max_wait", "WORKER_MAX_WAIT", _max_wait, ()),
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
+            allow_eviction=pick("allow_eviction", "BANANAS_ALLOW_EVICTION", parse_bool, d.allow_eviction),
             compat=pick("compat", COMPAT_ENV, _compat, d.compat),
         )
 
@@ -290,6 +295,15 @@ def _job_types(name: str, raw: str) -> tuple[str, ...]:
     if not names:
         raise ConfigurationError(name, "needs at least one job name")
     return names
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(name, f"expected 1/true/yes/on or 0/false/no/off, got {raw!r}")
 
 
 def _compat(name: str, raw: str) -> str | None:

@@ -22,6 +22,7 @@ LAYERS = {
     "config": 1,
     "tracing": 1,
     "embedded": 1,
+    "process": 1,
     "client": 2,
     "results": 2,
     "limits_admin": 2,

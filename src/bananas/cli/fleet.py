@@ -16,6 +16,7 @@ from bananas.client.inspect import QueueStats, RouteStats
 from bananas.core.priority import Priority
 from bananas.core.routing import validate_routing_key
 from bananas.errors import ValidationError
+from bananas.redis import eviction
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 priority_option = click.option(
@@ -162,6 +163,9 @@ def queues(as_json: bool, redis_url: str | None) -> None:
     url = resolve_redis_url(redis_url)
     with friendly_errors(url), Client(url) as client:
         stats = client.queue_stats()
+        policy = eviction.read_policy(client.redis)
+    if eviction.risk(policy) is not eviction.EvictionRisk.NONE:  # docs/RELIABILITY.md
+        click.echo(f"bananas: warning: {eviction.describe(policy)}", err=True)
     if as_json:
         click.echo(json.dumps(stats.to_json(), indent=2))
         return

@@ -5,19 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 import threading
 
 import click
 
-from bananas.cli.common import fail, load_registry, log_format_option, resolve_log_format, setup_logging
+from bananas.cli.common import (
+    fail,
+    friendly_errors,
+    load_registry,
+    log_format_option,
+    resolve_log_format,
+    setup_logging,
+)
 from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
 from bananas.events import Listener
 from bananas.worker.joblog import JobLogListener
+from bananas.worker.preflight import check_server
 from bananas.worker.registry import Registry
 from bananas.worker.service import Worker
-from bananas.worker.supervisor import Supervisor
+from bananas.worker.supervisor import SUPERVISOR_PID_ENV, Supervisor, stop_with_supervisor
 
 log = logging.getLogger("bananas.cli")
 
@@ -28,16 +37,17 @@ log = logging.getLogger("bananas.cli")
     "--routing-keys", default=None, help="Comma list in order of preference ($WORKER_ROUTING_KEYS, default 'default')."
 )
 @click.option("--priorities", default=None, help="Comma list, e.g. high,normal,low ($WORKER_PRIORITIES).")
-@click.option("--concurrency", default=None, help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).")
-@click.option("--processes", default=None, help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).")
-@click.option("--redis-url", default=None, help="Redis URL ($REDIS_URL, default redis://localhost:6379).")
+@click.option("--concurrency", default=None, metavar="INTEGER", help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).")
+@click.option("--processes", default=None, metavar="INTEGER", help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).")
+@click.option("--redis-url", default=None, metavar="URL", help="Redis URL ($REDIS_URL, default redis://localhost:6379).")
 @click.option(
-    "--job-timeout", default=None, help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables)."
+    "--job-timeout", default=None, metavar="SECONDS", help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables)."
 )
-@click.option("--lease-seconds", default=None, help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30).")
+@click.option("--lease-seconds", default=None, metavar="SECONDS", help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30).")
 @click.option(
     "--shutdown-grace",
     default=None,
+    metavar="SECONDS",
     help="Seconds to let running jobs finish on SIGTERM ($WORKER_SHUTDOWN_GRACE, default 30).",
 )
 @click.option(
@@ -48,10 +58,11 @@ log = logging.getLogger("bananas.cli")
 @click.option(
     "--route-concurrency",
     default=None,
+    metavar="KEY:INTEGER,...",
     help="Per routing key caps in this process, e.g. gpu:2 ($WORKER_ROUTE_CONCURRENCY).",
 )
 @click.option("--job-types", default=None, help="Only run these job names, comma list ($WORKER_JOB_TYPES).")
-@click.option("--max-wait", default=None, help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
+@click.option("--max-wait", default=None, metavar="KEY:SECONDS,...", help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
 @click.option(
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )
@@ -62,6 +73,12 @@ log = logging.getLogger("bananas.cli")
     help="Serve Prometheus metrics at /metrics on this port, one endpoint for all --processes ($WORKER_METRICS_PORT).",
 )
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
+@click.option(
+    "--allow-eviction",
+    is_flag=True,
+    default=None,
+    help="Start although Redis' maxmemory-policy is allkeys-* ($BANANAS_ALLOW_EVICTION=1; docs/RELIABILITY.md).",
+)
 @log_format_option
 def worker(
     app: str,
@@ -80,9 +97,11 @@ def worker(
     mode: str | None,
     metrics_port: str | None,
     log_level: str | None,
+    allow_eviction: bool | None,
     log_format: str | None,
 ) -> None:
     """Run jobs from the routing keys' queues with the handlers in APP (module:attribute)."""
+    _stop_cleanly_while_starting()
     try:
         settings = WorkerSettings.from_env(
             os.environ,
@@ -99,14 +118,22 @@ def worker(
             job_types=job_types,
             max_wait=max_wait,
             mode=mode,
+            allow_eviction=allow_eviction or None,
         )
     except ConfigurationError as exc:
         fail(str(exc))
     chosen_format = resolve_log_format(log_format)
     setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", settings.redis_url, chosen_format)
     port = resolve_metrics_port(metrics_port)
+    supervisor_pid = os.environ.get(SUPERVISOR_PID_ENV, "").strip()
+    if supervisor_pid.isdigit() and settings.processes == 1:
+        stop_with_supervisor(int(supervisor_pid))
     registry = load_registry(app)
     if settings.processes > 1:
+        # The same start checks as each child's, once, before any child is started: a
+        # wrong password must not become a loop of restarts (exit 3, one line).
+        with friendly_errors(settings.redis_url):
+            asyncio.run(check_server(settings.redis_url, allow_eviction=settings.allow_eviction))
         sys.exit(run_supervisor(app, settings, log_level, chosen_format, port))
     try:
         listeners = edge_listeners(registry, port)
@@ -180,12 +207,24 @@ def edge_listeners(registry: Registry, metrics_port: int | None) -> list[Listene
     return listeners
 
 
+def _stop_cleanly_while_starting() -> None:
+    """SIGTERM/SIGINT before the worker's own handlers are in place (loading the app,
+    connecting): nothing was taken yet, so stop at once with exit 0, as a stop does."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def run_worker(registry: Registry, settings: WorkerSettings, listeners: list[Listener] | None = None) -> None:
     async def main() -> None:
         await Worker(registry, settings, listeners=listeners or ()).run(install_signal_handlers=True)
 
     _install_fast_loop()
-    asyncio.run(main())
+    with friendly_errors(settings.redis_url):
+        asyncio.run(main())
     logging.shutdown()
     if any(t is not threading.main_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
         # A sync handler past the grace period cannot be interrupted; its job was handed

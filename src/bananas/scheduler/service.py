@@ -26,7 +26,7 @@ from bananas.aio import wait_event
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
 from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
 from bananas.errors import ValidationError
-from bananas.redis import connection, keys
+from bananas.redis import connection, eviction, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.connection import DEFAULT_REDIS_URL
@@ -277,6 +277,7 @@ class Scheduler:
             if not await self._start_when_reachable(backoff):
                 return
             assert self._broker is not None and self._redis is not None
+            await self._warn_about_eviction(self._redis)
             if self.promote:
                 wakeup = asyncio.Event()
                 listener = WakeupListener(self._redis, {keys.SCHEDULED_NOTIFY_CHANNEL: wakeup})
@@ -326,6 +327,18 @@ class Scheduler:
                 log.warning("scheduler cannot reach redis yet, retrying: %s", exc)
                 await self._sleep(backoff.next_delay())
         return False
+
+    @staticmethod
+    async def _warn_about_eviction(client: aioredis.Redis) -> None:
+        """A policy that evicts keys may delete the jobs this scheduler enqueues
+        (docs/RELIABILITY.md, "Redis must not evict")."""
+        try:
+            policy = await eviction.read_policy_async(client)
+        except Exception as exc:
+            log.warning("could not read Redis' maxmemory-policy: %s", exc)
+            return
+        if eviction.risk(policy) is not eviction.EvictionRisk.NONE:
+            log.warning("%s", eviction.describe(policy))
 
     async def _sleep(self, delay: float) -> None:
         await wait_event(self._stopping, delay)

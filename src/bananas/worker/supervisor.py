@@ -4,6 +4,12 @@ Children are fresh interpreters (``python -m bananas worker APP --processes 1``)
 get their settings through the environment, so secrets never appear in ``ps``. A child
 that dies is restarted; one that keeps dying quickly is restarted with growing delays.
 SIGTERM/SIGINT are forwarded, and the supervisor exits 0 once every child has stopped.
+
+A child never outlives its supervisor: if the supervisor dies without a word (``kill
+-9``, OOM killer), each child gets SIGTERM at once from the kernel (Linux
+``PR_SET_PDEATHSIG``) or, elsewhere, notices within a second that its parent changed,
+and stops as on SIGTERM: it finishes or gives back its jobs. A restarted supervisor
+therefore never runs next to orphans of the last one.
 """
 
 from __future__ import annotations
@@ -13,13 +19,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bananas.config import WorkerSettings
+from bananas.process import set_parent_death_signal
 
 log = logging.getLogger("bananas.supervisor")
+
+#: Set in a child's environment: the pid of the supervisor it must not outlive.
+SUPERVISOR_PID_ENV = "BANANAS_SUPERVISOR_PID"
+#: How often a child looks at its parent where the kernel cannot tell it (not Linux).
+PARENT_CHECK_INTERVAL = 1.0
 
 #: A child that lived at least this long is considered healthy: its restart delay resets.
 HEALTHY_AFTER = 10.0
@@ -37,7 +50,36 @@ class Slot:
 
 
 def child_environment(settings: WorkerSettings, base: dict[str, str]) -> dict[str, str]:
-    return {**base, **settings.to_env(), "WORKER_PROCESSES": "1"}
+    return {**base, **settings.to_env(), "WORKER_PROCESSES": "1", SUPERVISOR_PID_ENV: str(os.getpid())}
+
+
+def exit_description(code: int) -> str:
+    """``exited with code 3``, or ``exited on SIGKILL`` for a child killed by a signal."""
+    if code < 0:
+        try:
+            return f"exited on {signal.Signals(-code).name}"
+        except ValueError:
+            return f"exited on signal {-code}"
+    return f"exited with code {code}"
+
+
+def stop_with_supervisor(supervisor_pid: int) -> None:
+    """In a child: get SIGTERM (a graceful stop) as soon as the supervisor is gone.
+
+    Linux delivers it from the kernel when the parent dies (``PR_SET_PDEATHSIG``); a
+    daemon thread watching the parent pid covers other systems and the moment before
+    ``prctl`` took effect (a parent that died already: the child was re-parented).
+    """
+    if sys.platform.startswith("linux") and not set_parent_death_signal(signal.SIGTERM):
+        log.warning("prctl(PR_SET_PDEATHSIG) failed; watching the parent pid instead")
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(PARENT_CHECK_INTERVAL)
+        log.warning("supervisor (pid %d) is gone: stopping this worker process", supervisor_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="bananas-supervisor-watch", daemon=True).start()
 
 
 class Supervisor:
@@ -119,8 +161,8 @@ class Supervisor:
             slot.quick_deaths = slot.quick_deaths + 1 if lived < HEALTHY_AFTER else 0
             delay = 0.0 if slot.quick_deaths == 0 else min(MAX_RESTART_DELAY, 0.5 * 2 ** (slot.quick_deaths - 1))
             log.warning(
-                "worker process %d (pid %d) exited with code %s after %.1fs; restarting in %.1fs",
-                slot.index, slot.process.pid, code, lived, delay,
+                "worker process %d (pid %d) %s after %.1fs; restarting in %.1fs",
+                slot.index, slot.process.pid, exit_description(code), lived, delay,
             )  # fmt: skip
             self._exited(slot.process.pid)
             slot.process = None
