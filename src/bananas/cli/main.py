@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "dashboard": (
         "bananas.cli.dashboard", "dashboard",
-        "Serve the web dashboard, the JSON API (/api/v1/), /openapi.json, /metrics, /healthz and /readyz.",
+        "Serve the dashboard at /, the JSON API under /api/v1/, /openapi.json, /metrics, /healthz and /readyz.",
     ),
     "demo": (
         "bananas.cli.demo", "demo",
