@@ -111,3 +111,31 @@ def test_a_taken_port_is_one_line(cli_env: dict[str, str]) -> None:
                               timeout=30)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith(f"bananas: error: cannot listen on 127.0.0.1:{port}")
+
+
+def test_demo_with_the_dashboard_shows_the_routing_map_and_stops_on_ctrl_c(
+    cli_env: dict[str, str], launched: list[subprocess.Popen[str]], tmp_path: object
+) -> None:
+    proc = subprocess.Popen(
+        ["bananas", "demo", "--jobs", "6", "--data-dir", str(tmp_path), "--dashboard", "0"], env=cli_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    launched.append(proc)
+    assert proc.stdout is not None
+    link = None
+    deadline = time.monotonic() + 60
+    while link is None and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        assert line, "the demo exited before serving the dashboard"
+        if "#token=" in line:
+            link = line.strip()
+    assert link is not None
+    base, token = link.split("#token=")
+    overview = httpx.get(f"{base}api/v1/overview", headers={"Authorization": f"Bearer {token}"}).json()
+    rows = {row["routing_key"]: row for row in overview["routes"]}
+    assert rows["reports"]["orphaned"] is True and rows["reports"]["ready"] == 5
+    assert rows["gpu"]["consumers"] == 2
+    os.kill(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "workers stopped" in rest
