@@ -157,6 +157,16 @@ class DeadLetter:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class DeadPage:
+    """One page of ``DeadLetters.page``: the entries, the dead list's length, and the
+    position to read the next page from (None when the list was read to its end)."""
+
+    items: list[DeadLetter]
+    total: int
+    next_cursor: int | None
+
+
 class RetryOutcome(StrEnum):
     RETRIED = "retried"
     NOT_DEAD = "not in the dead letter list"
@@ -236,6 +246,42 @@ class DeadLetters:
                 if _matches(entry, routing_key, name):
                     yield entry
 
+    def page(
+        self,
+        *,
+        cursor: int = 0,
+        limit: int = 50,
+        routing_key: str | None = None,
+        name: str | None = None,
+        max_scanned: int = 5 * SCAN_CHUNK,
+    ) -> DeadPage:
+        """Up to ``limit`` entries from position ``cursor`` of the dead list, newest first.
+
+        A filtered page reads at most ``max_scanned`` ids, so a filter that matches
+        nothing never walks a long dead list in one request; ``next_cursor`` says where to
+        go on (None at the end). Positions move as entries are added or removed: a page
+        is a view of the list as it was read.
+        """
+        items: list[DeadLetter] = []
+        position = max(cursor, 0)
+        scanned = 0
+        total = self.count()
+        while len(items) < limit and scanned < max_scanned:
+            size = min(SCAN_CHUNK, max_scanned - scanned) if (routing_key or name) else limit - len(items)
+            chunk = [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, position, position + size - 1)]
+            if not chunk:
+                return DeadPage(items, total, None)
+            for offset, (job_id, raw) in enumerate(zip(chunk, self._records(chunk), strict=True)):
+                entry = _entry(job_id, raw)
+                if _matches(entry, routing_key, name):
+                    items.append(entry)
+                    if len(items) == limit:
+                        position += offset + 1
+                        return DeadPage(items, total, position if position < total else None)
+            position += len(chunk)
+            scanned += len(chunk)
+        return DeadPage(items, total, position if position < total else None)
+
     def entries(
         self, *, routing_key: str | None = None, name: str | None = None, limit: int | None = None
     ) -> list[DeadLetter]:
@@ -314,6 +360,10 @@ class DeadLetters:
             for part in range(0, len(chunk), PURGE_CHUNK):
                 removed += int(self._runner.run(calls.dlq_purge(chunk[part : part + PURGE_CHUNK])))
         return removed
+
+    def delete(self, job_id: str) -> bool:
+        """Remove one dead entry with its record and result; False if it was not dead."""
+        return int(self._runner.run(calls.dlq_purge([job_id]))) > 0
 
     def _records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:

@@ -31,6 +31,7 @@ LAYERS = {
     "dlq": 3,
     "metrics": 4,
     "demo_app": 4,
+    "dashboard": 4,
     "cli": 5,
 }
 

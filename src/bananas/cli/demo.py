@@ -66,7 +66,12 @@ class Interrupted(Exception):
 )
 @click.option("--jobs", "count", type=click.IntRange(1, 100_000), default=30, show_default=True, help="How many jobs.")
 @click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help="Seconds to wait for every job to run.")
-def demo(data_dir: str, count: int, timeout: float) -> None:
+@click.option(
+    "--dashboard", "dashboard_port", type=click.IntRange(0, 65535), default=None, is_flag=False, flag_value=8080,
+    help="Then keep everything running and serve the dashboard on 127.0.0.1 (port 8080, or the one given) "
+    "until Ctrl-C.",
+)
+def demo(data_dir: str, count: int, timeout: float, dashboard_port: int | None) -> None:
     """Run an embedded server, three worker pools and a client; show who ran what."""
     signalled: list[int] = []
 
@@ -92,6 +97,8 @@ def demo(data_dir: str, count: int, timeout: float) -> None:
             workers.append(subprocess.Popen(argv, env=env))
             click.echo(f"started {pool:<13} WORKER_ROUTING_KEYS={keys}")
         verdict = _run(server.url, count, timeout)
+        if dashboard_port is not None:
+            _serve_dashboard(server.url, dashboard_port)
     except Interrupted:
         pass
     except PortInUseError as exc:
@@ -111,6 +118,18 @@ def demo(data_dir: str, count: int, timeout: float) -> None:
     click.echo("workers stopped (SIGTERM, graceful); server stopped")
     if not verdict.ok:
         sys.exit(1)
+
+
+def _serve_dashboard(url: str, port: int) -> None:
+    """Keep the pools running and serve the dashboard on them until Ctrl-C (uvicorn takes
+    the signal, stops serving, and hands it back to the demo, which stops the rest)."""
+    from bananas.cli.dashboard import serve
+
+    # Jobs for a routing key no pool listens on: the routing map flags it.
+    with Client(url) as client:
+        client.submit_many("generate_report", [{"n": i} for i in range(5)], routing_key="reports")
+    click.echo("\nsubmitted 5 jobs to 'reports', where no pool listens; Ctrl-C stops everything")
+    serve(url, port=port)
 
 
 def _start_clean(url: str) -> None:

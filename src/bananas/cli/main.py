@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "bananas.cli.cancel", "cancel",
         "Cancel job JOB_ID: a waiting job never runs; a running one is asked to stop.",
     ),
+    "dashboard": (
+        "bananas.cli.dashboard", "dashboard",
+        "Serve the dashboard at /, the JSON API under /api/v1/, /openapi.json, /metrics, /healthz and /readyz.",
+    ),
     "demo": (
         "bananas.cli.demo", "demo",
         "Run an embedded server, three worker pools and a client; show who ran what.",

@@ -3,7 +3,7 @@ never redis-py directly, so storage concerns stay in this package."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -132,6 +132,15 @@ class Broker:
         # Forget workers that stopped announcing long ago (readers skip them anyway:
         # their entry has expired).
         pipe.zremrangebyscore(keys.WORKERS, "-inf", now - max(60.0, 10 * ttl_ms / 1000))
+        await pipe.execute()
+
+    async def add_throughput(self, counts: Mapping[tuple[int, str], int], ttl_seconds: int) -> None:
+        """Add jobs ended per (minute, routing key) to the throughput history."""
+        pipe = self.redis.pipeline(transaction=False)
+        for (minute, routing_key), count in counts.items():
+            pipe.hincrby(keys.throughput(minute), routing_key, count)
+        for minute in {minute for minute, _ in counts}:
+            pipe.expire(keys.throughput(minute), ttl_seconds)
         await pipe.execute()
 
     async def retire(self, worker_id: str) -> None:

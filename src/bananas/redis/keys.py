@@ -148,6 +148,15 @@ def schedule(schedule_id: str) -> str:
     return f"{PREFIX}:schedule:{schedule_id}"
 
 
+# -- throughput history (the dashboard's charts) ----------------------------------------
+
+
+def throughput(minute: int) -> str:
+    """Hash routing key -> jobs that ended (succeeded or went dead) in that minute
+    (``minute`` = Unix seconds // 60). Workers add to it; it expires after an hour."""
+    return f"{PREFIX}:throughput:{minute}"
+
+
 # -- workflows, unique jobs, progress (docs/WORKFLOWS.md) ---------------------------------
 
 

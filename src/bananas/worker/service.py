@@ -39,6 +39,7 @@ from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
 from bananas.worker.registry import Registry
+from bananas.worker.throughput import Throughput
 from bananas.worker.wakeup import WakeupListener
 from bananas.worker.writer import Writer
 
@@ -103,6 +104,8 @@ class Worker:
         self.counters = Counters()
         self.listeners = Listeners(registry.listeners)
         self.listeners.add(self.counters.observe, Counters.KINDS)
+        self.throughput = Throughput()
+        self.listeners.add(self.throughput.observe, Throughput.KINDS)
         for listener in listeners:
             self.listeners.add(listener)
 
@@ -209,6 +212,7 @@ class Worker:
             asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
             asyncio.create_task(fetcher.run(), name="bananas-plan-refresh"),
             asyncio.create_task(cancels.run(), name="bananas-cancels"),
+            asyncio.create_task(self.throughput.run(broker), name="bananas-throughput"),
         ]
         # A thin worker only runs jobs; promotion, recovery and repairs are left to the
         # other processes of the fleet (docs/WORKER_MODES.md).
@@ -259,6 +263,8 @@ class Worker:
             _, stuck = await asyncio.wait(helpers, timeout=5)
             for task in stuck:
                 log.warning("helper %s did not stop in time; leaving it", task.get_name())
+            with contextlib.suppress(Exception):
+                await self.throughput.flush(broker)
             with contextlib.suppress(Exception):
                 await broker.retire(self.worker_id)
             executor.shutdown()
