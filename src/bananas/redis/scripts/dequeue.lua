@@ -8,11 +8,10 @@
 -- KEYS[5 .. 4+Q]        the Q ready lists, in the order the worker prefers them
 -- KEYS[5+Q .. 4+Q+G]    rate state of each of the G routing-key groups (GCRA, ms)
 -- KEYS[5+Q+G .. +T]     rate state of each of the T job-name gates
--- ARGV[1]  lease deadline, Unix ms (now + lease length, from the caller's clock)
+-- ARGV[1]  lease length, ms
 -- ARGV[2]  lease token for this delivery
 -- ARGV[3]  COUNT, the most ids to take (the worker's free slots)
--- ARGV[4]  now, Unix ms
--- ARGV[5]  Q     ARGV[6]  G     ARGV[7]  T
+-- ARGV[4]  Q     ARGV[5]  G     ARGV[6]  T
 -- then per group, 5 values: routing key; local cap (-1 none; how many more this worker
 --   may start); fleet concurrency limit (0 none); rate interval ms (0 none); rate
 --   burst tolerance ms
@@ -26,11 +25,17 @@
 -- opens again (0 otherwise). The pop and the lease are one step: a job is never in no
 -- list and no lease. A job counted against a fleet limit is recorded in lease routes
 -- so that whatever ends its lease gives the slot back.
-local deadline, token = ARGV[1], ARGV[2]
+--
+-- Time: this script reads the server's TIME (it takes no "now"). A lease starts when
+-- the server grants it, so a request that waited in a stalled server or a slow network
+-- never arrives with a deadline already behind it, and the rate limits (GCRA) run on
+-- one clock for the whole fleet whatever the callers' clocks say.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local deadline, token = now + tonumber(ARGV[1]), ARGV[2]
 local wanted = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-local Q, G, T = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local a = 8
+local Q, G, T = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local a = 7
 local route, cap, fleet, interval, tolerance = {}, {}, {}, {}, {}
 for g = 1, G do
   route[g] = ARGV[a]
