@@ -168,25 +168,30 @@ end
 -- LMPOP (Redis 7+, Valkey) finds the first non-empty list of a run in one command, so
 -- a worker on many routing keys does not pay a call per empty list. Older servers get
 -- the same result one RPOP at a time.
+-- A run is looked at in chunks of LMPOP_CHUNK lists: Lua's unpack cannot spread more
+-- than a few thousand values (a worker may listen on 10,000 routing keys, 30,000 lists).
 local has_lmpop = true
+local LMPOP_CHUNK = 1000
 
 local function pop_run(first, last)
   local q = first
   while q <= last and wanted > 0 do
     local reply = nil
     if has_lmpop then
-      local ok, result = pcall(redis.call, 'LMPOP', last - q + 1, unpack(KEYS, 4 + q, 4 + last), 'RIGHT', 'COUNT', wanted)
+      local upto = math.min(last, q + LMPOP_CHUNK - 1)
+      local ok, result = pcall(redis.call, 'LMPOP', upto - q + 1, unpack(KEYS, 4 + q, 4 + upto), 'RIGHT', 'COUNT', wanted)
       if ok then
         reply = result
         if not reply then
-          return
-        end
-        local key = reply[1]
-        while KEYS[4 + q] ~= key do
+          q = upto + 1
+        else
+          local key = reply[1]
+          while KEYS[4 + q] ~= key do
+            q = q + 1
+          end
+          lease_all(q, reply[2])
           q = q + 1
         end
-        lease_all(q, reply[2])
-        q = q + 1
       else
         has_lmpop = false
       end
