@@ -3,12 +3,13 @@ never redis-py directly, so storage concerns stay in this package."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from bananas.redis import keys
+from bananas.redis import calls, keys
 from bananas.redis.runner import AsyncRunner
 from bananas.redis.scripts import Call
 
@@ -20,6 +21,7 @@ class Broker:
         # The two hot loops each keep a connection of their own (see AsyncRunner).
         self._fetch_runner = AsyncRunner(client, dedicated=True)
         self._write_runner = AsyncRunner(client, dedicated=True)
+        self._parked_look: tuple[Sequence[str], list[str], Call] | None = None
 
     async def close(self) -> None:
         await self._fetch_runner.close()
@@ -46,15 +48,28 @@ class Broker:
         taken = [(int(reply[i]) - 1, _text(reply[i + 1])) for i in range(1, len(reply), 2)]
         return float(reply[0]), taken
 
+    async def nonempty(self, call: Call) -> list[int]:
+        """Run a ``calls.nonempty`` call: 0-based indexes of its keys that exist."""
+        return [int(i) - 1 for i in await self.runner.run(call)]
+
     async def limits_and_parked(self, routing_keys: Sequence[str]) -> tuple[dict[str, str], list[set[str]]]:
-        """The fleet limits hash and, per routing key, its parked ``{priority}:{name}`` members."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.LIMITS)
-        for key in routing_keys:
-            pipe.smembers(keys.parked_index(key))
-        replies = await pipe.execute()
-        limits = {_text(k): _text(v) for k, v in replies[0].items()}
-        return limits, [{_text(m) for m in members} for members in replies[1:]]
+        """The fleet limits hash and, per routing key, its parked ``{priority}:{name}`` members.
+
+        Few routing keys have parked jobs: one look finds which indexes exist, and only
+        those are read (a worker may listen on 10,000 routing keys)."""
+        if self._parked_look is None or self._parked_look[0] is not routing_keys:
+            index_keys = [keys.parked_index(key) for key in routing_keys]
+            self._parked_look = (routing_keys, index_keys, calls.nonempty(index_keys))
+        _, index_keys, look = self._parked_look
+        limits_reply, found = await asyncio.gather(self.redis.hgetall(keys.LIMITS), self.nonempty(look))
+        parked: list[set[str]] = [set() for _ in routing_keys]
+        if found:
+            pipe = self.redis.pipeline(transaction=False)
+            for i in found:
+                pipe.smembers(index_keys[i])
+            for i, members in zip(found, await pipe.execute(), strict=True):
+                parked[i] = {_text(m) for m in members}
+        return {_text(k): _text(v) for k, v in limits_reply.items()}, parked
 
     async def oldest_ready(self, list_keys: Sequence[str]) -> list[bytes | None]:
         """The record of the oldest job in each list (None for an empty list)."""

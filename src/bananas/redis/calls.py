@@ -90,6 +90,11 @@ def dequeue(
     )
 
 
+def nonempty(key_names: Sequence[str]) -> Call:
+    """Which of ``key_names`` exist (see nonempty.lua)."""
+    return Call(ScriptName.NONEMPTY, tuple(key_names), ())
+
+
 def source_key(source: Source) -> str:
     if source.job_name is not None:
         return keys.parked_queue(source.ref.routing_key, source.ref.priority, source.job_name)

@@ -43,6 +43,7 @@ class ScriptName(StrEnum):
     DLQ_PURGE = "dlq_purge"
     REHOME = "rehome"
     REPAIR_INFLIGHT = "repair_inflight"
+    NONEMPTY = "nonempty"
 
 
 def _load(name: str) -> Script:

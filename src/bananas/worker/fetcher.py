@@ -24,13 +24,15 @@ from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
 from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
+from bananas.redis.scripts import Call
 
 log = logging.getLogger("bananas.worker")
 
 #: Seconds between refreshes of limits, parked names and the starvation guard.
 REFRESH_INTERVAL = 1.0
-#: Seconds between dequeues that look at every list, woken or not (covers producers
-#: that do not publish wake-ups, such as pre-routing clients).
+#: Seconds between looks at every list, woken or not (covers producers that do not
+#: publish wake-ups, such as pre-routing clients). The look is one ``nonempty`` script
+#: call that names the few non-empty lists; their routing keys join the active ones.
 FULL_SCAN_INTERVAL = 1.0
 #: Seconds between clean-ups of parked lists that have emptied.
 PRUNE_INTERVAL = 30.0
@@ -72,6 +74,9 @@ class Fetcher:
         self._woken_at: dict[str, int] = {}
         self._next_full_scan = 0.0
         self._plan_routes: frozenset[str] | None = None
+        # The full look's script call and the routing key of each of its lists, built
+        # once per plan (a worker may listen on 10,000 routing keys, 30,000 lists).
+        self._look: tuple[Call, list[str]] | None = None
         self._wrr: WeightedRoundRobin | None = None
         if settings.queue_selection is QueueSelection.WEIGHTED:
             weights = dict(settings.route_weights)
@@ -85,6 +90,7 @@ class Fetcher:
         """Use an explicit list order (embedding and tests)."""
         self._order = list(order)
         self._plan = None
+        self._look = None
 
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         return await self._broker.records(job_ids)
@@ -172,6 +178,7 @@ class Fetcher:
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
+            self._look = None
             # A list new to the plan (a parked name, an opened limit) may hold jobs that a
             # dequeue on the old plan could not see: look at every key again.
             for key in self._all_routes:
@@ -231,6 +238,18 @@ class Fetcher:
                 overdue.add(ref)
         return overdue
 
+    async def _look_at_every_list(self) -> None:
+        """Activate the routing keys that have a non-empty list, woken or not."""
+        if self._look is None:
+            sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
+            self._look = (
+                calls.nonempty([calls.source_key(s) for s in sources]),
+                [s.ref.routing_key for s in sources],
+            )
+        call, routes = self._look
+        for index in await self._broker.nonempty(call):
+            self._active.add(routes[index])
+
     async def fetch(
         self, free: int, running_by_route: Mapping[str, int], token: str
     ) -> tuple[float, list[tuple[Source, str]]]:
@@ -242,11 +261,10 @@ class Fetcher:
         now = self._clock.now()
         if now >= self._next_full_scan:
             self._next_full_scan = now + FULL_SCAN_INTERVAL
-            routes = self._all_routes
-        else:
-            routes = frozenset(self._active)
-            if not routes:
-                return 0.0, []
+            await self._look_at_every_list()
+        routes = frozenset(self._active)
+        if not routes:
+            return 0.0, []
         plan = self._plan_for(routes)
         wakeups_before = self._wakeups
         caps = [
