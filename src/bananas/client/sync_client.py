@@ -14,12 +14,12 @@ import redis
 from bananas.client.core import ClientCore, router_from_environment
 from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
 from bananas.core import codec
-from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.clock import Clock, ServerClock
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
 from bananas.core.router import Router
-from bananas.redis import connection, keys
+from bananas.redis import clock_sync, connection, keys
 from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.waiter import submit_then_wait
@@ -42,17 +42,24 @@ class Client:
         redis_url: str | None = None,
         *,
         max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         router: Router | None = None,
         redis_client: redis.Redis | None = None,
     ) -> None:
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or connection.DEFAULT_REDIS_URL
         self.router = router if router is not None else router_from_environment(os.environ)
-        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=clock, router=self.router)
+        # Due times and record times are the server's (see ServerClock); a given clock
+        # is used as it is (tests).
+        self._clock = clock if clock is not None else ServerClock()
+        self._core = ClientCore(max_payload_bytes=max_payload_bytes, clock=self._clock, router=self.router)
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis)
         self._waiter: BackgroundWaiter | None = None
         self._waiter_lock = threading.Lock()
+
+    def _measure_clock(self) -> None:
+        if isinstance(self._clock, ServerClock):
+            clock_sync.measure_blocking_if_due(self.redis, self._clock)
 
     def __repr__(self) -> str:
         return f"Client({connection.mask_url(self.redis_url)!r})"
@@ -71,6 +78,7 @@ class Client:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
         Not given, they come from the route table, else ``default`` and normal."""
+        self._measure_clock()
         job_id, call = self._core.submit(
             name,
             payload,
@@ -102,6 +110,7 @@ class Client:
         result_ttl: int | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
+        self._measure_clock()
         job_id, call = self._core.schedule(
             name,
             payload,
@@ -127,6 +136,7 @@ class Client:
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
+        self._measure_clock()
         ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
         if batch:
             raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
@@ -146,6 +156,7 @@ class Client:
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
+        self._measure_clock()
         job_id, call = self._core.submit(
             name,
             payload,

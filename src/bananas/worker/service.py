@@ -17,11 +17,11 @@ import redis.asyncio as aioredis
 
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
-from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from bananas.core.clock import Clock, ServerClock, to_datetime
 from bananas.core.lifecycle import mark_pending
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
-from bananas.redis import calls, connection, keys
+from bananas.redis import calls, clock_sync, connection, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
 from bananas.worker.executor import Executor
@@ -50,13 +50,15 @@ class Worker:
         registry: Registry,
         settings: WorkerSettings,
         *,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         redis_client: aioredis.Redis | None = None,
         queue_order: list[QueueRef] | None = None,
     ) -> None:
+        """``clock``: by default the server's time (a ``ServerClock`` measured against
+        Redis and kept measured); any other ``Clock`` is used as given (tests)."""
         self.registry = registry
         self.settings = settings
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else ServerClock()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._handled = self._handled_names(registry, settings)
         self._queue_order_override = queue_order
@@ -110,6 +112,9 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         client = self._redis or connection.async_client(self.settings.redis_url)
+        if isinstance(self.clock, ServerClock):
+            with contextlib.suppress(Exception):  # unreachable: the fetch loop reports it
+                await clock_sync.measure(client, self.clock)
         broker = Broker(client)
         writer = Writer(broker)
         executor = Executor(self.settings.concurrency)
@@ -158,6 +163,8 @@ class Worker:
             asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
             asyncio.create_task(fetcher.run(), name="bananas-plan-refresh"),
         ]
+        if isinstance(self.clock, ServerClock):
+            helpers.append(asyncio.create_task(clock_sync.keep_measured(client, self.clock), name="bananas-clock"))
         # A thin worker only runs jobs; promotion, recovery and repairs are left to the
         # other processes of the fleet (docs/WORKER_MODES.md).
         if mode is not WorkerMode.THIN:
