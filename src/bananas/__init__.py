@@ -1,8 +1,9 @@
 """Bananas: a distributed task queue for Python on Redis, with routed priority queues."""
 
 from bananas.client import AsyncClient, Client
-from bananas.client.inspect import QueueDepth, QueueStats
+from bananas.client.inspect import ParkedDepth, Problem, QueueDepth, QueueStats, RouteStats
 from bananas.config import WorkerSettings
+from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import Job, JobStatus
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
@@ -13,6 +14,8 @@ from bananas.errors import (
     ConfigurationError,
     InvalidPriorityError,
     InvalidRoutingKeyError,
+    JobCancelledError,
+    JobExpiredError,
     JobFailedError,
     JobTimeoutError,
     MalformedJobError,
@@ -38,23 +41,31 @@ __all__ = [
     "InvalidPriorityError",
     "InvalidRoutingKeyError",
     "Job",
+    "JobCancelledError",
     "JobEvent",
+    "JobExpiredError",
     "JobFailedError",
     "JobResult",
     "JobStatus",
     "JobTimeoutError",
     "MalformedJobError",
+    "ParkedDepth",
+    "PausedQueue",
     "PayloadError",
     "Priority",
+    "Problem",
     "QueueDepth",
     "QueueStats",
     "Registry",
     "Retry",
     "Route",
+    "RouteStats",
     "RouteTableError",
     "Router",
+    "RunningJob",
     "ValidationError",
     "Worker",
+    "WorkerInfo",
     "WorkerSettings",
     "validate_routing_key",
 ]

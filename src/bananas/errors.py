@@ -13,6 +13,8 @@
     │                               defined in bananas.scheduler.definition)
     ├── MalformedJobError           a record found in Redis cannot be read as a job
     ├── JobFailedError              the job awaited failed for good (carries job id, error)
+    │   ├── JobCancelledError       it was cancelled (``bananas cancel``, ``Client.cancel``)
+    │   └── JobExpiredError         it was not started before its ``expires_at``
     └── JobTimeoutError (TimeoutError) waiting for a result timed out; the job runs on
 
 Connection failures surface as redis-py's ``redis.exceptions.ConnectionError`` (the
@@ -108,6 +110,24 @@ class JobFailedError(BananasError):
         self.error = error
         first_line = error.splitlines()[0] if error else "unknown error"
         super().__init__(f"job {job_id} failed: {first_line}")
+
+
+class JobCancelledError(JobFailedError):
+    """The awaited job was cancelled by an operator; it will not run (again)."""
+
+    def __init__(self, job_id: str, error: str = "cancelled") -> None:
+        self.job_id = job_id
+        self.error = error
+        BananasError.__init__(self, f"job {job_id} was cancelled")
+
+
+class JobExpiredError(JobFailedError):
+    """The awaited job was not started before its ``expires_at``; it never runs."""
+
+    def __init__(self, job_id: str, error: str = "expired") -> None:
+        self.job_id = job_id
+        self.error = error
+        BananasError.__init__(self, f"job {job_id} expired before it started")
 
 
 class JobTimeoutError(BananasError, TimeoutError):

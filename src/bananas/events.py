@@ -82,14 +82,25 @@ def parse_kinds(kinds: Iterable[EventKind | str]) -> frozenset[EventKind] | None
 class Listeners:
     """Fan-out of events to sync listeners. With none, ``emit`` is one truthiness check."""
 
-    __slots__ = ("_complained", "_listeners")
+    __slots__ = ("_complained", "_listeners", "_wanted")
 
     def __init__(self, listeners: Iterable[tuple[frozenset[EventKind] | None, Listener]] = ()) -> None:
-        self._listeners: list[tuple[frozenset[EventKind] | None, Listener]] = list(listeners)
+        self._listeners: list[tuple[frozenset[EventKind] | None, Listener]] = []
         self._complained: set[tuple[int, EventKind]] = set()
+        self._wanted: set[EventKind] = set()
+        for kinds, listener in listeners:
+            self._append(kinds, listener)
 
     def add(self, listener: Listener, kinds: Iterable[EventKind | str] = ()) -> None:
-        self._listeners.append((parse_kinds(kinds), listener))
+        self._append(parse_kinds(kinds), listener)
+
+    def _append(self, kinds: frozenset[EventKind] | None, listener: Listener) -> None:
+        self._listeners.append((kinds, listener))
+        self._wanted |= set(EventKind) if kinds is None else kinds
+
+    def wants(self, kind: EventKind) -> bool:
+        """Whether any listener takes ``kind`` (so the caller can skip building it)."""
+        return kind in self._wanted
 
     def __bool__(self) -> bool:
         return bool(self._listeners)

@@ -42,6 +42,9 @@ def _reject_constant(name: str) -> Any:
 )
 @click.option("--delay", type=float, default=None, help="Run after this many seconds instead of now.")
 @click.option("--description", default=None, help="Free text stored with the job.")
+@click.option(
+    "--expires-in", type=float, default=None, help="Seconds the job may wait; not started by then, it never runs."
+)
 @redis_url_option
 def submit(
     name: str,
@@ -51,6 +54,7 @@ def submit(
     max_retries: int | None,
     delay: float | None,
     description: str | None,
+    expires_in: float | None,
     redis_url: str | None,
 ) -> None:
     """Submit job NAME; prints its id."""
@@ -68,11 +72,12 @@ def submit(
             if delay is not None:
                 job_id = client.schedule_job(
                     name, value, delay=delay, priority=prio, routing_key=routing_key,
-                    max_retries=max_retries, description=description,
+                    max_retries=max_retries, description=description, expires_in=expires_in,
                 )  # fmt: skip
             else:
                 job_id = client.submit_job(
-                    name, value, prio, routing_key=routing_key, max_retries=max_retries, description=description
+                    name, value, prio, routing_key=routing_key, max_retries=max_retries, description=description,
+                    expires_in=expires_in,
                 )
     click.echo(job_id)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bananas.cli import demo, dlq, jobs, limits, reconcile, routes, scheduler, server, worker
+from bananas.cli import cancel, demo, dlq, jobs, limits, reconcile, routes, scheduler, server, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +26,7 @@ cli.add_command(scheduler.scheduler)
 cli.add_command(scheduler.schedules)
 cli.add_command(limits.limits)
 cli.add_command(server.server)
+cli.add_command(cancel.cancel)
 
 
 def main() -> None:

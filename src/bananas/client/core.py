@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core import codec
-from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
 from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
+    FINAL_STATUSES,
     Job,
     JobStatus,
     RecordTemplate,
@@ -27,10 +29,12 @@ from bananas.core.job import (
     new_job_id,
     validate_new_job,
 )
+from bananas.core.lifecycle import mark_cancelled
 from bananas.core.priority import Priority
+from bananas.core.result import CANCELLED, result_fields
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
-from bananas.errors import PayloadError, ValidationError
+from bananas.errors import MalformedJobError, PayloadError, ValidationError
 from bananas.redis import calls
 from bananas.redis.scripts import Call
 
@@ -38,6 +42,10 @@ from bananas.redis.scripts import Call
 SUBMIT_MANY_CHUNK = 1000
 #: Longest delay accepted by ``schedule_job`` (ten years): anything above is a bug.
 MAX_DELAY_SECONDS = 10 * 366 * 24 * 3600.0
+#: Times ``cancel`` re-reads a record that changed under it before giving up.
+CANCEL_TRIES = 10
+#: Longest ``expires_in`` accepted (ten years), like the longest delay.
+MAX_EXPIRES_IN_SECONDS = MAX_DELAY_SECONDS
 #: Environment variable naming a route table file, read by clients built without ``router``.
 ROUTES_ENV = "BANANAS_ROUTES"
 
@@ -107,10 +115,12 @@ class ClientCore:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
+        self._set_expiry(job, expires_in)
         return job.id, calls.submit(job, job.to_record())
 
     def submit_many(
@@ -121,6 +131,7 @@ class ClientCore:
         *,
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        expires_in: float | timedelta | None = None,
     ) -> tuple[list[str], list[Call]]:
         """Validate every payload before anything is sent: one bad payload, no job written.
 
@@ -138,6 +149,7 @@ class ClientCore:
         validate_new_job(name, priority or Priority.NORMAL, routing_key or DEFAULT_ROUTING_KEY, max_retries, None)
         route = self._bulk_route(name, routing_key, priority)
         now = to_datetime(self.clock.now())
+        expiry = self.expiry_fields(expires_in)
         ids: list[str] = []
         groups: dict[tuple[str, Priority], tuple[RecordTemplate, list[str], list[bytes]]] = {}
         for index, payload in enumerate(payloads):
@@ -146,7 +158,7 @@ class ClientCore:
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
-                group = (RecordTemplate(name, prio, key, now, max_retries), [], [])
+                group = (RecordTemplate(name, prio, key, now, max_retries, expiry), [], [])
                 groups[(key, prio)] = group
             try:
                 encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
@@ -175,14 +187,53 @@ class ClientCore:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
+        self._set_expiry(job, expires_in)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
+
+    def expiry_fields(self, expires_in: float | timedelta | None) -> dict[str, Any]:
+        """``{"expires_at": RFC 3339}`` for a job that must start within ``expires_in``
+        seconds from now, or ``{}``. A job not started by then never runs (``expired``)."""
+        if expires_in is None:
+            return {}
+        seconds = expires_in.total_seconds() if isinstance(expires_in, timedelta) else expires_in
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValidationError(f"expires_in must be seconds or a timedelta, got {type(expires_in).__name__}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValidationError(f"expires_in must be a finite number of seconds > 0, got {seconds!r}")
+        if seconds > MAX_EXPIRES_IN_SECONDS:
+            raise ValidationError(f"expires_in of {seconds} seconds is more than ten years")
+        return {"expires_at": format_time(to_datetime(self.clock.now() + float(seconds)))}
+
+    def _set_expiry(self, job: Job, expires_in: float | timedelta | None) -> None:
+        job.extra.update(self.expiry_fields(expires_in))
+
+    def cancel(self, job_id: str, seen: bytes | str | None) -> Call | None:
+        """The call that cancels ``job_id``, given its record as just read (``seen``);
+        None when there is nothing to cancel: no record, unreadable, or already final."""
+        if seen is None:
+            return None
+        if isinstance(seen, str):
+            seen = seen.encode()
+        try:
+            job = Job.from_record(seen, job_id=job_id)
+        except MalformedJobError:
+            return None
+        if job.status.value in FINAL_STATUSES:
+            return None
+        now = self.clock.now()
+        mark_cancelled(job, to_datetime(now))
+        fields = result_fields(job, status=CANCELLED, started=now, finished=now, worker="")
+        return calls.cancel(
+            job, seen, job.to_record(), fields, record_ttl=DEFAULT_FAILED_TTL, result_ttl=DEFAULT_RESULT_FAILURE_TTL
+        )
 
     def due_time(self, run_at: datetime | None, delay: float | timedelta | None) -> float:
         if run_at is not None and delay is not None:

@@ -1,41 +1,136 @@
-"""Queue statistics (what ``bananas queues`` shows), shared by both clients."""
+"""The read model of the fleet: queue statistics (``bananas queues``), live workers
+(``bananas workers``), jobs in flight (``bananas running``), paused queues.
+
+Shared by both clients, the CLI, the HTTP API and the exporter. Each read is a
+*reader*: a generator that yields a batch of Redis commands, receives their replies, and
+finally returns the result. ``Client`` and ``AsyncClient`` only send each batch as one
+pipeline, so a read costs a fixed number of round trips whatever the number of routing
+keys, lists or workers (``queue_stats``: four at most).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bananas.core import codec
+from bananas.core.clock import parse_time
+from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo, parse_paused, worker_of_token
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, QueueRef
 from bananas.redis import keys
 
+Command = tuple[Any, ...]
+#: Yields batches of commands, receives each batch's replies, returns the result.
+Reader = Generator[list[Command], list[Any], Any]
+
+#: Records read per MGET.
+CHUNK = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class QueueDepth:
+    """One ready list: a routing key and priority (or the legacy list of a priority).
+
+    ``oldest_age_seconds``: how long the next job in line has waited since it became
+    ready (None when the list is empty). ``paused``: the routing key, or this priority
+    of it, is paused (``bananas pause``)."""
+
     routing_key: str
     priority: Priority
     ready: int
     legacy: bool = False
+    oldest_age_seconds: float | None = None
+    paused: bool = False
 
     @property
     def key(self) -> str:
         return keys.queue(QueueRef(self.routing_key, self.priority, self.legacy))
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "routing_key": self.routing_key,
+            "priority": self.priority.value,
+            "ready": self.ready,
+            "legacy": self.legacy,
+            "key": self.key,
+            "oldest_age_seconds": self.oldest_age_seconds,
+            "paused": self.paused,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ParkedDepth:
     """Jobs of one name waiting for a worker that runs it (no handler where they were
-    taken, or their name is rate limited); see docs/TASK_ROUTING_USAGE.md."""
+    taken, or their name is rate limited); see docs/TASK_ROUTING_USAGE.md.
+
+    ``runnable``: some live worker on the routing key has a handler for the name (False
+    means they wait until one starts)."""
 
     routing_key: str
     priority: Priority
     job_name: str
     waiting: int
+    runnable: bool = True
+    oldest_age_seconds: float | None = None
 
     @property
     def key(self) -> str:
         return keys.parked_queue(self.routing_key, self.priority, self.job_name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "routing_key": self.routing_key,
+            "priority": self.priority.value,
+            "job_name": self.job_name,
+            "waiting": self.waiting,
+            "key": self.key,
+            "runnable": self.runnable,
+            "oldest_age_seconds": self.oldest_age_seconds,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteStats:
+    """One routing key across its priorities.
+
+    ``ready``: jobs waiting on it (its lists, parked lists and, for ``default``, the
+    legacy lists); ``in_flight``: its jobs running now; ``consumers``: live workers
+    listening on it; ``paused``: the whole key is paused; ``orphaned``: jobs are ready
+    and no live worker listens; ``oldest_age_seconds``: the longest wait among its lists."""
+
+    routing_key: str
+    ready: int
+    in_flight: int
+    consumers: int
+    paused: bool
+    orphaned: bool
+    oldest_age_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "routing_key": self.routing_key,
+            "ready": self.ready,
+            "in_flight": self.in_flight,
+            "consumers": self.consumers,
+            "paused": self.paused,
+            "orphaned": self.orphaned,
+            "oldest_age_seconds": self.oldest_age_seconds,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something an operator should look at, in plain words."""
+
+    kind: str  # orphaned | unrunnable | paused | dead
+    routing_key: str | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "routing_key": self.routing_key, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +140,302 @@ class QueueStats:
     processing: int
     dead: int
     parked: list[ParkedDepth] = field(default_factory=list)
+    routes: list[RouteStats] = field(default_factory=list)
+    paused: list[PausedQueue] = field(default_factory=list)
+    workers: int = 0
 
     def ready(self, routing_key: str, priority: Priority | str) -> int:
         prio = Priority.parse(priority)
         return sum(q.ready for q in self.queues if q.routing_key == routing_key and q.priority is prio)
 
+    def route(self, routing_key: str) -> RouteStats | None:
+        return next((r for r in self.routes if r.routing_key == routing_key), None)
+
+    @property
+    def problems(self) -> list[Problem]:
+        """What needs attention, most serious first."""
+        out: list[Problem] = []
+        for r in self.routes:
+            if r.orphaned:
+                out.append(
+                    Problem(
+                        "orphaned",
+                        r.routing_key,
+                        f"{r.routing_key}: {_jobs(r.ready)} waiting, no worker listens on this routing key",
+                    )
+                )
+        for p in self.parked:
+            if not p.runnable:
+                out.append(
+                    Problem(
+                        "unrunnable",
+                        p.routing_key,
+                        f"{p.routing_key}: {_jobs(p.waiting)} named "
+                        f"{p.job_name!r} waiting, no live worker on this routing key can run them",
+                    )
+                )
+        for q in self.paused:
+            where = q.routing_key if q.priority is None else f"{q.routing_key} ({q.priority.value} priority)"
+            waiting = sum(
+                d.ready for d in self.queues if d.routing_key == q.routing_key and q.priority in (None, d.priority)
+            )
+            waiting += sum(
+                p.waiting for p in self.parked if p.routing_key == q.routing_key and q.priority in (None, p.priority)
+            )
+            resume = f"bananas resume {q.routing_key}" + (f" --priority {q.priority.value}" if q.priority else "")
+            out.append(
+                Problem(
+                    "paused",
+                    q.routing_key,
+                    f"{where}: paused, {_jobs(waiting)} waiting will not start until '{resume}'",
+                )
+            )
+        if self.dead:
+            out.append(
+                Problem(
+                    "dead", None, f"{_jobs(self.dead)} failed for good, in the dead letters (see 'bananas dlq list')"
+                )
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Exactly the document ``bananas queues --json`` prints."""
+        return {
+            "routes": [r.to_json() for r in self.routes],
+            "queues": [q.to_json() for q in self.queues],
+            "scheduled": self.scheduled,
+            "processing": self.processing,
+            "dead": self.dead,
+            "parked": [p.to_json() for p in self.parked],
+            "paused": [p.to_json() for p in self.paused],
+            "workers": self.workers,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+# -- readers ---------------------------------------------------------------------------
+
+
+def read_workers() -> Reader:
+    """Live workers (their entry has not expired), sorted by host, pid and id."""
+    (ids,) = yield [("ZRANGE", keys.WORKERS, 0, -1)]
+    found = yield from _worker_entries([_text(i) for i in ids])
+    return found
+
+
+def _worker_entries(ids: Sequence[str]) -> Generator[list[Command], list[Any], list[WorkerInfo]]:
+    if not ids:
+        return []
+    replies = yield [("HGETALL", keys.worker_info(i)) for i in ids]
+    return _parse_workers(ids, replies)
+
+
+def _parse_workers(ids: Sequence[str], replies: Sequence[Any]) -> list[WorkerInfo]:
+    # An entry that expired (killed worker) is empty: the worker is gone.
+    found = [WorkerInfo.from_hash(i, _mapping(h)) for i, h in zip(ids, replies, strict=True) if h]
+    found.sort(key=lambda w: (w.host, w.pid, w.id))
+    return found
+
+
+def read_paused() -> Reader:
+    (data,) = yield [("HGETALL", keys.PAUSED)]
+    return parse_paused(_mapping(data))
+
+
+def read_running(limit: int | None = None) -> Reader:
+    """Jobs in flight (leased), oldest lease first."""
+    stop = -1 if limit is None else max(0, limit) - 1
+    if stop < -1 or limit == 0:
+        return []
+    (leases,) = yield [("ZRANGE", keys.LEASES, 0, stop, "WITHSCORES")]
+    pairs = _pairs(leases)
+    ids = [_text(i) for i, _ in pairs]
+    if not ids:
+        return []
+    commands: list[Command] = [("HMGET", keys.LEASE_OWNERS, *ids[s : s + CHUNK]) for s in range(0, len(ids), CHUNK)]
+    commands += _mget_records(ids)
+    replies = yield commands
+    n_owner = (len(ids) + CHUNK - 1) // CHUNK
+    owners = [o for chunk in replies[:n_owner] for o in chunk]
+    records = [r for chunk in replies[n_owner:] for r in chunk]
+    out: list[RunningJob] = []
+    for (job_id, (_, score)), owner, raw in zip(zip(ids, pairs, strict=True), owners, records, strict=True):
+        fields = _record_fields(raw)
+        if fields is None:
+            continue
+        name, routing_key, priority, attempts, status, updated = fields
+        processing = status == "processing"
+        out.append(
+            RunningJob(
+                job_id=job_id,
+                name=name,
+                routing_key=routing_key,
+                priority=priority,
+                attempt=attempts if processing else attempts + 1,
+                worker_id=worker_of_token(_text(owner)) if owner is not None else "",
+                started_at=updated if processing else None,
+                lease_deadline=float(score) / 1000.0,
+            )
+        )
+    return out
+
+
+def read_queue_stats(now: float) -> Reader:
+    """Everything ``bananas queues`` shows, in at most four round trips."""
+    routing_keys, worker_ids, paused_raw, lease_ids = yield [
+        ("SMEMBERS", keys.ROUTING_KEYS),
+        ("ZRANGE", keys.WORKERS, 0, -1),
+        ("HGETALL", keys.PAUSED),
+        ("ZRANGE", keys.LEASES, 0, -1),
+    ]
+    workers_ids = [_text(i) for i in worker_ids]
+    paused = parse_paused(_mapping(paused_raw))
+    leased = [_text(i) for i in lease_ids]
+
+    # Round 2: every list's depth and next job, counters, parked indexes, workers, and
+    # the records of the jobs in flight (their routing key).
+    produced = {_text(k) for k in routing_keys}
+    plan = depth_plan(sorted(produced | {p.routing_key for p in paused}))
+    commands: list[Command] = []
+    for key in plan.list_keys:
+        commands += [("LLEN", key), ("LINDEX", key, -1)]
+    commands += [("ZCARD", keys.SCHEDULED), ("ZCARD", keys.LEASES), ("LLEN", keys.DEAD)]
+    commands += [("SMEMBERS", keys.parked_index(k)) for k in plan.routing_keys]
+    commands += [("HGETALL", keys.worker_info(i)) for i in workers_ids]
+    commands += _mget_records(leased)
+    replies = yield commands
+    n = len(plan.refs)
+    depths = [int(replies[2 * i]) for i in range(n)]
+    heads = [_text(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
+    scheduled, processing, dead = (int(v) for v in replies[2 * n : 2 * n + 3])
+    at = 2 * n + 3
+    indexes = replies[at : at + len(plan.routing_keys)]
+    at += len(plan.routing_keys)
+    workers = _parse_workers(workers_ids, replies[at : at + len(workers_ids)])
+    at += len(workers_ids)
+    in_flight: Counter[str] = Counter()
+    for chunk in replies[at:]:
+        for raw in chunk:
+            fields = _record_fields(raw)
+            if fields is not None:
+                in_flight[fields[1]] += 1
+
+    # Round 3: parked lists (depth and next job) and the records of the main lists' next jobs.
+    parked = _parked_candidates(plan.routing_keys, indexes)
+    main_heads = [h for h in heads if h is not None]
+    commands = []
+    for p in parked:
+        commands += [("LLEN", p.key), ("LINDEX", p.key, -1)]
+    commands += _mget_records(main_heads)
+    replies = yield commands
+    parked_depths = [int(replies[2 * i]) for i in range(len(parked))]
+    parked_heads = [_text(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(len(parked))]
+    ready_since = _ready_times(main_heads, replies[2 * len(parked) :])
+
+    # Round 4 (only with parked jobs): when the parked lists' next jobs became ready.
+    present = [h for h in parked_heads if h is not None]
+    if present:
+        ready_since.update(_ready_times(present, (yield _mget_records(present))))
+
+    return _assemble(
+        now,
+        plan,
+        depths,
+        heads,
+        parked,
+        parked_depths,
+        parked_heads,
+        ready_since,
+        scheduled,
+        processing,
+        dead,
+        workers,
+        paused,
+        in_flight,
+    )
+
+
+def _assemble(
+    now: float,
+    plan: DepthPlan,
+    depths: Sequence[int],
+    heads: Sequence[str | None],
+    parked: Sequence[ParkedDepth],
+    parked_depths: Sequence[int],
+    parked_heads: Sequence[str | None],
+    ready_since: Mapping[str, float],
+    scheduled: int,
+    processing: int,
+    dead: int,
+    workers: Sequence[WorkerInfo],
+    paused: Sequence[PausedQueue],
+    in_flight: Mapping[str, int],
+) -> QueueStats:
+    whole = {p.routing_key for p in paused if p.priority is None}
+    partly = {(p.routing_key, p.priority) for p in paused if p.priority is not None}
+
+    def is_paused(key: str, priority: Priority) -> bool:
+        return key in whole or (key, priority) in partly
+
+    def age(head: str | None) -> float | None:
+        since = ready_since.get(head) if head is not None else None
+        return None if since is None else round(max(0.0, now - since), 3)
+
+    queues = [
+        QueueDepth(
+            ref.routing_key,
+            ref.priority,
+            depth,
+            ref.legacy,
+            age(head) if depth else None,
+            is_paused(ref.routing_key, ref.priority),
+        )
+        for ref, depth, head in zip(plan.refs, depths, heads, strict=True)
+    ]
+    waiting = [
+        ParkedDepth(
+            p.routing_key,
+            p.priority,
+            p.job_name,
+            depth,
+            any(w.can_run(p.routing_key, p.job_name) for w in workers),
+            age(head),
+        )
+        for p, depth, head in zip(parked, parked_depths, parked_heads, strict=True)
+        if depth > 0
+    ]
+    listened = {k for w in workers if w.runs_jobs for k in w.routing_keys}
+    names = sorted(set(plan.routing_keys) | listened | set(in_flight))
+    routes: list[RouteStats] = []
+    for key in names:
+        lists = [q for q in queues if q.routing_key == key] + [p for p in waiting if p.routing_key == key]
+        ready = sum(q.ready if isinstance(q, QueueDepth) else q.waiting for q in lists)
+        ages = [q.oldest_age_seconds for q in lists if q.oldest_age_seconds is not None]
+        consumers = sum(1 for w in workers if w.listens_on(key))
+        routes.append(
+            RouteStats(
+                key,
+                ready,
+                in_flight.get(key, 0),
+                consumers,
+                key in whole,
+                ready > 0 and consumers == 0,
+                max(ages) if ages else None,
+            )
+        )
+    return QueueStats(queues, scheduled, processing, dead, waiting, routes, list(paused), len(workers))
+
+
+# -- the queue plan ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class DepthPlan:
-    """Read in two round trips: the lists, counters and parked indexes; then the parked lists."""
+    """The ready lists read: every priority of every routing key, then the legacy lists."""
 
     refs: list[QueueRef]
     routing_keys: list[str]
@@ -70,20 +452,11 @@ def depth_plan(routing_keys: Sequence[str]) -> DepthPlan:
     return DepthPlan(refs, names)
 
 
-def first_round(plan: DepthPlan) -> list[tuple[str, str]]:
-    """(command, key) pairs of the first round trip."""
-    commands = [("LLEN", key) for key in plan.list_keys]
-    commands += [("ZCARD", keys.SCHEDULED), ("ZCARD", keys.LEASES), ("LLEN", keys.DEAD)]
-    commands += [("SMEMBERS", keys.parked_index(k)) for k in plan.routing_keys]
-    return commands
-
-
-def parked_candidates(plan: DepthPlan, replies: Sequence[Any]) -> list[ParkedDepth]:
+def _parked_candidates(routing_keys: Sequence[str], indexes: Sequence[Any]) -> list[ParkedDepth]:
     """Parked lists named by the indexes (their depth still to be read)."""
     out: list[ParkedDepth] = []
-    members = replies[len(plan.refs) + 3 :]
-    for key, names in zip(plan.routing_keys, members, strict=True):
-        for member in sorted(m.decode() if isinstance(m, bytes) else m for m in names):
+    for key, members in zip(routing_keys, indexes, strict=True):
+        for member in sorted(_text(m) for m in members):
             prio, _, name = member.partition(":")
             try:
                 out.append(ParkedDepth(key, Priority.parse(prio), name, 0))
@@ -92,14 +465,66 @@ def parked_candidates(plan: DepthPlan, replies: Sequence[Any]) -> list[ParkedDep
     return out
 
 
-def parse_depths(
-    plan: DepthPlan, replies: Sequence[Any], parked: Sequence[ParkedDepth] = (), parked_depths: Sequence[int] = ()
-) -> QueueStats:
-    n = len(plan.refs)
-    depths = [QueueDepth(ref.routing_key, ref.priority, int(replies[i]), ref.legacy) for i, ref in enumerate(plan.refs)]
-    waiting = [
-        ParkedDepth(p.routing_key, p.priority, p.job_name, int(d))
-        for p, d in zip(parked, parked_depths, strict=True)
-        if int(d) > 0
-    ]
-    return QueueStats(depths, int(replies[n]), int(replies[n + 1]), int(replies[n + 2]), waiting)
+# -- reply helpers -----------------------------------------------------------------------
+
+
+def _mget_records(job_ids: Sequence[str]) -> list[Command]:
+    return [("MGET", *(keys.job(i) for i in job_ids[s : s + CHUNK])) for s in range(0, len(job_ids), CHUNK)]
+
+
+def _ready_times(job_ids: Sequence[str], chunks: Iterable[Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    records = [r for chunk in chunks for r in chunk]
+    for job_id, raw in zip(job_ids, records, strict=True):
+        fields = _record_fields(raw)
+        if fields is not None and fields[5] is not None:
+            out[job_id] = fields[5]
+    return out
+
+
+def _record_fields(raw: Any) -> tuple[str, str, str, int, str, float | None] | None:
+    """(name, routing key, priority, attempts, status, updated_at) of a record, or None."""
+    if raw is None:
+        return None
+    try:
+        data = codec.loads(raw)
+    except codec.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    name = data.get("name")
+    key = data.get("routing_key") or DEFAULT_ROUTING_KEY
+    attempts = data.get("attempts")
+    try:
+        updated = parse_time(data.get("updated_at"))
+    except ValueError:
+        updated = None
+    return (
+        name if isinstance(name, str) else "",
+        key if isinstance(key, str) else DEFAULT_ROUTING_KEY,
+        str(data.get("priority") or Priority.NORMAL.value),
+        attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 0,
+        str(data.get("status") or ""),
+        updated.timestamp() if updated is not None else None,
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list | tuple):  # a flat field/value reply
+        return dict(zip(value[::2], value[1::2], strict=True))
+    return {}
+
+
+def _pairs(value: Any) -> list[tuple[Any, float]]:
+    """ZRANGE ... WITHSCORES as (member, score), from a flat (RESP2) or nested (RESP3) reply."""
+    if not value:
+        return []
+    if isinstance(value[0], list | tuple):
+        return [(m, float(s)) for m, s in value]
+    return [(value[i], float(value[i + 1])) for i in range(0, len(value), 2)]

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import redis
 
-from bananas.client.core import ClientCore, router_from_environment
-from bananas.client.inspect import QueueStats, depth_plan, first_round, parked_candidates, parse_depths
+from bananas.client import control
+from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environment
+from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
 from bananas.core import codec
 from bananas.core.clock import Clock, ServerClock
+from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
 from bananas.core.priority import Priority
 from bananas.core.result import JobResult
 from bananas.core.router import Router
+from bananas.errors import BananasError
 from bananas.redis import clock_sync, connection, keys
 from bananas.redis.runner import AsyncRunner, SyncRunner, raise_first_error
+from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.waiter import submit_then_wait
 
@@ -74,6 +78,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job on ``routing_key`` at ``priority``; returns its id.
 
@@ -87,6 +92,7 @@ class Client:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         self._runner.run(call)
         return job_id
@@ -108,6 +114,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
         self._measure_clock()
@@ -121,6 +128,7 @@ class Client:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         self._runner.run(call)
         return job_id
@@ -133,11 +141,14 @@ class Client:
         *,
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
+        expires_in: float | timedelta | None = None,
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
         self._measure_clock()
-        ids, batch = self._core.submit_many(name, payloads, priority, routing_key=routing_key, max_retries=max_retries)
+        ids, batch = self._core.submit_many(
+            name, payloads, priority, routing_key=routing_key, max_retries=max_retries, expires_in=expires_in
+        )
         if batch:
             raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
         return ids
@@ -153,6 +164,7 @@ class Client:
         max_retries: int = DEFAULT_MAX_RETRIES,
         description: str | None = None,
         result_ttl: int | None = None,
+        expires_in: float | timedelta | None = None,
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
@@ -165,6 +177,7 @@ class Client:
             max_retries=max_retries,
             description=description,
             result_ttl=result_ttl,
+            expires_in=expires_in,
         )
         found = self._background().run(
             lambda client, waiter: submit_then_wait(AsyncRunner(client), waiter, job_id, call, timeout)
@@ -193,25 +206,84 @@ class Client:
                 self._waiter = BackgroundWaiter(self.redis_url)
             return self._waiter
 
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job. A pending or scheduled job is taken out of its queue at once and
+        never runs; a running one is asked to stop (an async handler is cancelled, a sync
+        one sees ``job.cancel_requested``). Its status ends ``cancelled``, with no retry,
+        and result waiters get ``JobCancelledError``. False when the job is unknown or
+        already finished."""
+        for _ in range(CANCEL_TRIES):
+            seen = self.redis.get(keys.job(job_id))
+            call = self._core.cancel(job_id, seen)
+            if call is None:
+                return False
+            outcome = self._runner.run(call)
+            if outcome != -1:
+                return bool(outcome in (1, 2))
+        raise BananasError(f"job {job_id} kept changing; cancellation not applied, try again")
+
     def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
         raw = self.redis.get(keys.job(job_id))
         return None if raw is None else Job.from_record(raw, job_id=job_id)
 
     def queue_stats(self) -> QueueStats:
-        """Ready jobs per routing key and priority (every key seen), scheduled, in flight, dead."""
-        routing_keys = sorted(k.decode() for k in self.redis.smembers(keys.ROUTING_KEYS))  # type: ignore[union-attr]
-        plan = depth_plan(routing_keys)
+        """Ready jobs per routing key and priority (every key seen), with per routing key
+        its consumers, jobs in flight, pause and whether it is orphaned; parked jobs
+        (flagged when no live worker can run them), scheduled, in flight, dead. Four
+        round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
+        return self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
+
+    def workers(self) -> list[WorkerInfo]:
+        """The live workers: each process's announced settings, load and counters. A
+        worker that stops leaves at once; one that was killed within 2 x its lease length."""
+        return self._drive(read_workers())  # type: ignore[no-any-return]
+
+    def running(self, limit: int | None = None) -> list[RunningJob]:
+        """Jobs in flight now (leased by a worker), oldest lease deadline first."""
+        return self._drive(read_running(limit))  # type: ignore[no-any-return]
+
+    def pause(self, routing_key: str, priority: Priority | str | None = None) -> bool:
+        """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
+        its ``priority``) until ``resume``. Producers keep queueing; jobs already running
+        finish. Once this returns, no dequeue takes from it. True if it was not paused."""
+        return self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
+
+    def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
+        """Undo ``pause`` (the same ``priority``, or None for the whole key); wakes its
+        workers. True if it was paused."""
+        return self._drive(control.resume(routing_key, priority))  # type: ignore[no-any-return]
+
+    def paused(self) -> list[PausedQueue]:
+        """Every paused routing key, or routing key and priority."""
+        return self._drive(read_paused())  # type: ignore[no-any-return]
+
+    def purge(self, routing_key: str, priority: Priority | str | None = None, *, dry_run: bool = False) -> int:
+        """Remove the jobs ready on ``routing_key`` (or one priority of it): its ready and
+        parked lists, atomically per list (per 2,000 jobs for longer lists). Their
+        records stay 24 h with status ``cancelled``. Returns how many were removed; with
+        ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
+        action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
+        return self._drive(action)  # type: ignore[no-any-return]
+
+    def _drive(self, steps: Generator[Any, list[Any], Any]) -> Any:
+        """Carry a reader's or action's batches to Redis, one round trip each."""
+        try:
+            batch = next(steps)
+            while True:
+                batch = steps.send(self._send_batch(batch))
+        except StopIteration as done:
+            return done.value
+
+    def _send_batch(self, batch: Sequence[Any]) -> list[Any]:
+        if not batch:
+            return []
+        if isinstance(batch[0], Call):
+            return self._runner.run_many(batch)
         pipe = self.redis.pipeline(transaction=False)
-        for command, key in first_round(plan):
-            pipe.execute_command(command, key)  # type: ignore[no-untyped-call]
-        replies = pipe.execute()
-        parked = parked_candidates(plan, replies)
-        pipe = self.redis.pipeline(transaction=False)
-        for entry in parked:
-            pipe.llen(entry.key)
-        parked_depths = pipe.execute() if parked else []
-        return parse_depths(plan, replies, parked, parked_depths)
+        for command in batch:
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return list(pipe.execute())
 
     def close(self) -> None:
         with self._waiter_lock:

@@ -19,6 +19,9 @@ from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, normalize_routing_key, validate_routing_key
 from bananas.errors import MalformedJobError, ValidationError
 
+#: Statuses after which a job never runs again.
+FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "expired"})
+
 
 class JobStatus(StrEnum):
     PENDING = "pending"
@@ -26,6 +29,10 @@ class JobStatus(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    #: Removed by an operator before it ran (``bananas cancel``, ``bananas purge``).
+    CANCELLED = "cancelled"
+    #: Not started before its ``expires_at``; it never runs.
+    EXPIRED = "expired"
 
     def __str__(self) -> str:
         return self.value
@@ -84,6 +91,10 @@ class Job:
     #: created_at as read from the record, written back verbatim while unchanged (keeps
     #: a producer's exact text, nanoseconds included, and saves formatting it again).
     _created_text: tuple[datetime, str] | None = field(default=None, repr=False, compare=False)
+    #: Set by the worker when an operator asked to cancel this job while it runs
+    #: (``bananas cancel``). A sync handler that runs long should check it and return;
+    #: threads cannot be stopped from outside. Never written to the record.
+    cancel_requested: bool = field(default=False, repr=False, compare=False)
 
     def set_routing_key(self, key: str, *, now: datetime | None = None) -> None:
         """Change the routing key after validating it; bumps ``updated_at``."""
@@ -223,9 +234,18 @@ class RecordTemplate:
     """Encodes new pending records that differ only in id and payload (bulk submit):
     the shared fields are encoded once, the rest is concatenation."""
 
-    def __init__(self, name: str, priority: Priority, routing_key: str, now: datetime, max_retries: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        priority: Priority,
+        routing_key: str,
+        now: datetime,
+        max_retries: int,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         stamp = format_time(now)
         shared = {
+            **(extra or {}),
             "name": name,
             "status": JobStatus.PENDING.value,
             "priority": priority.value,

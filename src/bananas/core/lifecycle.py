@@ -1,8 +1,12 @@
 """What happens to a job at each step of its life. Pure: the worker applies the result.
 
 pending/scheduled --dequeue--> processing --ok--> completed
-                                    |--error, attempts <= max_retries--> scheduled (retry)
-                                    `--error, no retries left / permanent--> failed (dead letters)
+      |     |                       |--error, attempts <= max_retries--> scheduled (retry)
+      |     |                       |--error, no retries left / permanent--> failed (dead letters)
+      |     |                       |--cancel requested--> cancelled
+      |     |                       `--shutdown--> pending (given back, attempt not counted)
+      |     `--not started before expires_at--> expired
+      `--cancelled by an operator--> cancelled
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bananas.core.clock import format_time, to_datetime
+from bananas.core.clock import format_time, parse_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.core.retry import RetryPolicy, should_retry
 
@@ -45,6 +49,46 @@ def mark_pending(job: Job, now: datetime) -> None:
     job.status = JobStatus.PENDING
     job.scheduled_for = None
     job.updated_at = now
+
+
+def mark_given_back(job: Job, now: datetime) -> None:
+    """Handed back at shutdown: the attempt that was begun is not counted."""
+    if job.status is JobStatus.PROCESSING and job.attempts > 0:
+        job.attempts -= 1
+    mark_pending(job, now)
+
+
+def mark_cancelled(job: Job, now: datetime, *, running: bool = False) -> None:
+    job.status = JobStatus.CANCELLED
+    job.scheduled_for = None
+    job.updated_at = now
+    job.error = "cancelled while running" if running else "cancelled before it ran"
+    job.extra["cancelled_at"] = format_time(now)
+
+
+def mark_expired(job: Job, now: datetime) -> None:
+    job.status = JobStatus.EXPIRED
+    job.scheduled_for = None
+    job.updated_at = now
+    job.error = f"expired: not started before {job.extra.get('expires_at')}"
+
+
+def expires_at(job: Job) -> float | None:
+    """The job's ``expires_at`` as Unix seconds; None when absent or unreadable (a
+    foreign producer's junk never makes a job expire)."""
+    value = job.extra.get("expires_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_time(value)
+    except ValueError:
+        return None
+    return parsed.timestamp() if parsed is not None else None
+
+
+def is_expired(job: Job, now: float) -> bool:
+    deadline = expires_at(job)
+    return deadline is not None and now >= deadline
 
 
 def decide_failure(

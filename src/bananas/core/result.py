@@ -1,6 +1,6 @@
 """A finished job's outcome as stored in ``bananas:result:{id}`` (a hash).
 
-Fields: ``status`` ("completed" or "failed"), ``result`` (JSON text, completed only),
+Fields: ``status`` ("completed", "failed", "cancelled" or "expired"), ``result`` (JSON text, completed only),
 ``error`` (failed only), ``name``, ``routing_key``, ``attempts``, ``started_at`` and
 ``finished_at`` (RFC 3339), ``duration_ms``, ``worker``.
 """
@@ -15,10 +15,12 @@ from typing import Any
 from bananas.core import codec
 from bananas.core.clock import format_time, parse_time, to_datetime
 from bananas.core.job import Job
-from bananas.errors import JobFailedError
+from bananas.errors import JobCancelledError, JobExpiredError, JobFailedError
 
 COMPLETED = "completed"
 FAILED = "failed"
+CANCELLED = "cancelled"
+EXPIRED = "expired"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,12 @@ class JobResult:
         return self.status == COMPLETED
 
     def value(self) -> Any:
-        """The handler's return value, or ``JobFailedError`` if the job failed."""
+        """The handler's return value; ``JobFailedError`` if the job failed
+        (``JobCancelledError``/``JobExpiredError`` if it was cancelled or expired)."""
+        if self.status == CANCELLED:
+            raise JobCancelledError(self.job_id, self.error or "cancelled")
+        if self.status == EXPIRED:
+            raise JobExpiredError(self.job_id, self.error or "expired")
         if self.status != COMPLETED:
             raise JobFailedError(self.job_id, self.error or "")
         return self.result

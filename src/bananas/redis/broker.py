@@ -106,15 +106,24 @@ class Broker:
         first = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
 
+    async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
+        """Those of ``job_ids`` an operator asked to cancel."""
+        if not job_ids:
+            return []
+        found = await self.redis.mget([keys.cancel_request(i) for i in job_ids])
+        return [job_id for job_id, mark in zip(job_ids, found, strict=True) if mark is not None]
+
     # -- worker presence -----------------------------------------------------------
 
-    async def announce(self, worker_id: str, now: float, info: dict[str, str], ttl: int) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+    async def announce(self, worker_id: str, now: float, info: dict[str, str], ttl_ms: int) -> None:
+        """Refresh this worker's entry; it expires ``ttl_ms`` after the last call."""
+        pipe = self.redis.pipeline(transaction=True)
         pipe.zadd(keys.WORKERS, {worker_id: now})
         pipe.hset(keys.worker_info(worker_id), mapping=dict(info))  # type: ignore[arg-type]
-        pipe.expire(keys.worker_info(worker_id), ttl)
-        # Forget workers that stopped announcing long ago.
-        pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 10 * ttl)
+        pipe.pexpire(keys.worker_info(worker_id), ttl_ms)
+        # Forget workers that stopped announcing long ago (readers skip them anyway:
+        # their entry has expired).
+        pipe.zremrangebyscore(keys.WORKERS, "-inf", now - max(60.0, 10 * ttl_ms / 1000))
         await pipe.execute()
 
     async def retire(self, worker_id: str) -> None:

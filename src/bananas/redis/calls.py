@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from bananas.core.job import Job
 from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.core.selection import DequeuePlan, Source
 from bananas.redis import keys
 from bananas.redis.scripts import Call, ScriptName
@@ -75,8 +76,8 @@ def dequeue(
     for name in plan.gates:
         rate = limits.job_rate[name]
         args += [rate.interval_ms, rate.tolerance_ms]
-    for group, gate in zip(plan.group_of, plan.gate_of, strict=True):
-        args += [group, gate]
+    for group, gate, source in zip(plan.group_of, plan.gate_of, plan.sources, strict=True):
+        args += [group, gate, source.ref.priority.value]
     args += preferences
     return Call(
         ScriptName.DEQUEUE,
@@ -85,6 +86,7 @@ def dequeue(
             *(source_key(s) for s in plan.sources),
             *(keys.route_rate(k) for k in plan.groups),
             *(keys.job_rate(n) for n in plan.gates),
+            keys.PAUSED,
         ),
         tuple(args),
     )
@@ -312,3 +314,33 @@ def rehome(
 def repair_inflight() -> Call:
     """Reconciler repair: drop lease routes without a lease, recount in-flight per key."""
     return Call(ScriptName.REPAIR_INFLIGHT, LEASE_KEYS, ())
+
+
+#: Seconds a cancellation of a running job stays pending for its worker to see.
+CANCEL_REQUEST_TTL = 24 * 3600
+
+
+def cancel(
+    job: Job, seen_record: bytes, record: bytes, result: Sequence[str | bytes], *, record_ttl: int, result_ttl: int
+) -> Call:
+    """Cancel ``job``: out of whichever list or set holds it, or ask its worker to stop."""
+    lists = [ready_queue_of(job), keys.parked_queue(job.routing_key, job.priority, job.name)]
+    if job.routing_key == DEFAULT_ROUTING_KEY:
+        lists.append(keys.legacy_queue(job.priority))
+    return Call(
+        ScriptName.CANCEL,
+        (keys.job(job.id), keys.SCHEDULED, keys.LEASE_OWNERS, keys.cancel_request(job.id), keys.result(job.id), *lists),
+        (
+            job.id, seen_record, record, record_ttl, CANCEL_REQUEST_TTL, keys.CANCEL_CHANNEL,
+            result_ttl if result else 0, keys.result_notify_channel(job.id), *result,
+        ),
+    )  # fmt: skip
+
+
+def purge(list_key: str, ids: Sequence[str], records: Sequence[bytes], record_ttl: int) -> Call:
+    """Remove ``ids`` (read from ``list_key``'s right end, rightmost first) and write their
+    cancelled ``records`` (b"" leaves one as it is); see purge.lua."""
+    args: list[str | bytes | int] = [record_ttl]
+    for job_id, record in zip(ids, records, strict=True):
+        args += [job_id, record]
+    return Call(ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids)), tuple(args))

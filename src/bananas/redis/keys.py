@@ -53,8 +53,20 @@ WORKERS = f"{PREFIX}:workers"
 
 
 def worker_info(worker_id: str) -> str:
-    """Hash describing one worker: host, pid, routing_keys, running, heartbeat."""
+    """Hash describing one worker (core/fleet.py ``worker_hash``); expires 2 x its lease
+    length after its last heartbeat."""
     return f"{PREFIX}:worker:{worker_id}"
+
+
+#: Hash of paused queues (``bananas pause``): field ``{routing_key}`` (every priority) or
+#: ``{routing_key}:{priority}``, value the time it was paused (Unix seconds). The dequeue
+#: script takes nothing from a paused list.
+PAUSED = f"{PREFIX}:paused"
+
+
+def paused_field(routing_key: str, priority: Priority | str | None = None) -> str:
+    """Field of ``PAUSED`` for a routing key, or one priority of it."""
+    return routing_key if priority is None else f"{routing_key}:{Priority.parse(priority).value}"
 
 
 def result(job_id: str) -> str:
@@ -103,6 +115,17 @@ SCHEDULED_NOTIFY_CHANNEL = f"{PREFIX}:queue:scheduled:notify"
 def result_notify_channel(job_id: str) -> str:
     """Published to (with the final status) when a job's result is stored."""
     return f"{PREFIX}:result:notify:{job_id}"
+
+
+#: Published to (message: the job id) when an operator cancels a job that is running;
+#: the worker holding it stops it (docs/OPERATIONS.md).
+CANCEL_CHANNEL = f"{PREFIX}:cancel"
+
+
+def cancel_request(job_id: str) -> str:
+    """Set (with a TTL) while a cancellation of a running job is pending; workers look
+    for it once a second too, in case they missed the message on ``CANCEL_CHANNEL``."""
+    return f"{PREFIX}:cancel:{job_id}"
 
 
 #: Held (SET NX PX) by the worker doing the periodic reconciliation, so one worker per

@@ -44,6 +44,8 @@ class ScriptName(StrEnum):
     REHOME = "rehome"
     REPAIR_INFLIGHT = "repair_inflight"
     NONEMPTY = "nonempty"
+    CANCEL = "cancel"
+    PURGE = "purge"
 
 
 def _load(name: str) -> Script:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Callable, Mapping
 
 from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock
+from bananas.core.fleet import beat_fields
 from bananas.redis import calls
 from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
@@ -32,14 +31,18 @@ class LeaseKeeper:
         on_lost: Callable[[str], None],
         worker_id: str,
         describe: Mapping[str, str],
+        counters: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
+        """``describe``: the fixed fields of this worker's entry (core/fleet.py
+        ``worker_hash``); ``counters``: (attempts ended, attempts failed) so far."""
         self._broker = broker
         self._clock = clock
         self._lease = lease_seconds
         self._held = held
         self._on_lost = on_lost
         self._worker_id = worker_id
-        self._info = {"host": socket.gethostname(), "pid": str(os.getpid()), **describe}
+        self._info = dict(describe)
+        self._counters = counters
 
     @property
     def interval(self) -> float:
@@ -54,8 +57,11 @@ class LeaseKeeper:
                 name = job_id.decode() if isinstance(job_id, bytes) else job_id
                 log.debug("lease on job %s is no longer held by this worker", name)
                 self._on_lost(name)
-        info = {**self._info, "running": str(len(held)), "heartbeat": f"{now:.3f}"}
-        await self._broker.announce(self._worker_id, now, info, ttl=max(10, int(self._lease * 2)))
+        processed, failed = self._counters()
+        info = {**self._info, **beat_fields(now, len(held), processed, failed)}
+        # The entry outlives a missed beat or two, and a killed worker leaves the
+        # registry within 2 x its lease length (docs/OPERATIONS.md).
+        await self._broker.announce(self._worker_id, now, info, ttl_ms=max(1, int(self._lease * 2000)))
 
     async def run(self) -> None:
         while True:

@@ -1,5 +1,5 @@
-"""Handles one delivery: read the record, mark it started, run the handler, and record
-the outcome (completed, retry with backoff, or dead letters)."""
+"""Handles one delivery: read the record, decide whether this worker runs it, run the
+handler, and hand the outcome to ``Outcomes`` (which writes it and emits the event)."""
 
 from __future__ import annotations
 
@@ -8,46 +8,25 @@ import logging
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
-from dataclasses import dataclass
 
 from bananas.config import WorkerSettings
-from bananas.core import codec
-from bananas.core.clock import Clock, format_time, to_datetime
-from bananas.core.job import Job, JobStatus
-from bananas.core.lifecycle import (
-    FailureDecision,
-    Verdict,
-    apply_failure,
-    decide_failure,
-    mark_completed,
-    mark_pending,
-    mark_started,
-)
+from bananas.core.job import Job
+from bananas.core.lifecycle import FailureDecision, Verdict, decide_failure, is_expired
 from bananas.core.limits import FleetLimits
-from bananas.core.result import COMPLETED, FAILED, result_fields
 from bananas.core.selection import Source
 from bananas.errors import MalformedJobError, PayloadError
-from bananas.redis import calls
-from bananas.redis.scripts import ScriptName
 from bananas.worker.executor import Executor, JobTimeoutExceeded
-from bananas.worker.malformed import stub_record
+from bananas.worker.outcomes import Delivery, Outcomes, encode_result
 from bananas.worker.registry import Handler, Registry
 from bananas.worker.signals import Fail, Retry
-from bananas.worker.writer import Deferred, Writer
 
 log = logging.getLogger("bananas.worker")
+
+__all__ = ["Delivery", "GiveBack", "Processor"]
 
 
 class GiveBack(Exception):
     """Raised by ``run_alone`` when the job should go back to its queue untouched."""
-
-
-@dataclass(slots=True)
-class Delivery:
-    job_id: str
-    token: str
-    source: Source
-    job: Job | None = None
 
 
 class Processor:
@@ -56,9 +35,7 @@ class Processor:
         registry: Registry,
         settings: WorkerSettings,
         executor: Executor,
-        writer: Writer,
-        clock: Clock,
-        worker_id: str = "",
+        outcomes: Outcomes,
         *,
         handled: frozenset[str] | None = None,
         limits: Callable[[], FleetLimits] | None = None,
@@ -68,32 +45,33 @@ class Processor:
         # A bystander can share at most this many of a pill's crashes, which stays below
         # the limit that parks a job (JOB_MAX_RECOVERIES), however low it is set.
         self._alone_after = max(1, min(2, settings.max_recoveries))
-        self._worker_id = worker_id
         self._handled = handled
         self._limits = limits
         self._registry = registry
         self._settings = settings
         self._executor = executor
-        self._writer = writer
-        self._clock = clock
+        self._outcomes = outcomes
+        self._clock = outcomes.clock
 
     async def process(self, delivery: Delivery, raw: bytes | None) -> None:
-        job_id, token = delivery.job_id, delivery.token
-        now = self._clock.now()
         try:
             if raw is None:
-                raise MalformedJobError("record missing (the id in the queue points to no record)", job_id)
-            job = Job.from_record(raw, job_id=job_id, default_max_retries=self._settings.max_retries)
+                raise MalformedJobError("record missing (the id in the queue points to no record)", delivery.job_id)
+            job = Job.from_record(raw, job_id=delivery.job_id, default_max_retries=self._settings.max_retries)
         except MalformedJobError as exc:
-            log.error("job %s has a malformed record (%s); moved to dead letters", job_id, exc.reason)
-            stub = stub_record(job_id, exc.reason, raw, now)
-            await self._writer.send(calls.bury(job_id, token, stub, self._settings.failed_ttl, self._dead_cap))
+            await self._outcomes.bury_unreadable(delivery, exc.reason, raw)
             return
         delivery.job = job
         handler = self._registry.get(job.name) if self._handles(job.name) else None
         reason = self._park_reason(job, delivery.source, handler is None)
         if reason is not None:
-            await self._park(job, token, reason, now)
+            await self._outcomes.park(delivery, job, reason)
+            return
+        if is_expired(job, self._clock.now()):
+            await self._outcomes.expire(delivery, job)
+            return
+        if delivery.cancel_requested:
+            await self._outcomes.cancel(delivery, job)
             return
         if self._run_alone is not None and _recoveries(job) >= self._alone_after:
             # This job's worker died under it more than once: run it with nothing beside
@@ -101,90 +79,69 @@ class Processor:
             # with it again. One loss is common to every job in flight at a crash, so
             # isolating from the first one would run a dead worker's whole batch one by one.
             try:
-                async with self._run_alone(job_id):
-                    await self._run(job, token, handler, self._clock.now())
+                async with self._run_alone(delivery.job_id):
+                    await self._run(delivery, job, handler)
             except GiveBack:
-                mark_pending(job, to_datetime(self._clock.now()))
-                await self._writer.send(calls.release(job, token, job.to_record()))
+                await self._outcomes.give_back(delivery)
             return
-        await self._run(job, token, handler, now)
+        await self._run(delivery, job, handler)
 
-    async def _run(self, job: Job, token: str, handler: Handler | None, now: float) -> None:
-        job_id = job.id
-        mark_started(job, to_datetime(now))
-        started = now
+    async def _run(self, delivery: Delivery, job: Job, handler: Handler | None) -> None:
+        outcomes = self._outcomes
+        outcomes.start(delivery, job, self._clock.now())
         if handler is None:
             known = ", ".join(self._registry.names) or "none"
             error = f"no handler registered for job name {job.name!r} on this worker (known: {known})"
-            log.error("job %s: %s", job_id, error)
-            await self._fail(job, token, error, FailureDecision(Verdict.DEAD), now, started)
+            log.error("job %s: %s", job.id, error)
+            await outcomes.fail(delivery, job, error, FailureDecision(Verdict.DEAD))
             return
-        # Not awaited: the handler starts at once; the writer keeps start before the outcome.
-        self._writer.send(Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record())))
         timeout = _job_timeout(job) or handler.timeout or self._settings.job_timeout
+        delivery.in_async_handler = handler.is_async
         try:
             result = await self._executor.call(handler, job, timeout)
         except asyncio.CancelledError:
-            raise
+            delivery.in_async_handler = False
+            task = asyncio.current_task()
+            if not delivery.cancel_requested or task is None:
+                raise
+            # Cancelled on an operator's request (not a shutdown): record it and carry on.
+            task.uncancel()
+            await outcomes.cancel(delivery, job)
+            return
         except Retry as signal:
-            now = self._clock.now()
-            decision = decide_failure(job, now, self._settings.retry_policy, retry_in=signal.delay)
-            await self._fail(job, token, f"Retry: {signal.reason}", decision, now, started)
+            delivery.in_async_handler = False
+            if delivery.cancel_requested:
+                await outcomes.cancel(delivery, job)
+                return
+            decision = decide_failure(job, self._clock.now(), self._settings.retry_policy, retry_in=signal.delay)
+            await outcomes.fail(delivery, job, f"Retry: {signal.reason}", decision)
         except Fail as signal:
-            now = self._clock.now()
-            await self._fail(job, token, f"Fail: {signal.reason}", FailureDecision(Verdict.DEAD), now, started)
+            delivery.in_async_handler = False
+            if delivery.cancel_requested:
+                await outcomes.cancel(delivery, job)
+                return
+            await outcomes.fail(delivery, job, f"Fail: {signal.reason}", FailureDecision(Verdict.DEAD))
         except Exception as exc:
-            now = self._clock.now()
-            error = _describe(exc)
-            decision = decide_failure(job, now, self._settings.retry_policy)
-            log.warning("job %s (%s) attempt %d failed: %s", job_id, job.name, job.attempts, error.splitlines()[0])
-            await self._fail(job, token, error, decision, now, started)
+            delivery.in_async_handler = False
+            if delivery.cancel_requested:
+                await outcomes.cancel(delivery, job)
+                return
+            decision = decide_failure(job, self._clock.now(), self._settings.retry_policy)
+            await outcomes.fail(delivery, job, _describe(exc), decision)
         else:
-            finished = self._clock.now()
+            delivery.in_async_handler = False
+            if delivery.cancel_requested:
+                # A sync handler cannot be stopped; what it returned after the request
+                # does not count: the job is cancelled, as the operator asked.
+                await outcomes.cancel(delivery, job)
+                return
             try:
-                encoded = codec.encode_payload(result, max_bytes=None)
+                encoded = encode_result(result)
             except PayloadError as exc:
                 error = f"ResultError: the handler's return value cannot be stored as JSON ({exc})"
-                await self._fail(job, token, error, FailureDecision(Verdict.DEAD), finished, started)
+                await outcomes.fail(delivery, job, error, FailureDecision(Verdict.DEAD))
                 return
-            mark_completed(job, to_datetime(finished))
-            result_ttl = self._result_ttl(job, self._settings.result_ttl)
-            fields = (
-                result_fields(
-                    job,
-                    status=COMPLETED,
-                    started=started,
-                    finished=finished,
-                    worker=self._worker_id,
-                    encoded_result=encoded,
-                )
-                if result_ttl
-                else ()
-            )
-            accepted = await self._writer.send(
-                calls.ack(job_id, token, job.to_record(), self._settings.completed_ttl, result_ttl, fields)
-            )
-            if not accepted:
-                log.warning("job %s finished after its lease was lost; its outcome was discarded", job_id)
-
-    async def _fail(
-        self, job: Job, token: str, error: str, decision: FailureDecision, now: float, started: float
-    ) -> None:
-        apply_failure(job, decision, error, now, worker=self._worker_id)
-        record = job.to_record()
-        if decision.verdict is Verdict.RETRY:
-            assert decision.due is not None
-            call = calls.retry(job.id, token, record, decision.due)
-        else:
-            result_ttl = self._result_ttl(job, self._settings.result_failure_ttl)
-            fields = (
-                result_fields(job, status=FAILED, started=started, finished=now, worker=self._worker_id)
-                if result_ttl
-                else ()
-            )
-            call = calls.bury(job.id, token, record, self._settings.failed_ttl, self._dead_cap, result_ttl, fields)
-        if not await self._writer.send(call):
-            log.warning("job %s failed after its lease was lost; its outcome was discarded", job.id)
+            await outcomes.succeed(delivery, job, encoded)
 
     def _handles(self, name: str) -> bool:
         return self._handled is None or name in self._handled
@@ -202,23 +159,6 @@ class Processor:
         if limits is not None and job.name in limits.job_rate and source.job_name is None:
             return f"job name {job.name!r} is rate limited ({limits.job_rate[job.name]})"
         return None
-
-    async def _park(self, job: Job, token: str, reason: str, now: float) -> None:
-        job.extra["parked"] = {"reason": reason, "by": self._worker_id, "at": format_time(to_datetime(now))}
-        job.status = JobStatus.PENDING
-        log.info("job %s (%s) handed on: %s", job.id, job.name, reason)
-        if not await self._writer.send(calls.park(job, token, job.to_record())):
-            log.warning("job %s could not be handed on: its lease was lost", job.id)
-
-    @staticmethod
-    def _result_ttl(job: Job, default: int) -> int:
-        """A job may carry its own ``result_ttl`` (seconds), set at submit time."""
-        own = job.extra.get("result_ttl")
-        return int(own) if isinstance(own, int) and not isinstance(own, bool) and own >= 0 else default
-
-    @property
-    def _dead_cap(self) -> int:
-        return self._settings.dead_letter_cap
 
 
 def _describe(exc: BaseException) -> str:

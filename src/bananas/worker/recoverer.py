@@ -19,11 +19,13 @@ from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import mark_pending
 from bananas.core.result import FAILED, result_fields
 from bananas.errors import MalformedJobError
+from bananas.events import EventKind, JobEvent, Listeners
 from bananas.redis import calls
 from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call
 from bananas.worker.malformed import stub_record
+from bananas.worker.outcomes import event_of
 
 log = logging.getLogger("bananas.worker")
 
@@ -41,7 +43,11 @@ class Recoverer:
         result_failure_ttl: int = 0,
         failed_ttl: int = 0,
         dead_letter_cap: int = 0,
+        listeners: Listeners | None = None,
+        worker_id: str = "",
     ) -> None:
+        self._listeners = listeners if listeners is not None else Listeners()
+        self._worker_id = worker_id
         self._failed_ttl = failed_ttl
         self._dead_cap = dead_letter_cap
         self._result_ttl = result_failure_ttl
@@ -58,27 +64,38 @@ class Recoverer:
         if not expired:
             return 0
         records = await self._broker.records([i for i, _ in expired])
-        batch = []
-        for (job_id, token), raw in zip(expired, records, strict=True):
-            batch.append(self._plan(job_id, token, raw, now, now_ms))
-        done = sum(1 for r in await self._broker.run_many(batch) if r == 1)
+        plans = [
+            self._plan(job_id, token, raw, now, now_ms) for (job_id, token), raw in zip(expired, records, strict=True)
+        ]
+        replies = await self._broker.run_many([call for call, _ in plans])
+        done = 0
+        for (_, event), reply in zip(plans, replies, strict=True):
+            if reply == 1:
+                done += 1
+                if event is not None and self._listeners.wants(event.kind):
+                    self._listeners.emit(event)
         if done:
             log.info("recovered %d job(s) from expired leases", done)
         return done
 
-    def _plan(self, job_id: str, token: str, raw: bytes | None, now: float, now_ms: int) -> Call:
+    def _plan(
+        self, job_id: str, token: str, raw: bytes | None, now: float, now_ms: int
+    ) -> tuple[Call, JobEvent | None]:
+        """The recovery call of one expired lease, and the event to emit if it applies."""
         if raw is None:
             stub = stub_record(job_id, "record missing", None, now)
-            return calls.recover_to_dead(
+            call = calls.recover_to_dead(
                 job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
             )
+            return call, None
         try:
             job = Job.from_record(raw, job_id=job_id)
         except MalformedJobError as exc:
             stub = stub_record(job_id, exc.reason, raw, now)
-            return calls.recover_to_dead(
+            call = calls.recover_to_dead(
                 job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
             )
+            return call, None
         recoveries = int(job.extra.get("recoveries") or 0) + 1
         job.extra["recoveries"] = recoveries
         if recoveries > self._max_recoveries:
@@ -91,7 +108,7 @@ class Recoverer:
             job.extra["poison_pill"] = True
             job.extra["failed_at"] = format_time(to_datetime(now))
             fields = result_fields(job, status=FAILED, started=now, finished=now, worker="") if self._result_ttl else ()
-            return calls.recover_to_dead(
+            call = calls.recover_to_dead(
                 job_id,
                 token,
                 now_ms,
@@ -101,8 +118,10 @@ class Recoverer:
                 record_ttl=self._failed_ttl,
                 dead_cap=self._dead_cap,
             )
+            return call, event_of(EventKind.DEAD, job, self._worker_id, now, error=job.error)
         mark_pending(job, to_datetime(now))
-        return calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))
+        call = calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))
+        return call, event_of(EventKind.RECOVERED, job, self._worker_id, now)
 
     async def run(self) -> None:
         while True:

@@ -4,30 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import itertools
 import logging
 import os
 import signal
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
-from bananas.core.clock import Clock, ServerClock, to_datetime
-from bananas.core.lifecycle import mark_pending
+from bananas.core.clock import Clock, ServerClock
+from bananas.core.fleet import worker_hash
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
-from bananas.redis import calls, clock_sync, connection, keys
+from bananas.events import EventKind, JobEvent, Listener, Listeners
+from bananas.redis import clock_sync, connection, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
+from bananas.worker.cancels import CancelWatcher
 from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
-from bananas.worker.processor import Delivery, GiveBack, Processor
+from bananas.worker.outcomes import Delivery, Outcomes
+from bananas.worker.processor import GiveBack, Processor
 from bananas.worker.promoter import Promoter
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
@@ -53,9 +57,12 @@ class Worker:
         clock: Clock | None = None,
         redis_client: aioredis.Redis | None = None,
         queue_order: list[QueueRef] | None = None,
+        listeners: Iterable[Listener] = (),
     ) -> None:
         """``clock``: by default the server's time (a ``ServerClock`` measured against
-        Redis and kept measured); any other ``Clock`` is used as given (tests)."""
+        Redis and kept measured); any other ``Clock`` is used as given (tests).
+        ``listeners``: extra event listeners (every kind) besides the registry's own
+        ``@registry.on`` ones; see docs/EVENTS.md."""
         self.registry = registry
         self.settings = settings
         self.clock: Clock = clock if clock is not None else ServerClock()
@@ -78,7 +85,23 @@ class Worker:
         self._alone_running = False
         self._lost: set[str] = set()
         self._tokens = itertools.count(1)
-        self.processed = 0
+        self.counters = Counters()
+        self.listeners = Listeners(registry.listeners)
+        self.listeners.add(self.counters.observe, Counters.KINDS)
+        for listener in listeners:
+            self.listeners.add(listener)
+
+        self.started_at = self.clock.now()
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed here (retried or dead)."""
+        return self.counters.failed
+
+    @property
+    def processed(self) -> int:
+        """Attempts this worker finished (whatever their outcome)."""
+        return self.counters.processed
 
     @staticmethod
     def _handled_names(registry: Registry, settings: WorkerSettings) -> frozenset[str] | None:
@@ -117,18 +140,20 @@ class Worker:
                 await clock_sync.measure(client, self.clock)
         broker = Broker(client)
         writer = Writer(broker)
+        outcomes = Outcomes(self.settings, writer, self.clock, self.worker_id, self.listeners)
         executor = Executor(self.settings.concurrency)
         fetcher = Fetcher(broker, self.settings, self._handled, self.clock, on_change=self._work_ready.set)
         if self._queue_order_override is not None:
             fetcher.override_order(self._queue_order_override)
         processor = Processor(
-            self.registry, self.settings, executor, writer, self.clock, self.worker_id,
+            self.registry, self.settings, executor, outcomes,
             handled=self._handled, limits=lambda: fetcher.limits, run_alone=self._alone,
         )  # fmt: skip
         promote_wakeup = asyncio.Event()
         self._route_channels = {keys.route_notify_channel(k): k for k in self.settings.routing_keys}
         channels = {channel: self._work_ready for channel in self._route_channels}
         channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
+        cancels = CancelWatcher(broker, held=self._held_ids, on_cancel=self._cancel_requested)
         mode = self.settings.mode
         keeper = LeaseKeeper(
             broker,
@@ -137,7 +162,8 @@ class Worker:
             held=lambda: {job_id: d.token for job_id, (d, _) in self._running.items()},
             on_lost=self._lost.add,
             worker_id=self.worker_id,
-            describe={"routing_keys": ",".join(self.settings.routing_keys)},
+            describe=self._describe(),
+            counters=lambda: (self.processed, self.failed),
         )
         recoverer = Recoverer(
             broker,
@@ -148,6 +174,8 @@ class Worker:
             result_failure_ttl=self.settings.result_failure_ttl,
             failed_ttl=self.settings.failed_ttl,
             dead_letter_cap=self.settings.dead_letter_cap,
+            listeners=self.listeners,
+            worker_id=self.worker_id,
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),
@@ -157,11 +185,13 @@ class Worker:
                     channels,
                     on_parked=fetcher.parked_changed,
                     on_message=lambda channel: self._on_wakeup(fetcher, channel),
+                    on_data={keys.CANCEL_CHANNEL: cancels.heard},
                 ).run(),
                 name="bananas-wakeup",
             ),
             asyncio.create_task(keeper.run(), name="bananas-heartbeat"),
             asyncio.create_task(fetcher.run(), name="bananas-plan-refresh"),
+            asyncio.create_task(cancels.run(), name="bananas-cancels"),
         ]
         if isinstance(self.clock, ServerClock):
             helpers.append(asyncio.create_task(clock_sync.keep_measured(client, self.clock), name="bananas-clock"))
@@ -202,7 +232,7 @@ class Worker:
                 await self._stopping.wait()
             else:
                 await self._fetch_loop(fetcher, processor)
-            await self._drain(broker, writer)
+            await self._drain(broker, outcomes)
         finally:
             writer.close()
             with contextlib.suppress(Exception):
@@ -221,6 +251,23 @@ class Worker:
             if self._owns_redis:
                 await client.aclose()
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)
+
+    def _describe(self) -> dict[str, str]:
+        """The fixed fields of this worker's entry in the registry (``bananas workers``)."""
+        settings = self.settings
+        return worker_hash(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            routing_keys=settings.routing_keys,
+            priorities=[p.value for p in settings.priorities],
+            queue_selection=settings.queue_selection.value,
+            concurrency=settings.concurrency,
+            started_at=self.started_at,
+            version=_version(),
+            mode=settings.mode.value,
+            handlers=sorted(self._handled if self._handled is not None else self.registry.names),
+            lease_seconds=settings.lease_seconds,
+        )
 
     # -- the fetch loop ----------------------------------------------------------------------
 
@@ -293,7 +340,6 @@ class Worker:
     async def _process(self, processor: Processor, delivery: Delivery, raw: bytes | None) -> None:
         try:
             await processor.process(delivery, raw)
-            self.processed += 1
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -320,29 +366,48 @@ class Worker:
 
     # -- shutdown ----------------------------------------------------------------------
 
-    async def _drain(self, broker: Broker, writer: Writer) -> None:
-        """Let running jobs finish within the grace period; give the rest back."""
+    async def _drain(self, broker: Broker, outcomes: Outcomes) -> None:
+        """Let running jobs finish within the grace period; give the rest back at once,
+        without counting the attempts they began (a second signal cuts the wait short)."""
         if not self._running:
             return
-        log.info("waiting up to %gs for %d running job(s)", self.settings.shutdown_grace, len(self._running))
+        deliveries = [delivery for delivery, _ in self._running.values()]
         tasks = [task for _, task in self._running.values()]
+        log.info("waiting up to %gs for %d running job(s)", self.settings.shutdown_grace, len(tasks))
         _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
-        if not pending:
-            return
-        leftovers = [d for d, task in self._running.values() if task in pending]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        now = to_datetime(self.clock.now())
-        batch = []
-        for delivery in leftovers:
-            if delivery.job is None:
-                continue
-            mark_pending(delivery.job, now)
-            batch.append(calls.release(delivery.job, delivery.token, delivery.job.to_record()))
-        if batch:
-            released = sum(1 for r in await broker.run_many(batch) if r == 1)
-            log.info("gave %d unfinished job(s) back to their queues", released)
+        # Whatever has no outcome written, cancelled by the grace period or by a second
+        # signal, goes back now, not when its lease runs out (which would count as a
+        # lost worker against the job).
+        batch = [(d, call) for d in deliveries if (call := outcomes.give_back_call(d)) is not None]
+        if not batch:
+            return
+        replies = await broker.run_many([call for _, call in batch])
+        for (delivery, _), reply in zip(batch, replies, strict=True):
+            outcomes.given_back(delivery, reply == 1)
+        log.info("gave %d unfinished job(s) back to their queues", sum(1 for r in replies if r == 1))
+
+    def _held_ids(self) -> list[str]:
+        return list(self._running)
+
+    def _cancel_requested(self, job_id: str) -> None:
+        """An operator asked to cancel ``job_id``: an async handler is cancelled now; a
+        sync one sees ``job.cancel_requested`` (a thread cannot be stopped)."""
+        entry = self._running.get(job_id)
+        if entry is None:
+            return
+        delivery, task = entry
+        if delivery.cancel_requested:
+            return
+        delivery.cancel_requested = True
+        job = delivery.job
+        if job is not None:
+            job.cancel_requested = True
+        if delivery.in_async_handler:
+            task.cancel()
+        log.info("job %s: cancellation requested", job_id)
 
     def _on_wakeup(self, fetcher: Fetcher, channel: str) -> None:
         route = self._route_channels.get(channel)
@@ -351,9 +416,33 @@ class Worker:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         if self._stopping.is_set():
-            log.warning("second %s: shutting down without waiting further", sig.name)
+            log.warning("second %s: giving running jobs back and stopping now", sig.name)
             for _, task in self._running.values():
                 task.cancel()
             return
         log.info("%s received: finishing running jobs, then stopping", sig.name)
         self.stop()
+
+
+class Counters:
+    """What this worker has done, counted from its own events (shown by ``bananas workers``)."""
+
+    __slots__ = ("failed", "processed")
+    KINDS = (EventKind.SUCCEEDED, EventKind.RETRYING, EventKind.DEAD, EventKind.CANCELLED)
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.failed = 0
+
+    def observe(self, event: JobEvent) -> None:
+        # Counted whether or not Redis took the outcome: the attempt ran here either way.
+        self.processed += 1
+        if event.kind is not EventKind.SUCCEEDED:
+            self.failed += 1
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bananas")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

@@ -26,11 +26,14 @@ class WakeupListener:
         channels: Mapping[str, asyncio.Event],
         on_parked: Callable[[], None] | None = None,
         on_message: Callable[[str], None] | None = None,
+        on_data: Mapping[str, Callable[[str], None]] | None = None,
     ) -> None:
         """``channels`` maps each channel name to the event it sets; ``on_parked`` is
-        called when a message says a job was parked (see park.lua)."""
+        called when a message says a job was parked (see park.lua); ``on_data`` maps
+        further channels to a callback that gets each message's text."""
         self._client = client
         self._channels = dict(channels)
+        self._on_data = dict(on_data or {})
         self._on_parked = on_parked
         self._on_message = on_message
 
@@ -39,7 +42,7 @@ class WakeupListener:
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels)
+                await pubsub.subscribe(*self._channels, *self._on_data)
                 # Anything published while we were not subscribed is unknown: look now.
                 for name, event in self._channels.items():
                     if self._on_message is not None:
@@ -51,6 +54,11 @@ class WakeupListener:
                     if message is not None:
                         channel = message["channel"]
                         name = channel.decode() if isinstance(channel, bytes) else channel
+                        listener = self._on_data.get(name)
+                        if listener is not None:
+                            data = message.get("data")
+                            listener(data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else str(data))
+                            continue
                         if self._on_message is not None:
                             self._on_message(name)
                         target = self._channels.get(name)

@@ -8,6 +8,8 @@
 -- KEYS[5 .. 4+Q]        the Q ready lists, in the order the worker prefers them
 -- KEYS[5+Q .. 4+Q+G]    rate state of each of the G routing-key groups (GCRA, ms)
 -- KEYS[5+Q+G .. +T]     rate state of each of the T job-name gates
+-- KEYS[#KEYS]           paused        bananas:paused (hash: {routing key} or
+--                       {routing key}:{priority} -> when paused); always the last key
 -- ARGV[1]  lease length, ms
 -- ARGV[2]  lease token for this delivery
 -- ARGV[3]  COUNT, the most ids to take (the worker's free slots)
@@ -16,7 +18,7 @@
 --   may start); fleet concurrency limit (0 none); rate interval ms (0 none); rate
 --   burst tolerance ms
 -- then per gate, 2 values: rate interval ms, burst tolerance ms
--- then per list, 2 values: its group (1..G), its gate (0 none)
+-- then per list, 3 values: its group (1..G), its gate (0 none), its priority
 -- then optionally one group per slot (weighted selection): slot s tries that group's
 --   lists first, then every list in order. Without them the lists are walked in order.
 --
@@ -24,7 +26,8 @@
 -- the Q lists; wait_ms > 0 says a rate limit held back a non-empty list and when it
 -- opens again (0 otherwise). The pop and the lease are one step: a job is never in no
 -- list and no lease. A job counted against a fleet limit is recorded in lease routes
--- so that whatever ends its lease gives the slot back.
+-- so that whatever ends its lease gives the slot back. Nothing is taken from a list
+-- whose routing key, or routing key and priority, is paused (``bananas pause``).
 --
 -- Time: this script reads the server's TIME (it takes no "now"). A lease starts when
 -- the server grants it, so a request that waited in a stalled server or a slow network
@@ -51,15 +54,30 @@ for t = 1, T do
   gate_tolerance[t] = tonumber(ARGV[a + 1])
   a = a + 2
 end
-local group_of, gate_of = {}, {}
+local group_of, gate_of, prio_of = {}, {}, {}
 for q = 1, Q do
   group_of[q] = tonumber(ARGV[a])
   gate_of[q] = tonumber(ARGV[a + 1])
-  a = a + 2
+  prio_of[q] = ARGV[a + 2]
+  a = a + 3
 end
 local prefs = {}
 for i = a, #ARGV do
   prefs[#prefs + 1] = tonumber(ARGV[i])
+end
+
+-- Paused lists (an empty hash, the usual case, costs one EXISTS).
+local paused = {}
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then
+  local flat = redis.call('HGETALL', KEYS[#KEYS])
+  local set = {}
+  for i = 1, #flat, 2 do
+    set[flat[i]] = true
+  end
+  for q = 1, Q do
+    local key = route[group_of[q]]
+    paused[q] = set[key] or set[key .. ':' .. prio_of[q]] or false
+  end
 end
 
 local out = {0}
@@ -91,7 +109,7 @@ end
 -- Try to take one id from list q; returns it or nil.
 local function take(q)
   local g, t = group_of[q], gate_of[q]
-  if cap[g] == 0 then
+  if cap[g] == 0 or paused[q] then
     return nil
   end
   if fleet[g] > 0 then
@@ -152,7 +170,7 @@ end
 -- A list with no limits at all is popped in one command (the common, fast case).
 local function unlimited(q)
   local g = group_of[q]
-  return cap[g] < 0 and fleet[g] == 0 and interval[g] == 0 and gate_of[q] == 0
+  return cap[g] < 0 and fleet[g] == 0 and interval[g] == 0 and gate_of[q] == 0 and not paused[q]
 end
 
 local function lease_all(q, ids)

@@ -1,0 +1,122 @@
+"""Fleet actions shared by both clients: pause, resume and purge a routing key.
+
+Like the readers in ``inspect.py``, each action is a generator that yields batches
+(raw commands, sent as one pipeline, or script ``Call``s) and receives their replies;
+``Client`` and ``AsyncClient`` only carry the batches to Redis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from bananas.core.clock import to_datetime
+from bananas.core.job import Job, JobStatus
+from bananas.core.priority import DEFAULT_PRIORITIES, Priority
+from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
+from bananas.errors import MalformedJobError
+from bananas.redis import calls, keys
+from bananas.redis.scripts import Call
+
+Command = tuple[Any, ...]
+Batch = list[Command] | list[Call]
+Action = Generator[Batch, list[Any], Any]
+
+#: Ids removed per purge script call (one atomic step; a list up to this long is
+#: removed in one step).
+PURGE_CHUNK = 2000
+#: Seconds a purged job's record (status ``cancelled``) is kept.
+PURGED_RECORD_TTL = 24 * 3600
+
+
+def target(routing_key: str, priority: Priority | str | None) -> tuple[str, Priority | None]:
+    """Validate a pause/resume/purge target; raises ``ValidationError`` naming the problem."""
+    key = validate_routing_key(routing_key)
+    return key, None if priority is None else Priority.parse(priority)
+
+
+def pause(routing_key: str, priority: Priority | str | None, now: float) -> Action:
+    """Returns True if it was not paused before."""
+    key, prio = target(routing_key, priority)
+    (added,) = yield [("HSET", keys.PAUSED, keys.paused_field(key, prio), f"{now:.3f}")]
+    return bool(added)
+
+
+def resume(routing_key: str, priority: Priority | str | None) -> Action:
+    """Returns True if it was paused. Wakes the workers of the key: the jobs that waited
+    while it was paused are taken at once."""
+    key, prio = target(routing_key, priority)
+    removed, _ = yield [
+        ("HDEL", keys.PAUSED, keys.paused_field(key, prio)),
+        ("PUBLISH", keys.route_notify_channel(key), "1"),
+    ]
+    return bool(removed)
+
+
+def purge(
+    routing_key: str,
+    priority: Priority | str | None,
+    now: float,
+    *,
+    dry_run: bool = False,
+    record_ttl: int = PURGED_RECORD_TTL,
+) -> Action:
+    """Remove the jobs ready on ``routing_key`` (one priority of it, or all) when the purge
+    starts: its ready lists, its parked lists and, for ``default``, the legacy lists.
+    Their records are kept ``record_ttl`` seconds with status ``cancelled``. Returns how
+    many were removed (with ``dry_run``: how many are ready, removing nothing)."""
+    key, prio = target(routing_key, priority)
+    (members,) = yield [("SMEMBERS", keys.parked_index(key))]
+    lists = _lists(key, prio, members)
+    depths = yield [("LLEN", name) for name in lists]
+    if dry_run:
+        return sum(int(d) for d in depths)
+    total = 0
+    for name, depth in zip(lists, depths, strict=True):
+        total += yield from _purge_list(name, int(depth), now, record_ttl)
+    return total
+
+
+def _lists(key: str, prio: Priority | None, members: Sequence[Any]) -> list[str]:
+    priorities = [prio] if prio is not None else list(DEFAULT_PRIORITIES)
+    lists: list[str] = []
+    for p in priorities:
+        lists.append(keys.route_queue(key, p))
+        if key == DEFAULT_ROUTING_KEY:
+            lists.append(keys.legacy_queue(p))
+    for member in sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members):
+        member_prio, _, name = member.partition(":")
+        if member_prio in {p.value for p in priorities} and name:
+            lists.append(keys.parked_queue(key, member_prio, name))
+    return lists
+
+
+def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator[Batch, list[Any], int]:
+    removed = 0
+    stalled = 0
+    while removed < depth and stalled < 3:
+        (tail,) = yield [("LRANGE", name, -min(PURGE_CHUNK, depth - removed), -1)]
+        ids = [i.decode("utf-8", "surrogateescape") if isinstance(i, bytes) else str(i) for i in reversed(tail)]
+        if not ids:
+            break
+        (raw,) = yield [("MGET", *(keys.job(i) for i in ids))]
+        records = [_cancelled(job_id, record, now) for job_id, record in zip(ids, raw, strict=True)]
+        (got,) = yield [calls.purge(name, ids, records, record_ttl)]
+        if isinstance(got, Exception):
+            raise got
+        removed += int(got)
+        stalled = 0 if got else stalled + 1
+    return removed
+
+
+def _cancelled(job_id: str, raw: bytes | None, now: float) -> bytes:
+    if raw is None:
+        return b""
+    try:
+        job = Job.from_record(raw, job_id=job_id)
+    except MalformedJobError:
+        return b""
+    job.status = JobStatus.CANCELLED
+    job.updated_at = to_datetime(now)
+    job.extra["cancelled"] = {"by": "purge"}
+    return job.to_record()
