@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -79,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=200, help="jobs for the pickup latency")
     args = p.parse_args(argv)
     result = run(args.keys, args.idle, args.jobs)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"routing keys {result['routing_keys']}: idle CPU {result['idle_cpu_percent']:.1f}% of a core, "
-        f"pickup p50 {result['pickup_ms_p50']:.2f} ms, p99 {result['pickup_ms_p99']:.2f} ms"
+        f"pickup p50 {result['pickup_ms_p50']:.2f} ms, p99 {result['pickup_ms_p99']:.2f} ms "
+        f"({args.jobs} jobs; load average {load} on {os.cpu_count()} cores)"
     )
     return 0
 

@@ -23,16 +23,16 @@ from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
 from bananas.redis.backoff import is_connection_error
-from bananas.redis.broker import Broker
-from bananas.redis.scripts import Call
+from bananas.redis.broker import Broker, KeyLook
 
 log = logging.getLogger("bananas.worker")
 
 #: Seconds between refreshes of limits, parked names and the starvation guard.
 REFRESH_INTERVAL = 1.0
 #: Seconds between looks at every list, woken or not (covers producers that do not
-#: publish wake-ups, such as pre-routing clients). The look is one ``nonempty`` script
-#: call that names the few non-empty lists; their routing keys join the active ones.
+#: publish wake-ups, such as pre-routing clients). The look is one pre-encoded round trip
+#: (``Broker.existing``) that names the few non-empty lists; their routing keys join the
+#: active ones.
 FULL_SCAN_INTERVAL = 1.0
 #: Seconds between clean-ups of parked lists that have emptied.
 PRUNE_INTERVAL = 30.0
@@ -58,6 +58,7 @@ class Fetcher:
         self._clock = clock
         legacy = settings.mode is not WorkerMode.SPECIALIZED
         self._order = base_order(settings.routing_keys, settings.priorities, settings.queue_selection, legacy=legacy)
+        self._index_order()
         self.limits = FleetLimits()
         self._parked: dict[tuple[str, Priority], list[str]] = {}
         self._overdue: set[QueueRef] = set()
@@ -76,11 +77,18 @@ class Fetcher:
         self._plan_routes: frozenset[str] | None = None
         # The full look's script call and the routing key of each of its lists, built
         # once per plan (a worker may listen on 10,000 routing keys, 30,000 lists).
-        self._look: tuple[Call, list[str]] | None = None
+        self._look: tuple[KeyLook, list[str]] | None = None
         self._wrr: WeightedRoundRobin | None = None
         if settings.queue_selection is QueueSelection.WEIGHTED:
             weights = dict(settings.route_weights)
             self._wrr = WeightedRoundRobin({k: weights.get(k, 1) for k in settings.routing_keys})
+
+    def _index_order(self) -> None:
+        """Each list's place in the order, and the lists of each routing key."""
+        self._position = {ref: n for n, ref in enumerate(self._order)}
+        self._refs_of: dict[str, list[QueueRef]] = {}
+        for ref in self._order:
+            self._refs_of.setdefault(ref.routing_key, []).append(ref)
 
     @property
     def queue_order(self) -> list[QueueRef]:
@@ -89,6 +97,7 @@ class Fetcher:
     def override_order(self, order: Sequence[QueueRef]) -> None:
         """Use an explicit list order (embedding and tests)."""
         self._order = list(order)
+        self._index_order()
         self._plan = None
         self._look = None
 
@@ -131,7 +140,12 @@ class Fetcher:
 
     def _plan_for(self, routes: frozenset[str]) -> DequeuePlan:
         if self._plan is None or self._plan_routes != routes:
-            order = [ref for ref in self._order if ref.routing_key in routes]
+            if len(routes) * 8 < len(self._order):
+                # A few active keys out of thousands: pick their lists, keep the order.
+                picked = [ref for key in routes for ref in self._refs_of.get(key, ())]
+                order = sorted(picked, key=self._position.__getitem__)
+            else:
+                order = [ref for ref in self._order if ref.routing_key in routes]
             sources = boost(with_parked(order, self._parked), self._overdue)
             self._plan = DequeuePlan.build(sources, self.limits)
             self._plan_routes = routes
@@ -242,12 +256,9 @@ class Fetcher:
         """Activate the routing keys that have a non-empty list, woken or not."""
         if self._look is None:
             sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
-            self._look = (
-                calls.nonempty([calls.source_key(s) for s in sources]),
-                [s.ref.routing_key for s in sources],
-            )
-        call, routes = self._look
-        for index in await self._broker.nonempty(call):
+            self._look = (KeyLook([calls.source_key(s) for s in sources]), [s.ref.routing_key for s in sources])
+        look, routes = self._look
+        for index in await self._broker.existing(look):
             self._active.add(routes[index])
 
     async def fetch(
