@@ -119,3 +119,9 @@ def test_profile_summary_of_collapsed_stacks(tmp_path: Path) -> None:
     assert stats["by_area"] == {"asyncio / uvloop": 0.5, "bananas.redis": 0.3, "bananas.core": 0.2}
     assert stats["inclusive"]["fetching (dequeue, MGET, task creation)"] == 0.3
     assert stats["inclusive"]["Job.from_record (parse the record)"] == 0.2
+
+
+@pytest.mark.timeout(120)
+def test_many_keys_benchmark_runs() -> None:
+    proc = _run(["benchmarks.many_keys", "--keys", "200", "--idle", "0.5", "--jobs", "5"], timeout=100)
+    assert "routing keys 200: idle CPU" in proc.stdout and "pickup p50" in proc.stdout, proc.stdout

@@ -34,6 +34,11 @@ REFRESH_INTERVAL = 1.0
 #: (``Broker.existing``) that names the few non-empty lists; their routing keys join the
 #: active ones.
 FULL_SCAN_INTERVAL = 1.0
+#: More active routing keys than this (every key is woken when the wake-up listener
+#: (re)subscribes): look at every list first, at most every LOOK_FIRST_INTERVAL seconds,
+#: rather than dequeue over all of them.
+LOOK_FIRST = 64
+LOOK_FIRST_INTERVAL = 0.25
 #: Seconds between clean-ups of parked lists that have emptied.
 PRUNE_INTERVAL = 30.0
 
@@ -74,6 +79,7 @@ class Fetcher:
         self._wakeups = 0
         self._woken_at: dict[str, int] = {}
         self._next_full_scan = 0.0
+        self._last_look = 0.0
         self._plan_routes: frozenset[str] | None = None
         # The full look's script call and the routing key of each of its lists, built
         # once per plan (a worker may listen on 10,000 routing keys, 30,000 lists).
@@ -194,9 +200,8 @@ class Fetcher:
             self._plan = None
             self._look = None
             # A list new to the plan (a parked name, an opened limit) may hold jobs that a
-            # dequeue on the old plan could not see: look at every key again.
-            for key in self._all_routes:
-                self.route_woken(key)
+            # dequeue on the old plan could not see: look at every list again, now.
+            self._next_full_scan = 0.0
             return True
         return False
 
@@ -258,8 +263,11 @@ class Fetcher:
             sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
             self._look = (KeyLook([calls.source_key(s) for s in sources]), [s.ref.routing_key for s in sources])
         look, routes = self._look
-        for index in await self._broker.existing(look):
-            self._active.add(routes[index])
+        wakeups_before = self._wakeups
+        found = {routes[index] for index in await self._broker.existing(look)}
+        # Keep the keys that hold something, and those woken since we asked (their job
+        # may have landed after the look); the others were seen empty.
+        self._active = found | {key for key in self._active if self._woken_at.get(key, 0) > wakeups_before}
 
     async def fetch(
         self, free: int, running_by_route: Mapping[str, int], token: str
@@ -270,8 +278,10 @@ class Fetcher:
             # happen in ``run``, off this path.
             await self.refresh_if_due()
         now = self._clock.now()
-        if now >= self._next_full_scan:
+        many_woken = len(self._active) > LOOK_FIRST and now >= self._last_look + LOOK_FIRST_INTERVAL
+        if now >= self._next_full_scan or many_woken:
             self._next_full_scan = now + FULL_SCAN_INTERVAL
+            self._last_look = now
             await self._look_at_every_list()
         routes = frozenset(self._active)
         if not routes:
