@@ -105,8 +105,8 @@ def server_time_per_job(log: list[tuple[str, int]], jobs: int) -> dict[str, floa
 
 
 def _taken(reply: Any) -> int:
-    """Jobs handed out by one ``Broker.dequeue`` reply (a list of ids, or (wait, ids))."""
-    if isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[1], list):
+    """Jobs handed out by one ``Broker.dequeue`` reply (a list of ids, or (wait, ids[, dropped]))."""
+    if isinstance(reply, tuple) and len(reply) in (2, 3) and isinstance(reply[1], list):
         return len(reply[1])
     if isinstance(reply, list):
         return len(reply)

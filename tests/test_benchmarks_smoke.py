@@ -78,6 +78,15 @@ def test_scaling_smoke(tmp_path: Path) -> None:
     assert "Redis memory per queued no-op job" in (tmp_path / "scaling.md").read_text()
 
 
+@pytest.mark.timeout(120)
+def test_queue_stats_benchmark_smoke() -> None:
+    proc = _run(["benchmarks.queue_stats", "--keys", "20", "--jobs", "2000", "--workers", "4", "--in-flight", "20",
+                 "--repeat", "1", "--no-save"], timeout=100)  # fmt: skip
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["queue_stats_round_trips"] == 4 and result["ready_total"] == 2000 - 20
+    assert result["in_flight"] == 20 and result["workers"] == 4 and result["parked_lists"] == 2
+
+
 def _synthetic_run(system: str, case: str, rep: int, **values: float) -> dict[str, object]:
     return {"system": system, "case": case, "figure": case.split("_")[0], "n": 100, "repeat": rep, **values}
 

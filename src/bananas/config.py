@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from bananas.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
-from bananas.core.job import DEFAULT_MAX_RETRIES
+from bananas.core.job import DEFAULT_MAX_RETRIES, MAX_TTL
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
@@ -191,15 +191,13 @@ class WorkerSettings:
             lease_seconds=pick("lease_seconds", "JOB_LEASE_SECONDS", _lease, d.lease_seconds),
             max_retries=pick("max_retries", "MAX_RETRIES", _non_negative_int, d.max_retries),
             shutdown_grace=pick("shutdown_grace", "WORKER_SHUTDOWN_GRACE", _non_negative_float, d.shutdown_grace),
-            completed_ttl=pick("completed_ttl", "JOB_COMPLETED_TTL", _non_negative_int, d.completed_ttl),
-            failed_ttl=pick("failed_ttl", "JOB_FAILED_TTL", _non_negative_int, d.failed_ttl),
+            completed_ttl=pick("completed_ttl", "JOB_COMPLETED_TTL", _ttl, d.completed_ttl),
+            failed_ttl=pick("failed_ttl", "JOB_FAILED_TTL", _ttl, d.failed_ttl),
             dead_letter_cap=pick("dead_letter_cap", "DEAD_LETTER_MAX", _non_negative_int, d.dead_letter_cap),
             max_recoveries=pick("max_recoveries", "JOB_MAX_RECOVERIES", _positive_int, d.max_recoveries),
             retry_policy=policy,
-            result_ttl=pick("result_ttl", "RESULT_TTL", _non_negative_int, d.result_ttl),
-            result_failure_ttl=pick(
-                "result_failure_ttl", "RESULT_FAILURE_TTL", _non_negative_int, d.result_failure_ttl
-            ),
+            result_ttl=pick("result_ttl", "RESULT_TTL", _ttl, d.result_ttl),
+            result_failure_ttl=pick("result_failure_ttl", "RESULT_FAILURE_TTL", _ttl, d.result_failure_ttl),
             queue_selection=selection,
             route_weights=weights,
             route_concurrency=pick("route_concurrency", "WORKER_ROUTE_CONCURRENCY", _route_limits, ()),
@@ -343,6 +341,14 @@ def _non_negative_int(name: str, raw: str) -> int:
     value = _number(name, raw, int)
     if value < 0:
         raise ConfigurationError(name, f"must be 0 or more, got {value}")
+    return value
+
+
+def _ttl(name: str, raw: str) -> int:
+    """Seconds a key lives (0: forever), bounded so Redis' EXPIRE can never refuse it."""
+    value = _non_negative_int(name, raw)
+    if value > MAX_TTL:
+        raise ConfigurationError(name, f"must be at most {MAX_TTL} seconds (about 68 years), got {value}")
     return value
 
 

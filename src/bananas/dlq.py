@@ -16,7 +16,6 @@ The dead list may hold ids whose record already expired (failed records carry
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,7 @@ import redis
 
 from bananas.client import Client
 from bananas.core import codec
-from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, parse_time, to_datetime
+from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
@@ -42,10 +41,6 @@ PURGE_CHUNK = 200
 MALFORMED_JOB_NAME = "bananas.malformed_record"
 #: Record fields that describe the dead episode and are cleared when the job is retried.
 _DEAD_ONLY_FIELDS = ("recoveries", "poison_pill", "failed_at")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +62,7 @@ class DeadLetter:
         """The worker could not read the job (foreign or corrupt record)."""
         if self.job is None:
             return self.raw is not None
-        return bool(self.job.extra.get("malformed")) or self.job.name == MALFORMED_JOB_NAME
+        return self.job.malformed or self.job.name == MALFORMED_JOB_NAME
 
     @property
     def name(self) -> str | None:
@@ -106,33 +101,25 @@ class DeadLetter:
     def failed_at(self) -> datetime | None:
         if self.job is None:
             return None
-        with contextlib.suppress(ValueError):
-            stamp = parse_time(self.job.extra.get("failed_at"))
-            if stamp is not None:
-                return stamp
-        return self.job.updated_at
+        return self.job.failed_at or self.job.updated_at
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        value = self.job.extra.get("history") if self.job else None
-        return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+        return self.job.history if self.job else []
 
     @property
     def recoveries(self) -> int:
-        try:
-            return int(self.job.extra.get("recoveries") or 0) if self.job else 0
-        except (TypeError, ValueError):
-            return 0
+        return self.job.recoveries if self.job else 0
 
     @property
     def poison_pill(self) -> bool:
-        return bool(self.job.extra.get("poison_pill")) if self.job else False
+        return self.job.poison_pill if self.job else False
 
     @property
     def original_record(self) -> str | None:
         """The unreadable bytes as they were found, for malformed entries."""
         if self.job is None:
-            return _text(self.raw) if self.raw is not None else None
+            return self.raw.decode("utf-8", errors="replace") if self.raw is not None else None
         original = self.job.extra.get("original_record")
         return original if isinstance(original, str) else None
 
@@ -212,7 +199,7 @@ class DeadLetters:
 
     def ids(self) -> list[str]:
         """Every id in the dead list, newest first."""
-        return [_text(i) for i in self.redis.lrange(keys.DEAD, 0, -1)]
+        return [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, 0, -1)]
 
     def get(self, job_id: str) -> DeadLetter | None:
         """The entry for ``job_id``, or None when it is not in the dead list."""
@@ -240,7 +227,7 @@ class DeadLetters:
         """
         start = 0
         while True:
-            chunk = [_text(i) for i in self.redis.lrange(keys.DEAD, start, start + SCAN_CHUNK - 1)]
+            chunk = [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, start, start + SCAN_CHUNK - 1)]
             if not chunk:
                 return
             start += len(chunk)
@@ -348,11 +335,7 @@ def reset_for_retry(job: Job, now: float) -> None:
     job.updated_at = stamp
     for name in _DEAD_ONLY_FIELDS:
         job.extra.pop(name, None)
-    try:
-        retries = int(job.extra.get("dlq_retries") or 0)
-    except (TypeError, ValueError):
-        retries = 0
-    job.extra["dlq_retries"] = retries + 1
+    job.extra["dlq_retries"] = job.dlq_retries + 1
     job.extra["dlq_retried_at"] = format_time(stamp)
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis
 
+from bananas.core.codec import decode_id
 from bananas.core.limits import FleetLimits, Rate, job_rate_field, route_concurrency_field, route_rate_field
 from bananas.core.routing import validate_routing_key
 from bananas.errors import ValidationError
@@ -18,10 +19,6 @@ class LimitsView:
     inflight: dict[str, int]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class LimitsAdmin:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
@@ -31,8 +28,8 @@ class LimitsAdmin:
         pipe.hgetall(keys.LIMITS)
         pipe.hgetall(keys.ROUTE_INFLIGHT)
         raw, inflight = pipe.execute()
-        limits = FleetLimits.from_hash({_text(k): _text(v) for k, v in raw.items()})
-        return LimitsView(limits, {_text(k): int(v) for k, v in inflight.items()})
+        limits = FleetLimits.from_hash({decode_id(k): decode_id(v) for k, v in raw.items()})
+        return LimitsView(limits, {decode_id(k): int(v) for k, v in inflight.items()})
 
     def set_route(self, routing_key: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
         validate_routing_key(routing_key)

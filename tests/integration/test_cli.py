@@ -14,15 +14,17 @@ from bananas import Client
 
 
 def queue_table(stdout: str) -> dict[str, list[int]]:
-    """``bananas queues`` rows: routing key -> [high, normal, low, total]."""
+    """``bananas queues`` rows: routing key -> [high, normal, low, total] (the problems,
+    if any, come before the table)."""
     lines = stdout.splitlines()
-    assert lines[0].split() == ["ROUTING", "KEY", "HIGH", "NORMAL", "LOW", "TOTAL"], stdout
+    header = next(i for i, line in enumerate(lines) if line.startswith("ROUTING KEY"))
+    assert lines[header].split()[:6] == ["ROUTING", "KEY", "HIGH", "NORMAL", "LOW", "TOTAL"], stdout
     rows = {}
-    for line in lines[1:]:
+    for line in lines[header + 1 :]:
         if not line.strip():
             break
         key, *counts = line.split()
-        rows[key] = [int(c) for c in counts]
+        rows[key] = [int(c) for c in counts[:4]]
     return rows
 
 

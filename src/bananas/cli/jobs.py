@@ -1,4 +1,5 @@
-"""``bananas submit``, ``bananas queues``, ``bananas job``: producer-side commands."""
+"""``bananas submit``, ``bananas job``, ``bananas result``: producer-side commands
+(``bananas queues`` is in fleet.py)."""
 
 from __future__ import annotations
 
@@ -80,54 +81,6 @@ def submit(
                     expires_in=expires_in,
                 )
     click.echo(job_id)
-
-
-@click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@redis_url_option
-def queues(as_json: bool, redis_url: str | None) -> None:
-    """Ready jobs per routing key and priority, plus scheduled, in flight and dead."""
-    url = resolve_redis_url(redis_url)
-    with friendly_errors(url), Client(url) as client:
-        stats = client.queue_stats()
-    if as_json:
-        data = {
-            "queues": [
-                {"routing_key": q.routing_key, "priority": q.priority.value, "ready": q.ready,
-                 "legacy": q.legacy, "key": q.key}
-                for q in stats.queues
-            ],
-            "scheduled": stats.scheduled,
-            "processing": stats.processing,
-            "dead": stats.dead,
-            "parked": [
-                {"routing_key": p.routing_key, "priority": p.priority.value, "job_name": p.job_name,
-                 "waiting": p.waiting, "key": p.key}
-                for p in stats.parked
-            ],
-        }  # fmt: skip
-        click.echo(json.dumps(data, indent=2))
-        return
-    routed = [q for q in stats.queues if not q.legacy]
-    width = max([len("ROUTING KEY"), *(len(q.routing_key) for q in routed)])
-    click.echo(f"{'ROUTING KEY':<{width}}  {'HIGH':>8}  {'NORMAL':>8}  {'LOW':>8}  {'TOTAL':>8}")
-    for key in sorted({q.routing_key for q in routed}):
-        counts = [_routed(stats, key, p) for p in Priority]
-        click.echo(f"{key:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}")
-    legacy = [q for q in stats.queues if q.legacy]
-    if any(q.ready for q in legacy):
-        counts = [next(q.ready for q in legacy if q.priority is p) for p in Priority]
-        label = "(legacy)"
-        click.echo(f"{label:<{width}}  {counts[0]:>8}  {counts[1]:>8}  {counts[2]:>8}  {sum(counts):>8}")
-    click.echo(f"\nscheduled: {stats.scheduled}   processing: {stats.processing}   dead: {stats.dead}")
-    if stats.parked:
-        click.echo("\nwaiting for a worker that runs them (no handler where taken, or rate limited):")
-        for p in stats.parked:
-            click.echo(f"  {p.routing_key}:{p.priority.value}  {p.job_name}  {p.waiting}")
-
-
-def _routed(stats: Any, key: str, priority: Priority) -> int:
-    return next((q.ready for q in stats.queues if q.routing_key == key and q.priority is priority and not q.legacy), 0)
 
 
 @click.command()

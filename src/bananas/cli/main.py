@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bananas.cli import cancel, demo, dlq, jobs, limits, reconcile, routes, scheduler, server, worker
+from bananas.cli import cancel, demo, dlq, fleet, jobs, limits, reconcile, routes, scheduler, server, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +15,12 @@ def cli() -> None:
 
 cli.add_command(worker.worker)
 cli.add_command(jobs.submit)
-cli.add_command(jobs.queues)
+cli.add_command(fleet.queues)
+cli.add_command(fleet.workers)
+cli.add_command(fleet.running)
+cli.add_command(fleet.pause)
+cli.add_command(fleet.resume)
+cli.add_command(fleet.purge)
 cli.add_command(jobs.job)
 cli.add_command(jobs.result)
 cli.add_command(demo.demo)

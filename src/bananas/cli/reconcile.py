@@ -9,7 +9,7 @@ import os
 import click
 
 from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
-from bananas.config import DEFAULT_LEASE_SECONDS, WorkerSettings
+from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_LEASE_SECONDS, WorkerSettings
 from bananas.core.clock import ServerClock
 from bananas.errors import ConfigurationError
 from bananas.redis import clock_sync, connection
@@ -59,9 +59,10 @@ def reconcile_command(
     if orphan_min_age < 0 or max_list_entries < 0 or max_scheduled < 0:
         fail("--orphan-min-age, --max-list-entries and --max-scheduled must be 0 or more")
     try:
-        lease = WorkerSettings.from_env(os.environ).lease_seconds
+        settings = WorkerSettings.from_env(os.environ)
+        lease, dead_cap = settings.lease_seconds, settings.dead_letter_cap
     except ConfigurationError:
-        lease = DEFAULT_LEASE_SECONDS
+        lease, dead_cap = DEFAULT_LEASE_SECONDS, DEFAULT_DEAD_LETTER_CAP
     limits = ReconcileLimits(
         max_list_entries=max_list_entries, max_scheduled=max_scheduled, orphan_min_age=orphan_min_age
     )
@@ -71,7 +72,14 @@ def reconcile_command(
         try:
             clock = ServerClock()  # the server's time, as the workers use
             await clock_sync.measure(client, clock)
-            return await reconcile(Broker(client), clock, lease_seconds=lease, limits=limits, dry_run=dry_run)
+            return await reconcile(
+                Broker(client),
+                clock,
+                lease_seconds=lease,
+                limits=limits,
+                dry_run=dry_run,
+                dead_letter_cap=dead_cap,
+            )
         finally:
             await client.aclose()
 

@@ -252,7 +252,8 @@ class AsyncClient:
     async def purge(self, routing_key: str, priority: Priority | str | None = None, *, dry_run: bool = False) -> int:
         """Remove the jobs ready on ``routing_key`` (or one priority of it): its ready and
         parked lists, atomically per list (per 2,000 jobs for longer lists). Their
-        records stay 24 h with status ``cancelled``. Returns how many were removed; with
+        jobs are marked as ``cancel`` marks a waiting job (status ``cancelled``, result
+        waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
         action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
         return await self._drive(action)  # type: ignore[no-any-return]

@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
+from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core.clock import to_datetime
-from bananas.core.job import Job, JobStatus
+from bananas.core.codec import decode_id
+from bananas.core.job import Job
+from bananas.core.lifecycle import mark_cancelled
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
+from bananas.core.result import CANCELLED, result_fields
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
@@ -25,8 +29,10 @@ Action = Generator[Batch, list[Any], Any]
 #: Ids removed per purge script call (one atomic step; a list up to this long is
 #: removed in one step).
 PURGE_CHUNK = 2000
-#: Seconds a purged job's record (status ``cancelled``) is kept.
-PURGED_RECORD_TTL = 24 * 3600
+#: Seconds a purged job's record (status ``cancelled``) and its result are kept: as
+#: long as those of a job cancelled with ``bananas cancel``.
+PURGED_RECORD_TTL = DEFAULT_FAILED_TTL
+PURGED_RESULT_TTL = DEFAULT_RESULT_FAILURE_TTL
 
 
 def target(routing_key: str, priority: Priority | str | None) -> tuple[str, Priority | None]:
@@ -63,8 +69,10 @@ def purge(
 ) -> Action:
     """Remove the jobs ready on ``routing_key`` (one priority of it, or all) when the purge
     starts: its ready lists, its parked lists and, for ``default``, the legacy lists.
-    Their records are kept ``record_ttl`` seconds with status ``cancelled``. Returns how
-    many were removed (with ``dry_run``: how many are ready, removing nothing)."""
+    Each is marked as ``cancel`` marks a waiting job: record status ``cancelled`` (kept
+    ``record_ttl`` seconds), a "cancelled" result, so result waiters get
+    ``JobCancelledError``. Returns how many were removed (with ``dry_run``: how many
+    are ready, removing nothing)."""
     key, prio = target(routing_key, priority)
     (members,) = yield [("SMEMBERS", keys.parked_index(key))]
     lists = _lists(key, prio, members)
@@ -84,7 +92,7 @@ def _lists(key: str, prio: Priority | None, members: Sequence[Any]) -> list[str]
         lists.append(keys.route_queue(key, p))
         if key == DEFAULT_ROUTING_KEY:
             lists.append(keys.legacy_queue(p))
-    for member in sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members):
+    for member in sorted(decode_id(m) for m in members):
         member_prio, _, name = member.partition(":")
         if member_prio in {p.value for p in priorities} and name:
             lists.append(keys.parked_queue(key, member_prio, name))
@@ -96,12 +104,12 @@ def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator
     stalled = 0
     while removed < depth and stalled < 3:
         (tail,) = yield [("LRANGE", name, -min(PURGE_CHUNK, depth - removed), -1)]
-        ids = [i.decode("utf-8", "surrogateescape") if isinstance(i, bytes) else str(i) for i in reversed(tail)]
+        ids = [decode_id(i) for i in reversed(tail)]
         if not ids:
             break
         (raw,) = yield [("MGET", *(keys.job(i) for i in ids))]
-        records = [_cancelled(job_id, record, now) for job_id, record in zip(ids, raw, strict=True)]
-        (got,) = yield [calls.purge(name, ids, records, record_ttl)]
+        jobs = [_cancelled(job_id, record, now) for job_id, record in zip(ids, raw, strict=True)]
+        (got,) = yield [calls.purge(name, jobs, record_ttl=record_ttl, result_ttl=PURGED_RESULT_TTL)]
         if isinstance(got, Exception):
             raise got
         removed += int(got)
@@ -109,14 +117,14 @@ def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator
     return removed
 
 
-def _cancelled(job_id: str, raw: bytes | None, now: float) -> bytes:
+def _cancelled(job_id: str, raw: bytes | None, now: float) -> tuple[str, bytes, list[str | bytes]]:
+    """(id, record marked cancelled, result fields); an unreadable record is left as it is."""
     if raw is None:
-        return b""
+        return job_id, b"", []
     try:
         job = Job.from_record(raw, job_id=job_id)
     except MalformedJobError:
-        return b""
-    job.status = JobStatus.CANCELLED
-    job.updated_at = to_datetime(now)
-    job.extra["cancelled"] = {"by": "purge"}
-    return job.to_record()
+        return job_id, b"", []
+    mark_cancelled(job, to_datetime(now))
+    job.extra["cancelled_by"] = "purge"
+    return job_id, job.to_record(), result_fields(job, status=CANCELLED, started=now, finished=now, worker="")

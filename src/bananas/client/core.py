@@ -22,6 +22,7 @@ from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
 from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
     FINAL_STATUSES,
+    MAX_TTL,
     Job,
     JobStatus,
     RecordTemplate,
@@ -276,4 +277,6 @@ def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
         return
     if isinstance(result_ttl, bool) or not isinstance(result_ttl, int) or result_ttl < 0:
         raise ValidationError(f"result_ttl must be a whole number of seconds >= 0, got {result_ttl!r}")
+    if result_ttl > MAX_TTL:
+        raise ValidationError(f"result_ttl must be at most {MAX_TTL} seconds (about 68 years), got {result_ttl}")
     job.extra["result_ttl"] = result_ttl

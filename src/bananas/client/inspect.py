@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bananas.core import codec
 from bananas.core.clock import parse_time
+from bananas.core.codec import decode_id
 from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo, parse_paused, worker_of_token
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, QueueRef
@@ -221,10 +222,13 @@ def _jobs(n: int) -> str:
 
 
 def read_workers() -> Reader:
-    """Live workers (their entry has not expired), sorted by host, pid and id."""
-    (ids,) = yield [("ZRANGE", keys.WORKERS, 0, -1)]
-    found = yield from _worker_entries([_text(i) for i in ids])
-    return found
+    """Live workers (their entry has not expired), sorted by host, pid and id. ``running``
+    is counted from the leases at the time of the read (the entry's own figure can be
+    a beat old)."""
+    ids, owners = yield [("ZRANGE", keys.WORKERS, 0, -1), ("HVALS", keys.LEASE_OWNERS)]
+    found = yield from _worker_entries([decode_id(i) for i in ids])
+    held = Counter(worker_of_token(decode_id(token)) for token in owners)
+    return [replace(w, running=held.get(w.id, 0)) for w in found]
 
 
 def _worker_entries(ids: Sequence[str]) -> Generator[list[Command], list[Any], list[WorkerInfo]]:
@@ -253,7 +257,7 @@ def read_running(limit: int | None = None) -> Reader:
         return []
     (leases,) = yield [("ZRANGE", keys.LEASES, 0, stop, "WITHSCORES")]
     pairs = _pairs(leases)
-    ids = [_text(i) for i, _ in pairs]
+    ids = [decode_id(i) for i, _ in pairs]
     if not ids:
         return []
     commands: list[Command] = [("HMGET", keys.LEASE_OWNERS, *ids[s : s + CHUNK]) for s in range(0, len(ids), CHUNK)]
@@ -276,7 +280,7 @@ def read_running(limit: int | None = None) -> Reader:
                 routing_key=routing_key,
                 priority=priority,
                 attempt=attempts if processing else attempts + 1,
-                worker_id=worker_of_token(_text(owner)) if owner is not None else "",
+                worker_id=worker_of_token(decode_id(owner)) if owner is not None else "",
                 started_at=updated if processing else None,
                 lease_deadline=float(score) / 1000.0,
             )
@@ -292,13 +296,13 @@ def read_queue_stats(now: float) -> Reader:
         ("HGETALL", keys.PAUSED),
         ("ZRANGE", keys.LEASES, 0, -1),
     ]
-    workers_ids = [_text(i) for i in worker_ids]
+    workers_ids = [decode_id(i) for i in worker_ids]
     paused = parse_paused(_mapping(paused_raw))
-    leased = [_text(i) for i in lease_ids]
+    leased = [decode_id(i) for i in lease_ids]
 
     # Round 2: every list's depth and next job, counters, parked indexes, workers, and
     # the records of the jobs in flight (their routing key).
-    produced = {_text(k) for k in routing_keys}
+    produced = {decode_id(k) for k in routing_keys}
     plan = depth_plan(sorted(produced | {p.routing_key for p in paused}))
     commands: list[Command] = []
     for key in plan.list_keys:
@@ -310,7 +314,7 @@ def read_queue_stats(now: float) -> Reader:
     replies = yield commands
     n = len(plan.refs)
     depths = [int(replies[2 * i]) for i in range(n)]
-    heads = [_text(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
+    heads = [decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
     scheduled, processing, dead = (int(v) for v in replies[2 * n : 2 * n + 3])
     at = 2 * n + 3
     indexes = replies[at : at + len(plan.routing_keys)]
@@ -333,7 +337,9 @@ def read_queue_stats(now: float) -> Reader:
     commands += _mget_records(main_heads)
     replies = yield commands
     parked_depths = [int(replies[2 * i]) for i in range(len(parked))]
-    parked_heads = [_text(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(len(parked))]
+    parked_heads = [
+        decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(len(parked))
+    ]
     ready_since = _ready_times(main_heads, replies[2 * len(parked) :])
 
     # Round 4 (only with parked jobs): when the parked lists' next jobs became ready.
@@ -408,25 +414,28 @@ def _assemble(
         for p, depth, head in zip(parked, parked_depths, parked_heads, strict=True)
         if depth > 0
     ]
-    listened = {k for w in workers if w.runs_jobs for k in w.routing_keys}
-    names = sorted(set(plan.routing_keys) | listened | set(in_flight))
-    routes: list[RouteStats] = []
-    for key in names:
-        lists = [q for q in queues if q.routing_key == key] + [p for p in waiting if p.routing_key == key]
-        ready = sum(q.ready if isinstance(q, QueueDepth) else q.waiting for q in lists)
-        ages = [q.oldest_age_seconds for q in lists if q.oldest_age_seconds is not None]
-        consumers = sum(1 for w in workers if w.listens_on(key))
-        routes.append(
-            RouteStats(
-                key,
-                ready,
-                in_flight.get(key, 0),
-                consumers,
-                key in whole,
-                ready > 0 and consumers == 0,
-                max(ages) if ages else None,
-            )
+    consumers: Counter[str] = Counter(k for w in workers if w.runs_jobs for k in set(w.routing_keys))
+    ready: Counter[str] = Counter()
+    oldest: dict[str, float] = {}
+    for key, count, age_s in [(q.routing_key, q.ready, q.oldest_age_seconds) for q in queues] + [
+        (p.routing_key, p.waiting, p.oldest_age_seconds) for p in waiting
+    ]:
+        ready[key] += count
+        if age_s is not None and age_s > oldest.get(key, -1.0):
+            oldest[key] = age_s
+    names = sorted(set(plan.routing_keys) | set(consumers) | set(in_flight))
+    routes = [
+        RouteStats(
+            key,
+            ready[key],
+            in_flight.get(key, 0),
+            consumers[key],
+            key in whole,
+            ready[key] > 0 and consumers[key] == 0,
+            oldest.get(key),
         )
+        for key in names
+    ]
     return QueueStats(queues, scheduled, processing, dead, waiting, routes, list(paused), len(workers))
 
 
@@ -456,7 +465,7 @@ def _parked_candidates(routing_keys: Sequence[str], indexes: Sequence[Any]) -> l
     """Parked lists named by the indexes (their depth still to be read)."""
     out: list[ParkedDepth] = []
     for key, members in zip(routing_keys, indexes, strict=True):
-        for member in sorted(_text(m) for m in members):
+        for member in sorted(decode_id(m) for m in members):
             prio, _, name = member.partition(":")
             try:
                 out.append(ParkedDepth(key, Priority.parse(prio), name, 0))
@@ -507,10 +516,6 @@ def _record_fields(raw: Any) -> tuple[str, str, str, int, str, float | None] | N
         str(data.get("status") or ""),
         updated.timestamp() if updated is not None else None,
     )
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _mapping(value: Any) -> dict[Any, Any]:

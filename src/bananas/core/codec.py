@@ -21,6 +21,21 @@ loads = orjson.loads
 JSONDecodeError = orjson.JSONDecodeError
 
 
+def decode_id(value: object) -> str:
+    """Text of an id (or any name) read from Redis. The one decoding rule for every reader:
+    UTF-8 with ``surrogateescape``, so an id a foreign client wrote that is not UTF-8 still
+    maps back to its exact bytes (the runners encode with the same error handler) instead
+    of crashing the reader or being mangled."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value if isinstance(value, str) else str(value)
+
+
+def display_id(job_id: str) -> str:
+    """An id as text safe to print: bytes that are not UTF-8 shown as ``\\xff`` escapes."""
+    return job_id.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _has_non_finite(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)

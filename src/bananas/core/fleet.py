@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bananas.core.codec import decode_id
 from bananas.core.priority import Priority
 
 #: The fields of ``WorkerInfo`` and of ``bananas workers --json``, in order.
@@ -93,7 +94,7 @@ class WorkerInfo:
     def from_hash(cls, worker_id: str, data: Mapping[Any, Any]) -> WorkerInfo:
         """Read an entry written by ``worker_hash`` (or by an older worker, which wrote
         only ``host``, ``pid``, ``routing_keys``, ``running`` and ``heartbeat``)."""
-        fields = {_text(k): _text(v) for k, v in data.items()}
+        fields = {decode_id(k): decode_id(v) for k, v in data.items()}
         get = fields.get
         return cls(
             id=worker_id,
@@ -205,7 +206,7 @@ def parse_paused(data: Mapping[Any, Any]) -> list[PausedQueue]:
     """The entries of the pause hash (field ``{routing_key}`` or ``{routing_key}:{priority}``)."""
     out: list[PausedQueue] = []
     for raw_field, raw_value in data.items():
-        field, value = _text(raw_field), _text(raw_value)
+        field, value = decode_id(raw_field), decode_id(raw_value)
         key, sep, prio = field.partition(":")
         try:
             priority = Priority.parse(prio) if sep else None
@@ -218,10 +219,6 @@ def parse_paused(data: Mapping[Any, Any]) -> list[PausedQueue]:
 
 def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
 def _int(value: str | None) -> int:

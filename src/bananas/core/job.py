@@ -42,6 +42,9 @@ DEFAULT_MAX_RETRIES = 3
 #: Upper bound of ``attempts`` and ``max_retries`` (records are read by clients in other
 #: languages, where these are 32-bit integers).
 MAX_COUNTER = 2**31 - 1
+#: Longest TTL (seconds) a record may carry: about 68 years, a 32-bit integer in every
+#: language, and far below what Redis' EXPIRE overflows on.
+MAX_TTL = 2**31 - 1
 #: Longest job name and description accepted from producers.
 MAX_NAME_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 64 * 1024
@@ -104,6 +107,61 @@ class Job:
     def touch(self, now: datetime) -> None:
         self.updated_at = now
 
+    # -- typed, lenient views of the extra fields ----------------------------------
+    # Every reader goes through these: a record written by another producer may carry
+    # anything under these names, and one bad value must never stop the reader (a
+    # recovery pass, a reconcile pass, a batch of acknowledgements) for other jobs.
+
+    @property
+    def recoveries(self) -> int:
+        """Times this job's worker died under it (0 when absent or not a count)."""
+        return _count(self.extra.get("recoveries")) or 0
+
+    @property
+    def result_ttl(self) -> int | None:
+        """The job's own result TTL in seconds, set at submit; None when absent or out of range."""
+        value = _count(self.extra.get("result_ttl"))
+        return value if value is not None and value <= MAX_TTL else None
+
+    @property
+    def timeout(self) -> float | None:
+        """The job's own timeout in seconds; None unless a positive finite number."""
+        value = self.extra.get("timeout")
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
+            return float(value)
+        return None
+
+    @property
+    def parked(self) -> dict[str, Any] | None:
+        """Why and by whom the job was last handed on (``{reason, by, at}``), if it was."""
+        value = self.extra.get("parked")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Past failed attempts (entries that are not objects are skipped)."""
+        value = self.extra.get("history")
+        return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+    @property
+    def poison_pill(self) -> bool:
+        return self.extra.get("poison_pill") is True
+
+    @property
+    def malformed(self) -> bool:
+        return self.extra.get("malformed") is True
+
+    @property
+    def failed_at(self) -> datetime | None:
+        try:
+            return parse_time(self.extra.get("failed_at"))
+        except (ValueError, TypeError):
+            return None
+
+    @property
+    def dlq_retries(self) -> int:
+        return _count(self.extra.get("dlq_retries")) or 0
+
     # -- the record ---------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,7 +223,7 @@ class Job:
             attempts = int(data.get("attempts") or 0)
             max_retries = data.get("max_retries")
             max_retries = default_max_retries if max_retries is None else int(max_retries)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
             raise MalformedJobError(f"record has an invalid field: {exc}", record_id) from None
         if created is None or updated is None:
             raise MalformedJobError("record has no created_at time", record_id)
@@ -202,6 +260,18 @@ class Job:
         if isinstance(raw_created, str):
             job._created_text = (created, raw_created)
         return job
+
+
+def record_status(raw: bytes | str | None) -> str | None:
+    """The ``status`` text of a raw record, read leniently (None when there is none)."""
+    if raw is None:
+        return None
+    try:
+        data = codec.loads(raw)
+    except codec.JSONDecodeError:
+        return None
+    status = data.get("status") if isinstance(data, dict) else None
+    return status if isinstance(status, str) else None
 
 
 def validate_new_job(
@@ -288,6 +358,16 @@ def new_job(
         max_retries=max_retries,
         description=description,
     )
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer read leniently (an integral float from another language
+    counts); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def _check_text(what: str, value: str) -> None:

@@ -137,7 +137,6 @@ def record_attempt(job: Job, error: str, now: float, *, worker: str | None = Non
     }
     if worker:
         entry["worker"] = worker
-    previous = job.extra.get("history")
-    history = list(previous) if isinstance(previous, list) else []
+    history = job.history
     history.append(entry)
     job.extra["history"] = history[-HISTORY_LIMIT:]

@@ -54,7 +54,7 @@ class JobResult:
 
     @classmethod
     def from_hash(cls, job_id: str, data: Mapping[bytes | str, bytes | str]) -> JobResult:
-        fields = {_text(k): _text(v) for k, v in data.items()}
+        fields = {codec.decode_id(k): codec.decode_id(v) for k, v in data.items()}
         raw = fields.get("result")
         duration = fields.get("duration_ms")
         return cls(
@@ -91,7 +91,3 @@ def result_fields(
     if job.error:
         out += ["error", job.error]
     return out
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

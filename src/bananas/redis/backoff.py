@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 
 import redis.exceptions
@@ -14,6 +15,22 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS) or (
         isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("LOADING")
     )
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Redis refused a write because it reached ``maxmemory`` (policy ``noeviction``)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "used memory > 'maxmemory'" in str(exc)
+    )
+
+
+def loop_log_level(exc: BaseException) -> int:
+    """How loudly a maintenance loop logs a failed turn: an out-of-memory refusal is said
+    once by the worker's ``MemoryPressure`` (so DEBUG here), a lost connection is a
+    WARNING (retried), anything else an ERROR."""
+    if is_out_of_memory(exc):
+        return logging.DEBUG
+    return logging.WARNING if is_connection_error(exc) else logging.ERROR
 
 
 class Backoff:

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
+from bananas.core.codec import decode_id
 from bananas.redis import calls, keys
 from bananas.redis.runner import AsyncRunner, pack
 from bananas.redis.scripts import Call
@@ -56,11 +58,19 @@ class Broker:
 
     # -- fetching ------------------------------------------------------------------
 
-    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]]]:
-        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)])."""
+    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]], list[tuple[int, str]]]:
+        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)] leased,
+        [(list index, id)] popped and dropped because another delivery holds the id)."""
         reply = await self._fetch_runner.run(call)
-        taken = [(int(reply[i]) - 1, _text(reply[i + 1])) for i in range(1, len(reply), 2)]
-        return float(reply[0]), taken
+        taken: list[tuple[int, str]] = []
+        dropped: list[tuple[int, str]] = []
+        for i in range(1, len(reply), 2):
+            index = int(reply[i])
+            if index > 0:
+                taken.append((index - 1, decode_id(reply[i + 1])))
+            else:
+                dropped.append((-index - 1, decode_id(reply[i + 1])))
+        return float(reply[0]), taken, dropped
 
     async def existing(self, look: KeyLook) -> list[int]:
         """0-based indexes of the keys of ``look`` that exist. One pre-encoded round trip
@@ -98,8 +108,8 @@ class Broker:
             for i in found:
                 pipe.smembers(index_keys[i])
             for i, members in zip(found, await pipe.execute(), strict=True):
-                parked[i] = {_text(m) for m in members}
-        return {_text(k): _text(v) for k, v in limits_reply.items()}, parked
+                parked[i] = {decode_id(m) for m in members}
+        return {decode_id(k): decode_id(v) for k, v in limits_reply.items()}, parked
 
     async def oldest_ready(self, list_keys: Sequence[str]) -> list[bytes | None]:
         """The record of the oldest job in each list (None for an empty list)."""
@@ -107,7 +117,7 @@ class Broker:
         for key in list_keys:
             pipe.lindex(key, -1)
         ids = await pipe.execute()
-        present = [_text(i) for i in ids if i is not None]
+        present = [decode_id(i) for i in ids if i is not None]
         records = iter(await self.records(present))
         return [next(records) if i is not None else None for i in ids]
 
@@ -123,14 +133,14 @@ class Broker:
 
     async def expired_leases(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
         """(job id, lease token or '') of leases whose deadline has passed."""
-        ids = [_text(i) for i in await self.redis.zrangebyscore(keys.LEASES, "-inf", now_ms, 0, limit)]
+        ids = [decode_id(i) for i in await self.redis.zrangebyscore(keys.LEASES, "-inf", now_ms, 0, limit)]
         if not ids:
             return []
         owners = await self.redis.hmget(keys.LEASE_OWNERS, ids)
-        return [(i, _text(o) if o is not None else "") for i, o in zip(ids, owners, strict=True)]
+        return [(i, decode_id(o) if o is not None else "") for i, o in zip(ids, owners, strict=True)]
 
     async def due_scheduled(self, now: float, limit: int) -> list[str]:
-        return [_text(i) for i in await self.redis.zrangebyscore(keys.SCHEDULED, "-inf", now, 0, limit)]
+        return [decode_id(i) for i in await self.redis.zrangebyscore(keys.SCHEDULED, "-inf", now, 0, limit)]
 
     async def next_due(self) -> float | None:
         first = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
@@ -142,6 +152,18 @@ class Broker:
             return []
         found = await self.redis.mget([keys.cancel_request(i) for i in job_ids])
         return [job_id for job_id, mark in zip(job_ids, found, strict=True) if mark is not None]
+
+    async def memory_available(self) -> bool:
+        """Whether Redis is below ``maxmemory`` (or has none): it accepts writes that grow
+        memory. True when INFO is not allowed (a restricted ACL user): the next dequeue
+        finds out, as a full server refuses it whole."""
+        try:
+            info = await self.redis.info("memory")
+        except redis.exceptions.ResponseError:
+            return True
+        limit = int(info.get("maxmemory") or 0)
+        counted = int(info.get("used_memory") or 0) - int(info.get("mem_not_counted_for_evict") or 0)
+        return limit == 0 or counted <= limit
 
     # -- worker presence -----------------------------------------------------------
 
@@ -161,9 +183,3 @@ class Broker:
         pipe.zrem(keys.WORKERS, worker_id)
         pipe.delete(keys.worker_info(worker_id))
         await pipe.execute()
-
-
-def _text(value: Any) -> str:
-    # surrogateescape: an id written by a foreign client that is not UTF-8 still maps
-    # back to its exact bytes (the clients encode with the same error handler).
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value

@@ -215,6 +215,11 @@ def release(job: Job, token: str, record: bytes) -> Call:
     )
 
 
+def drop(job_id: str, token: str) -> Call:
+    """End a delivery that must not run (its record is already final); the record stays."""
+    return Call(ScriptName.DROP, LEASE_KEYS, (job_id, token))
+
+
 def extend(lease_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     """Extend the leases in ``held`` to ``lease_ms`` from the server's time when it runs."""
     args: list[str | int] = [lease_ms]
@@ -301,13 +306,14 @@ def rehome(
     score: float | int = 0,
     channel: str = "",
     orphan: bool = False,
+    dead_cap: int = 0,
 ) -> Call:
     """Reconciler repair: put ``job_id`` in exactly one ``home`` (see rehome.lua)."""
     lists = tuple(dict.fromkeys(k for k in other_lists if k != home_queue))
     return Call(
         ScriptName.REHOME,
         (*LEASE_KEYS, keys.job(job_id), keys.SCHEDULED, keys.DEAD, home_queue, *lists),
-        (job_id, seen_record_sha1, seen_owner, home, record, repr(score), channel, "1" if orphan else "0"),
+        (job_id, seen_record_sha1, seen_owner, home, record, repr(score), channel, "1" if orphan else "0", dead_cap),
     )
 
 
@@ -337,10 +343,19 @@ def cancel(
     )  # fmt: skip
 
 
-def purge(list_key: str, ids: Sequence[str], records: Sequence[bytes], record_ttl: int) -> Call:
-    """Remove ``ids`` (read from ``list_key``'s right end, rightmost first) and write their
-    cancelled ``records`` (b"" leaves one as it is); see purge.lua."""
-    args: list[str | bytes | int] = [record_ttl]
-    for job_id, record in zip(ids, records, strict=True):
-        args += [job_id, record]
-    return Call(ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids)), tuple(args))
+def purge(
+    list_key: str,
+    jobs: Sequence[tuple[str, bytes, Sequence[str | bytes]]],
+    *,
+    record_ttl: int,
+    result_ttl: int,
+) -> Call:
+    """Remove ``jobs`` (id, cancelled record or b"", result fields), read from
+    ``list_key``'s right end, rightmost first; see purge.lua."""
+    args: list[str | bytes | int] = [record_ttl, result_ttl]
+    for job_id, record, fields in jobs:
+        args += [job_id, record, keys.result_notify_channel(job_id), len(fields), *fields]
+    ids = [job_id for job_id, _, _ in jobs]
+    return Call(
+        ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids), *(keys.result(i) for i in ids)), tuple(args)
+    )

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 
+from bananas.core.codec import decode_id
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.redis import keys
@@ -52,7 +52,7 @@ class Inventory:
     async def ready_lists(self) -> list[str]:
         """Every ready list of the known routing keys (``bananas:routing_keys`` plus
         ``default``): main lists, per-name (parked) lists, and the legacy lists."""
-        found = {_text(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
+        found = {decode_id(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
         routing_keys = sorted(found | {DEFAULT_ROUTING_KEY})
         pipe = self._redis.pipeline(transaction=False)
         for key in routing_keys:
@@ -60,7 +60,7 @@ class Inventory:
         parked = await pipe.execute()
         queues = [keys.route_queue(k, p) for k in routing_keys for p in Priority]
         for key, members in zip(routing_keys, parked, strict=True):
-            for member in sorted(_text(m) for m in members):
+            for member in sorted(decode_id(m) for m in members):
                 prio, sep, name = member.partition(":")
                 if sep and name:
                     with contextlib.suppress(ValueError):
@@ -100,14 +100,14 @@ class Inventory:
         replies = list(await pipe.execute())
         replies.reverse()
         if with_leases:
-            pic.leases = {_text(m): int(s) for m, s in replies.pop()}
-            pic.owners = {_text(m): _text(t) for m, t in replies.pop().items()}
+            pic.leases = {decode_id(m): int(s) for m, s in replies.pop()}
+            pic.owners = {decode_id(m): decode_id(t) for m, t in replies.pop().items()}
         if with_lists:
             for name in lists:
-                pic.lists[name] = [_text(m) for m in replies.pop()]
-            pic.dead = [_text(m) for m in replies.pop()]
+                pic.lists[name] = [decode_id(m) for m in replies.pop()]
+            pic.dead = [decode_id(m) for m in replies.pop()]
         if with_scheduled:
-            pic.scheduled = {_text(m): float(s) for m, s in replies.pop()}
+            pic.scheduled = {decode_id(m): float(s) for m, s in replies.pop()}
         return pic
 
     async def missing_records(self, job_ids: Sequence[str]) -> set[str]:
@@ -126,7 +126,7 @@ class Inventory:
         """One SCAN step over ``bananas:job:*``: (next cursor, job ids)."""
         prefix = keys.job("")
         cursor, found = await self._redis.scan(cursor, match=keys.job("*"), count=count)
-        return int(cursor), [_text(k)[len(prefix) :] for k in found]
+        return int(cursor), [decode_id(k)[len(prefix) :] for k in found]
 
     async def worker_alive(self, worker_id: str) -> bool:
         """Whether the worker still announces itself (its info hash has not expired)."""
@@ -135,7 +135,3 @@ class Inventory:
     async def try_lock(self, owner: str, ttl_ms: int) -> bool:
         """The fleet-wide reconcile lock, for ``ttl_ms`` (never released early)."""
         return bool(await self._redis.set(keys.RECONCILE_LOCK, owner, nx=True, px=ttl_ms))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

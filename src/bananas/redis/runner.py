@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.exceptions import NoScriptError, ResponseError
 
-from bananas.redis.scripts import SCRIPTS, Call
+from bananas.redis.scripts import SCRIPTS, Call, compat_sources, needs_compat
 
 
 def pack(commands: Sequence[tuple[object, ...]]) -> bytes:
@@ -51,6 +51,8 @@ class SyncRunner:
         self.client = client
         self._own: Any = None
         self._own_lock = threading.Lock()
+        #: The server predates script flags: run the flag-less forms (see scripts.py).
+        self.compat = False
 
     def close(self) -> None:
         with self._own_lock:
@@ -62,7 +64,12 @@ class SyncRunner:
         pipe = self.client.pipeline(transaction=False)
         for script in SCRIPTS.values():
             pipe.script_load(script.source)
-        pipe.execute()
+        if needs_compat(pipe.execute(raise_on_error=False)):
+            pipe = self.client.pipeline(transaction=False)
+            for source in compat_sources():
+                pipe.script_load(source)
+            pipe.execute()
+            self.compat = True
 
     def _send(self, command: tuple[object, ...]) -> Any:
         """One command straight through the connection layer (see ``AsyncRunner``)."""
@@ -116,10 +123,10 @@ class SyncRunner:
 
     def run(self, call: Call) -> Any:
         try:
-            return self._send(("EVALSHA", *call.evalsha_args()))
+            return self._send(("EVALSHA", *call.evalsha_args(self.compat)))
         except NoScriptError:
             self.load_scripts()
-            return self._send(("EVALSHA", *call.evalsha_args()))
+            return self._send(("EVALSHA", *call.evalsha_args(self.compat)))
 
     def run_many(self, calls: Sequence[Call], *, transaction: bool = False) -> list[Any]:
         """All calls in one round trip (all-or-nothing with ``transaction``). Errors are
@@ -127,7 +134,7 @@ class SyncRunner:
         for _attempt in (1, 2):
             pipe = self.client.pipeline(transaction=transaction)
             for call in calls:
-                pipe.evalsha(*call.evalsha_args())  # type: ignore[arg-type]
+                pipe.evalsha(*call.evalsha_args(self.compat))  # type: ignore[arg-type]
             try:
                 results = pipe.execute(raise_on_error=False)
             except NoScriptError:
@@ -140,7 +147,7 @@ class SyncRunner:
                 retry_idx = [i for i, r in enumerate(results) if _is_noscript(r)]
                 pipe = self.client.pipeline(transaction=False)
                 for i in retry_idx:
-                    pipe.evalsha(*calls[i].evalsha_args())  # type: ignore[arg-type]
+                    pipe.evalsha(*calls[i].evalsha_args(self.compat))  # type: ignore[arg-type]
                 again = pipe.execute(raise_on_error=False)
                 for i, value in zip(retry_idx, again, strict=True):
                     results[i] = value
@@ -170,6 +177,8 @@ class AsyncRunner:
         self._dedicated = dedicated
         self._conn: Any = None
         self._lock = asyncio.Lock()
+        #: The server predates script flags: run the flag-less forms (see scripts.py).
+        self.compat = False
 
     async def close(self) -> None:
         """Give a dedicated connection back to the pool."""
@@ -181,7 +190,12 @@ class AsyncRunner:
         pipe = self.client.pipeline(transaction=False)
         for script in SCRIPTS.values():
             pipe.script_load(script.source)
-        await pipe.execute()
+        if needs_compat(await pipe.execute(raise_on_error=False)):
+            pipe = self.client.pipeline(transaction=False)
+            for source in compat_sources():
+                pipe.script_load(source)
+            await pipe.execute()
+            self.compat = True
 
     async def send(self, commands: Sequence[tuple[object, ...]], *, packed: bytes | None = None) -> list[Any]:
         """Raw commands in one round trip; error replies are returned in place.
@@ -243,11 +257,11 @@ class AsyncRunner:
         returned in place, not raised, so one failed call does not hide the others."""
         if transaction and len(calls) > 1:
             return await self._run_transaction(calls)
-        replies = await self.send([("EVALSHA", *call.evalsha_args()) for call in calls])
+        replies = await self.send([("EVALSHA", *call.evalsha_args(self.compat)) for call in calls])
         missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
         if missing:
             await self.load_scripts()
-            again = await self.send([("EVALSHA", *calls[i].evalsha_args()) for i in missing])
+            again = await self.send([("EVALSHA", *calls[i].evalsha_args(self.compat)) for i in missing])
             for i, value in zip(missing, again, strict=True):
                 replies[i] = value
         return replies
@@ -256,7 +270,7 @@ class AsyncRunner:
         for _attempt in (1, 2):
             pipe = self.client.pipeline(transaction=True)
             for call in calls:
-                pipe.evalsha(*call.evalsha_args())  # type: ignore[arg-type]
+                pipe.evalsha(*call.evalsha_args(self.compat))  # type: ignore[arg-type]
             try:
                 results = await pipe.execute(raise_on_error=False)
             except NoScriptError:

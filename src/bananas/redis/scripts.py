@@ -2,11 +2,17 @@
 
 Scripts are loaded once per server and run with EVALSHA; after a server restart (which
 forgets scripts) the runner reloads them on the first NOSCRIPT reply.
+
+A script may start with a Redis 7 flags line (``#!lua flags=allow-oom``, or a bare
+``#!lua``, which makes the server refuse the whole script while it is out of memory).
+Servers that predate script flags reject that line: for them the runner loads the same
+script without it (``compat_source``) and runs that instead.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
@@ -17,6 +23,10 @@ class Script:
     name: str
     source: str
     sha: str
+    #: The source without its ``#!lua`` flags line, for servers without script flags
+    #: (None when the script has no such line).
+    compat_source: str | None = None
+    compat_sha: str | None = None
 
 
 class ScriptName(StrEnum):
@@ -31,6 +41,7 @@ class ScriptName(StrEnum):
     BURY = "bury"
     BURY_SCHEDULED = "bury_scheduled"
     RELEASE = "release"
+    DROP = "drop"
     PARK = "park"
     PRUNE_PARKED = "prune_parked"
     EXTEND = "extend"
@@ -50,7 +61,12 @@ class ScriptName(StrEnum):
 
 def _load(name: str) -> Script:
     source = resources.files("bananas.redis").joinpath("scripts", f"{name}.lua").read_text("utf-8")
-    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())
+    compat = source.partition("\n")[2] if source.startswith("#!") else None
+    return Script(name, source, _sha(source), compat, _sha(compat) if compat is not None else None)
+
+
+def _sha(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
 
 
 SCRIPTS: dict[ScriptName, Script] = {name: _load(name.value) for name in ScriptName}
@@ -64,5 +80,25 @@ class Call:
     keys: tuple[str, ...]
     args: tuple[str | bytes | int | float, ...]
 
-    def evalsha_args(self) -> tuple[object, ...]:
-        return (SCRIPTS[self.script].sha, len(self.keys), *self.keys, *self.args)
+    def evalsha_args(self, compat: bool = False) -> tuple[object, ...]:
+        """EVALSHA's arguments; ``compat`` runs the flag-less form (servers before Redis 7)."""
+        script = SCRIPTS[self.script]
+        sha = script.compat_sha if compat and script.compat_sha is not None else script.sha
+        return (sha, len(self.keys), *self.keys, *self.args)
+
+
+def needs_compat(load_replies: Sequence[object]) -> bool:
+    """Given the replies to SCRIPT LOAD of every script in ``SCRIPTS`` order: True when
+    the server refused only flagged scripts (it predates script flags); raises the first
+    error otherwise."""
+    refused = [(script, reply) for script, reply in zip(SCRIPTS.values(), load_replies, strict=True)
+               if isinstance(reply, Exception)]  # fmt: skip
+    for script, reply in refused:
+        if script.compat_source is None:
+            assert isinstance(reply, Exception)
+            raise reply
+    return bool(refused)
+
+
+def compat_sources() -> list[str]:
+    return [script.compat_source for script in SCRIPTS.values() if script.compat_source is not None]

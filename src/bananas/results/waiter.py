@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bananas.aio import within
+from bananas.core.codec import decode_id
 from bananas.core.result import JobResult
 from bananas.errors import JobTimeoutError
 from bananas.redis import keys
@@ -161,7 +162,7 @@ class ResultWaiter:
             if message is None:
                 continue
             raw = message.get("channel")
-            channel = raw.decode() if isinstance(raw, bytes) else str(raw)
+            channel = decode_id(raw)
             kind = message.get("type")
             if kind == "subscribe":
                 confirmation = self._confirmations.get(channel)

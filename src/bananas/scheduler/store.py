@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from bananas.core.codec import decode_id
 from bananas.redis import calls, keys
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call, ScriptName
@@ -139,7 +140,7 @@ class ScheduleStore:
 
 def read_states(client: redis.Redis) -> list[ScheduleState]:
     """Every schedule known to Redis, soonest next run first."""
-    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in client.zrange(keys.SCHEDULES, 0, -1)]
+    ids = [decode_id(i) for i in client.zrange(keys.SCHEDULES, 0, -1)]
     if not ids:
         return []
     pipe = client.pipeline(transaction=False)

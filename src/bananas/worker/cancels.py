@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from bananas.aio import raise_if_cancelling
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
@@ -47,6 +47,6 @@ class CancelWatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "looking for cancelled jobs failed: %s", exc)
             await asyncio.sleep(INTERVAL)

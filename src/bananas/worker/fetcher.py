@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from bananas.aio import raise_if_cancelling, wait_event
 from bananas.config import QueueSelection, WorkerMode, WorkerSettings
 from bananas.core.clock import Clock
+from bananas.core.codec import display_id
 from bananas.core.job import Job
 from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
@@ -22,7 +23,7 @@ from bananas.core.routing import QueueRef
 from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base_order, boost, with_parked
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker, KeyLook
 
 log = logging.getLogger("bananas.worker")
@@ -133,7 +134,7 @@ class Fetcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "refreshing limits and parked lists failed: %s", exc)
                 continue
             if changed and self._on_change is not None:
@@ -304,7 +305,13 @@ class Fetcher:
             count=free,
             preferences=prefs,
         )
-        wait_ms, taken = await self._broker.dequeue(call)
+        wait_ms, taken, dropped = await self._broker.dequeue(call)
+        for index, job_id in dropped:
+            log.warning(
+                "job %s dropped from %s: it is already leased by another delivery (a duplicate entry; not run twice)",
+                display_id(job_id),
+                calls.source_key(plan.sources[index]),
+            )
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
         return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]

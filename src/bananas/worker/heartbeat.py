@@ -1,8 +1,10 @@
 """Keeps the leases of running jobs alive, and tells the fleet this worker is alive.
 
-A lease is extended every third of its length while its handler runs, so a long job is
-never handed to a second worker; a worker that dies stops extending and its jobs come
-back once the lease runs out.
+A lease is extended every third of its length (every 2 s at most) while its handler
+runs, so a long job is never handed to a second worker; a worker that dies stops
+extending and its jobs come back once the lease runs out. The same beat refreshes the
+worker's entry in the registry (``bananas workers``), which expires 2 x the lease length
+after the last beat.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ from collections.abc import Callable, Mapping
 
 from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock
+from bananas.core.codec import decode_id
 from bananas.core.fleet import beat_fields
 from bananas.redis import calls
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 
 log = logging.getLogger("bananas.worker")
+
+#: Longest time between two refreshes of the worker's entry, so ``bananas workers`` shows
+#: its load and counters a few seconds old at most, whatever the lease length.
+ANNOUNCE_INTERVAL = 2.0
 
 
 class LeaseKeeper:
@@ -46,7 +53,7 @@ class LeaseKeeper:
 
     @property
     def interval(self) -> float:
-        return self._lease / 3
+        return min(self._lease / 3, ANNOUNCE_INTERVAL)
 
     async def beat(self) -> None:
         held = list(self._held().items())
@@ -54,7 +61,7 @@ class LeaseKeeper:
         if held:
             lost = await self._broker.run(calls.extend(int(self._lease * 1000), held))
             for job_id in lost:
-                name = job_id.decode() if isinstance(job_id, bytes) else job_id
+                name = decode_id(job_id)
                 log.debug("lease on job %s is no longer held by this worker", name)
                 self._on_lost(name)
         processed, failed = self._counters()
@@ -71,6 +78,6 @@ class LeaseKeeper:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "heartbeat failed: %s", exc)
             await asyncio.sleep(self.interval)

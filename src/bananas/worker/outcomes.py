@@ -17,6 +17,7 @@ from typing import Any
 from bananas.config import WorkerSettings
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
+from bananas.core.codec import display_id
 from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import (
     FailureDecision,
@@ -79,8 +80,9 @@ class Outcomes:
         future = self._writer.send(
             Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record()))
         )
-        if self.listeners.wants(EventKind.STARTED):
-            future.add_done_callback(lambda f: self._emit_started(f, job, now))
+        # Always a callback, so a failed start is said (with its job id) rather than left
+        # as a "Future exception was never retrieved" traceback without one.
+        future.add_done_callback(lambda f: self._started(f, job, now))
 
     async def succeed(self, delivery: Delivery, job: Job, encoded_result: bytes) -> bool:
         finished = self.clock.now()
@@ -214,6 +216,15 @@ class Outcomes:
             )  # fmt: skip
         return applied
 
+    async def drop(self, delivery: Delivery, why: str) -> bool:
+        """End a delivery that must not run (its record is already final: a duplicate
+        entry in a ready list). The record is left as it is, so no event is emitted."""
+        where = calls.source_key(delivery.source)
+        log.warning(
+            "job %s dropped from %s: %s (a duplicate entry; not run again)", display_id(delivery.job_id), where, why
+        )
+        return await self._write(delivery, calls.drop(delivery.job_id, delivery.token))
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _write(self, delivery: Delivery, call: Call) -> bool:
@@ -235,10 +246,15 @@ class Outcomes:
         if self.listeners.wants(kind):
             self.listeners.emit(event_of(kind, job, self._worker_id, at, applied, duration_s, error, retry_at))
 
-    def _emit_started(self, future: asyncio.Future[Any], job: Job, now: float) -> None:
-        if future.cancelled() or future.exception() is not None:
+    def _started(self, future: asyncio.Future[Any], job: Job, now: float) -> None:
+        if future.cancelled():
             return
-        self._emit(EventKind.STARTED, job, now, applied=future.result() == 1)
+        exc = future.exception()
+        if exc is not None:
+            log.warning("job %s: recording its start failed (%s); its outcome still follows", job.id, exc)
+            return
+        if self.listeners.wants(EventKind.STARTED):
+            self._emit(EventKind.STARTED, job, now, applied=future.result() == 1)
 
 
 def event_of(
@@ -259,8 +275,8 @@ def event_of(
 
 def job_result_ttl(job: Job, default: int) -> int:
     """A job may carry its own ``result_ttl`` (seconds), set at submit time."""
-    own = job.extra.get("result_ttl")
-    return own if isinstance(own, int) and not isinstance(own, bool) and own >= 0 else default
+    own = job.result_ttl  # None when absent or out of range (a foreign producer's junk)
+    return default if own is None else own
 
 
 def encode_result(value: Any) -> bytes:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 
 from bananas.config import WorkerSettings
-from bananas.core.job import Job
+from bananas.core.job import FINAL_STATUSES, Job, record_status
 from bananas.core.lifecycle import FailureDecision, Verdict, decide_failure, is_expired
 from bananas.core.limits import FleetLimits
 from bananas.core.selection import Source
@@ -59,7 +59,16 @@ class Processor:
                 raise MalformedJobError("record missing (the id in the queue points to no record)", delivery.job_id)
             job = Job.from_record(raw, job_id=delivery.job_id, default_max_retries=self._settings.max_retries)
         except MalformedJobError as exc:
+            status = record_status(raw)
+            if status in FINAL_STATUSES:  # a final status this version does not know
+                await self._outcomes.drop(delivery, f"its record is already {status}")
+                return
             await self._outcomes.bury_unreadable(delivery, exc.reason, raw)
+            return
+        if job.status.value in FINAL_STATUSES:
+            # Delivery is idempotent: an id found in a ready list after its job finished
+            # (pushed twice, or put back by a foreign tool) is not run again.
+            await self._outcomes.drop(delivery, f"its record is already {job.status.value}")
             return
         delivery.job = job
         handler = self._registry.get(job.name) if self._handles(job.name) else None
@@ -73,7 +82,7 @@ class Processor:
         if delivery.cancel_requested:
             await self._outcomes.cancel(delivery, job)
             return
-        if self._run_alone is not None and _recoveries(job) >= self._alone_after:
+        if self._run_alone is not None and job.recoveries >= self._alone_after:
             # This job's worker died under it more than once: run it with nothing beside
             # it, so if it is a poison pill, jobs next to it are not killed (and counted)
             # with it again. One loss is common to every job in flight at a crash, so
@@ -95,7 +104,7 @@ class Processor:
             log.error("job %s: %s", job.id, error)
             await outcomes.fail(delivery, job, error, FailureDecision(Verdict.DEAD))
             return
-        timeout = _job_timeout(job) or handler.timeout or self._settings.job_timeout
+        timeout = job.timeout or handler.timeout or self._settings.job_timeout
         delivery.in_async_handler = handler.is_async
         try:
             result = await self._executor.call(handler, job, timeout)
@@ -168,16 +177,3 @@ def _describe(exc: BaseException) -> str:
     head = f"{type(exc).__name__}: {exc}"
     tb = "".join(traceback.format_exception(exc))
     return f"{head}\n{tb}"
-
-
-def _job_timeout(job: Job) -> float | None:
-    """A record may carry its own ``timeout`` (seconds); anything but a positive number is ignored."""
-    value = job.extra.get("timeout")
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf"):
-        return float(value)
-    return None
-
-
-def _recoveries(job: Job) -> int:
-    value = job.extra.get("recoveries")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -16,7 +16,7 @@ from bananas.core.job import Job
 from bananas.core.lifecycle import mark_pending
 from bananas.errors import MalformedJobError
 from bananas.redis import calls
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 from bananas.worker.malformed import stub_record
 
@@ -80,6 +80,6 @@ class Promoter:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "promoting scheduled jobs failed: %s", exc)
             await wait_event(self._wakeup, delay)

@@ -44,17 +44,17 @@ import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from bananas.aio import raise_if_cancelling
 from bananas.core.clock import Clock, to_datetime
+from bananas.core.codec import decode_id, display_id
 from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import mark_pending
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import is_connection_error, loop_log_level
 from bananas.redis.broker import Broker
 from bananas.redis.inventory import Inventory
 from bananas.redis.scripts import Call
@@ -107,7 +107,7 @@ class Repair:
 
     def describe(self) -> str:
         verb = "repaired" if self.applied else "found"
-        return f"{verb} {self.kind} job={self.job_id} -> {self.home}: {self.detail}"
+        return f"{verb} {self.kind} job={display_id(self.job_id)} -> {self.home}: {self.detail}"
 
 
 @dataclass(slots=True)
@@ -183,7 +183,9 @@ class Reconciler:
         interval: float = DEFAULT_INTERVAL,
         limits: ReconcileLimits | None = None,
         owner: str = "",
+        dead_letter_cap: int = 0,
     ) -> None:
+        self._dead_cap = dead_letter_cap
         self._broker = broker
         self._clock = clock
         self._lease_ms = int(lease_seconds * 1000)
@@ -214,7 +216,7 @@ class Reconciler:
             chunk = ids[start : start + _CHUNK]
             raws = await self._broker.records(chunk)
             for job_id, raw in zip(chunk, raws, strict=True):
-                plan = await self._plan(job_id, raw, snap.views[job_id], now, orphan=False)
+                plan = await self._plan_one(report, job_id, raw, snap.views[job_id], now, orphan=False)
                 if plan is not None:
                     plans.append(plan)
         plans.extend(await self._orphans(snap, report, now, full_sweep))
@@ -228,16 +230,29 @@ class Reconciler:
             replies = await self._broker.run_many([call for _, call in chunk_plans])
             for (repair, _), reply in zip(chunk_plans, replies, strict=True):
                 if isinstance(reply, Exception):
-                    raise reply
-                if reply == 1:
+                    report.skipped.append(f"job {repair.job_id!r}: repair failed ({reply})")
+                elif reply == 1:
                     report.repairs.append(_applied(repair))
                 else:
                     report.raced += 1
         return report
 
+    async def _plan_one(
+        self, report: ReconcileReport, job_id: str, raw: bytes | None, view: _View, now: float, *, orphan: bool
+    ) -> tuple[Repair, Call] | None:
+        """``_plan``, except that one job this version cannot judge is reported and skipped
+        instead of stopping the pass for every other job."""
+        try:
+            return await self._plan(job_id, raw, view, now, orphan=orphan)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            report.skipped.append(f"job {job_id!r}: could not be checked ({exc})")
+            return None
+
     async def _repair_inflight(self) -> list[Repair]:
         reply = await self._broker.run(calls.repair_inflight())
-        items = [_text(v) for v in reply]
+        items = [decode_id(v) for v in reply]
         out: list[Repair] = []
         i = 0
         while i < len(items):
@@ -336,7 +351,7 @@ class Reconciler:
                         continue
                     if not self._old_live_record(raw, job_id, now):
                         continue
-                    plan = await self._plan(job_id, raw, view, now, orphan=True)
+                    plan = await self._plan_one(report, job_id, raw, view, now, orphan=True)
                     if plan is not None:
                         plans.append(plan)
             if cursor == 0:
@@ -450,8 +465,8 @@ class Reconciler:
         home = _Home("leased", score=deadline_ms, why=detail)
         return self._rehome(kind, job_id, view, seen_sha, home, seen_owner=view.owner or "")
 
-    @staticmethod
     def _rehome(
+        self,
         kind: str,
         job_id: str,
         view: _View,
@@ -475,6 +490,7 @@ class Reconciler:
             score=home.score,
             channel=home.channel,
             orphan=orphan,
+            dead_cap=self._dead_cap,
         )
         detail = f"{what}; {home.why}" if what else home.why
         return Repair(kind, job_id, home.home, detail), call
@@ -509,7 +525,7 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "reconciliation failed: %s", exc)
             await asyncio.sleep(self.interval)
 
@@ -526,10 +542,6 @@ def _places(view: _View) -> str:
     return ", ".join(parts) or "nowhere"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def reconcile(
     broker: Broker,
     clock: Clock,
@@ -537,7 +549,8 @@ async def reconcile(
     lease_seconds: float,
     limits: ReconcileLimits | None = None,
     dry_run: bool = False,
+    dead_letter_cap: int = 0,
 ) -> ReconcileReport:
     """One full pass (every record scanned for orphans), as ``bananas reconcile`` runs it."""
-    reconciler = Reconciler(broker, clock, lease_seconds=lease_seconds, limits=limits)
+    reconciler = Reconciler(broker, clock, lease_seconds=lease_seconds, limits=limits, dead_letter_cap=dead_letter_cap)
     return await reconciler.reconcile_once(dry_run=dry_run, full_sweep=True)

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from bananas.aio import raise_if_cancelling
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
+from bananas.core.codec import display_id
 from bananas.core.job import Job, JobStatus
 from bananas.core.lifecycle import mark_pending
 from bananas.core.result import FAILED, result_fields
 from bananas.errors import MalformedJobError
 from bananas.events import EventKind, JobEvent, Listeners
 from bananas.redis import calls
-from bananas.redis.backoff import is_connection_error
+from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call
 from bananas.worker.malformed import stub_record
@@ -64,9 +65,16 @@ class Recoverer:
         if not expired:
             return 0
         records = await self._broker.records([i for i, _ in expired])
-        plans = [
-            self._plan(job_id, token, raw, now, now_ms) for (job_id, token), raw in zip(expired, records, strict=True)
-        ]
+        plans = []
+        for (job_id, token), raw in zip(expired, records, strict=True):
+            try:
+                plans.append(self._plan(job_id, token, raw, now, now_ms))
+            except Exception:
+                # One job this version cannot handle must not stop the recovery of the
+                # others in its batch (and in every later pass): skip it, say which.
+                log.exception("job %s: planning its recovery failed; skipped", display_id(job_id))
+        if not plans:
+            return 0
         replies = await self._broker.run_many([call for call, _ in plans])
         done = 0
         for (_, event), reply in zip(plans, replies, strict=True):
@@ -96,7 +104,7 @@ class Recoverer:
                 job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
             )
             return call, None
-        recoveries = int(job.extra.get("recoveries") or 0) + 1
+        recoveries = job.recoveries + 1
         job.extra["recoveries"] = recoveries
         if recoveries > self._max_recoveries:
             job.status = JobStatus.FAILED
@@ -132,6 +140,6 @@ class Recoverer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                level = loop_log_level(exc)
                 log.log(level, "lease recovery failed: %s", exc)
             await asyncio.sleep(self.interval)

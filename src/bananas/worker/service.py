@@ -24,13 +24,14 @@ from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
 from bananas.events import EventKind, JobEvent, Listener, Listeners
 from bananas.redis import clock_sync, connection, keys
-from bananas.redis.backoff import Backoff, is_connection_error
+from bananas.redis.backoff import Backoff, is_connection_error, is_out_of_memory
 from bananas.redis.broker import Broker
 from bananas.worker.cancels import CancelWatcher
 from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.outcomes import Delivery, Outcomes
+from bananas.worker.pressure import MemoryPressure
 from bananas.worker.processor import GiveBack, Processor
 from bananas.worker.promoter import Promoter
 from bananas.worker.reconciler import Reconciler
@@ -44,6 +45,8 @@ log = logging.getLogger("bananas.worker")
 #: Longest an idle worker waits between looks at its queues with no wake-up signal
 #: (covers producers that do not publish, such as pre-routing clients).
 IDLE_POLL = 1.0
+#: Seconds between looks at Redis' memory while it is full (see worker/pressure.py).
+MEMORY_POLL = 1.0
 
 
 class Worker:
@@ -84,6 +87,7 @@ class Worker:
         self._alone_waiting: set[str] = set()
         self._alone_running = False
         self._lost: set[str] = set()
+        self._pressure = MemoryPressure()
         self._tokens = itertools.count(1)
         self.counters = Counters()
         self.listeners = Listeners(registry.listeners)
@@ -139,7 +143,7 @@ class Worker:
             with contextlib.suppress(Exception):  # unreachable: the fetch loop reports it
                 await clock_sync.measure(client, self.clock)
         broker = Broker(client)
-        writer = Writer(broker)
+        writer = Writer(broker, self._pressure)
         outcomes = Outcomes(self.settings, writer, self.clock, self.worker_id, self.listeners)
         executor = Executor(self.settings.concurrency)
         fetcher = Fetcher(broker, self.settings, self._handled, self.clock, on_change=self._work_ready.set)
@@ -198,7 +202,13 @@ class Worker:
         # A thin worker only runs jobs; promotion, recovery and repairs are left to the
         # other processes of the fleet (docs/WORKER_MODES.md).
         if mode is not WorkerMode.THIN:
-            reconciler = Reconciler(broker, self.clock, lease_seconds=self.settings.lease_seconds, owner=self.worker_id)
+            reconciler = Reconciler(
+                broker,
+                self.clock,
+                lease_seconds=self.settings.lease_seconds,
+                owner=self.worker_id,
+                dead_letter_cap=self.settings.dead_letter_cap,
+            )
             helpers += [
                 asyncio.create_task(recoverer.run(), name="bananas-recoverer"),
                 asyncio.create_task(
@@ -231,7 +241,7 @@ class Worker:
                 self._ready.set()
                 await self._stopping.wait()
             else:
-                await self._fetch_loop(fetcher, processor)
+                await self._fetch_loop(fetcher, processor, broker)
             await self._drain(broker, outcomes)
         finally:
             writer.close()
@@ -271,7 +281,7 @@ class Worker:
 
     # -- the fetch loop ----------------------------------------------------------------------
 
-    async def _fetch_loop(self, fetcher: Fetcher, processor: Processor) -> None:
+    async def _fetch_loop(self, fetcher: Fetcher, processor: Processor, broker: Broker) -> None:
         backoff = Backoff()
         stop_wait = asyncio.create_task(self._stopping.wait())
         try:
@@ -284,6 +294,10 @@ class Worker:
                 # Cleared before looking, so a publish during the look still wakes us.
                 self._work_ready.clear()
                 try:
+                    if self._pressure.full and not await self._pressure.check(broker):
+                        # Redis is out of memory: take nothing new until it has room.
+                        await self._first_of(None, stop_wait, MEMORY_POLL)
+                        continue
                     token = f"{self.worker_id}:{next(self._tokens)}"
                     wait, taken = await fetcher.fetch(free, self._running_by_route, token)
                     if taken:
@@ -291,6 +305,10 @@ class Worker:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if is_out_of_memory(exc):
+                        self._pressure.refused("taking new jobs")
+                        await self._first_of(None, stop_wait, MEMORY_POLL)
+                        continue
                     if not is_connection_error(exc):
                         log.exception("fetching jobs failed")
                     else:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 
 import redis.asyncio as aioredis
 
+from bananas.core.codec import decode_id
 from bananas.redis.backoff import Backoff, is_connection_error
 
 log = logging.getLogger("bananas.worker")
@@ -53,11 +54,10 @@ class WakeupListener:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None:
                         channel = message["channel"]
-                        name = channel.decode() if isinstance(channel, bytes) else channel
+                        name = decode_id(channel)
                         listener = self._on_data.get(name)
                         if listener is not None:
-                            data = message.get("data")
-                            listener(data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else str(data))
+                            listener(decode_id(message.get("data")))
                             continue
                         if self._on_message is not None:
                             self._on_message(name)

@@ -7,6 +7,10 @@ within a batch, neither changing the end state:
 - a ``start`` whose job's outcome is in the same batch is dropped (the outcome record
   supersedes it: it carries the same attempt count);
 - all ``ack``s are merged into one ``ack_many`` script call.
+
+A write Redis refuses for memory (maxmemory reached under noeviction) is kept, first in
+line, and tried again until memory is available; a merged ``ack_many`` that fails for
+another reason is sent again as single ``ack``s, so one job's error stays its own.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bananas.redis import calls
-from bananas.redis.backoff import Backoff, is_connection_error
+from bananas.redis.backoff import Backoff, is_connection_error, is_out_of_memory
 from bananas.redis.broker import Broker
 from bananas.redis.scripts import Call, ScriptName
+from bananas.worker.pressure import MemoryPressure
 
 log = logging.getLogger("bananas.worker")
 
@@ -41,7 +46,8 @@ Pending = tuple[Call | Deferred, "asyncio.Future[Any]"]
 
 
 class Writer:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, pressure: MemoryPressure | None = None) -> None:
+        self._pressure = pressure
         self._broker = broker
         self._pending: list[Pending] = []
         self._wake = asyncio.Event()
@@ -56,6 +62,7 @@ class Writer:
 
     async def run(self) -> None:
         backoff = Backoff()
+        memory = Backoff(cap=1.0)
         while True:
             if not self._pending:
                 if self._closed:
@@ -65,7 +72,7 @@ class Writer:
                 continue
             batch = self._pending[:MAX_BATCH]
             try:
-                await self._flush(batch)
+                refused = await self._flush(batch)
             except Exception as exc:
                 if not is_connection_error(exc):
                     for _, future in batch:
@@ -80,17 +87,28 @@ class Writer:
                 continue
             backoff.reset()
             del self._pending[: len(batch)]
+            if refused:
+                # Redis is out of memory: keep the refused writes, first in line, and try
+                # again until memory is available (a refused script wrote nothing).
+                self._pending[:0] = refused
+                if self._pressure is not None:
+                    self._pressure.refused("writing job state")
+                await memory.sleep()
+            else:
+                memory.reset()
 
-    async def _flush(self, batch: list[Pending]) -> None:
+    async def _flush(self, batch: list[Pending]) -> list[Pending]:
+        """Write ``batch``; returns the entries Redis refused for memory (to retry)."""
         # Over everything pending, not just this batch: an outcome is queued in the same
         # step as the job state it records changes, so a job with a pending outcome must
         # not have its start built from that changed state.
         finishing = {call.args[0] for call, _ in self._pending if isinstance(call, Call) and call.script in _OUTCOMES}
         plan: list[Call] = []
-        # Each entry: the futures a planned call answers (several for a merged ack_many).
-        answers: list[list[asyncio.Future[Any]]] = []
-        acks: list[tuple[Call, asyncio.Future[Any]]] = []
-        for entry, future in batch:
+        # Each entry: the pending entries a planned call answers (several for a merged ack_many).
+        answers: list[list[Pending]] = []
+        acks: list[tuple[Call, Pending]] = []
+        for pending in batch:
+            entry, future = pending
             if entry.script is ScriptName.START and _job_of(entry) in finishing:
                 # _resolve, not set_result: after a connection error the same batch is
                 # flushed again and this future is already resolved.
@@ -98,26 +116,37 @@ class Writer:
                 continue
             call = entry.build() if isinstance(entry, Deferred) else entry
             if call.script is ScriptName.ACK:
-                acks.append((call, future))
+                acks.append((call, pending))
                 continue
             plan.append(call)
-            answers.append([future])
+            answers.append([pending])
         if len(acks) == 1:
             plan.append(acks[0][0])
             answers.append([acks[0][1]])
         elif acks:
             plan.append(calls.ack_many([call for call, _ in acks]))
-            answers.append([future for _, future in acks])
+            answers.append([pending for _, pending in acks])
         if not plan:
-            return
+            return []
         replies = await self._broker.write_many(plan)
-        for futures, reply in zip(answers, replies, strict=True):
-            if len(futures) > 1 and isinstance(reply, list):
-                for future, value in zip(futures, reply, strict=True):
-                    _resolve(future, value)
+        last = replies[-1]
+        if len(acks) > 1 and isinstance(last, Exception) and not is_out_of_memory(last):
+            # The merged call failed as a whole: send each ack on its own, so one job's
+            # error stays that job's (a failed script wrote nothing; each ack checks its
+            # lease token, so one that did land is not applied twice).
+            answers[-1:] = [[pending] for _, pending in acks]
+            replies[-1:] = await self._broker.write_many([call for call, _ in acks])
+        refused: list[Pending] = []
+        for entries, reply in zip(answers, replies, strict=True):
+            if isinstance(reply, Exception) and is_out_of_memory(reply):
+                refused.extend(entries)
+            elif len(entries) > 1 and isinstance(reply, list):
+                for (_, future), value in zip(entries, reply, strict=True):
+                    _resolve(future, _refused() if value == -1 else value)
             else:
-                for future in futures:
+                for _, future in entries:
                     _resolve(future, reply)
+        return refused
 
     def close(self) -> None:
         """Stop once everything queued so far is written."""
@@ -127,6 +156,10 @@ class Writer:
 
 def _job_of(entry: Call | Deferred) -> object:
     return entry.job_id if isinstance(entry, Deferred) else entry.args[0]
+
+
+def _refused() -> Exception:
+    return ValueError("ack refused: a TTL of the job is out of range (0..2147483647 seconds); nothing written")
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

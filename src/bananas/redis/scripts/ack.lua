@@ -16,8 +16,17 @@
 --
 -- Returns 1, or 0 for a late acknowledgement (the lease expired and the job was
 -- recovered): nothing is written and the newer delivery stays in charge.
+-- A TTL that is not a whole number of seconds in 0..2147483647 is an error reply, given
+-- before anything is written (a job is never left without its lease and its record).
 -- The notification is published after the result is stored, so a waiter that
 -- subscribed first and then reads the hash can never miss it.
+local function valid_ttl(value)
+  return value ~= nil and value >= 0 and value <= 2147483647 and value == math.floor(value)
+end
+local ttl, result_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+if not (valid_ttl(ttl) and valid_ttl(result_ttl)) then
+  return redis.error_reply('ack: job ' .. ARGV[1] .. ' has a TTL out of range (0..2147483647 seconds)')
+end
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
   return 0
 end
@@ -28,13 +37,11 @@ if route then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('HINCRBY', KEYS[4], route, -1)
 end
-local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('SET', KEYS[5], ARGV[3], 'EX', ttl)
 else
   redis.call('SET', KEYS[5], ARGV[3])
 end
-local result_ttl = tonumber(ARGV[5])
 if result_ttl > 0 then
   redis.call('DEL', KEYS[6])
   redis.call('HSET', KEYS[6], unpack(ARGV, 7))

@@ -11,8 +11,14 @@
 --   result TTL (0 = no result), result channel, F = number of result field/value
 --   entries, followed by those F values.
 --
--- Returns an array with, per job, 1 (stored) or 0 (late acknowledgement: nothing
--- written for that job, exactly as ``ack`` would). Each job is handled as ``ack``.
+-- Returns an array with, per job, 1 (stored), 0 (late acknowledgement: nothing
+-- written for that job, exactly as ``ack`` would) or -1 (refused: a TTL is not a whole
+-- number of seconds in 0..2147483647; nothing written for that job, where ``ack``
+-- answers an error). Each job is handled as ``ack``, on its own: one job's bad values
+-- never stop the others of the batch.
+local function valid_ttl(value)
+  return value ~= nil and value >= 0 and value <= 2147483647 and value == math.floor(value)
+end
 local out = {}
 local a = 1
 local n = (#KEYS - 4) / 2
@@ -22,7 +28,9 @@ for i = 1, n do
   local f = tonumber(ARGV[a + 6])
   local first_field = a + 7
   a = first_field + f
-  if redis.call('HGET', KEYS[2], id) ~= token then
+  if not (valid_ttl(ttl) and valid_ttl(result_ttl)) then
+    out[i] = -1
+  elseif redis.call('HGET', KEYS[2], id) ~= token then
     out[i] = 0
   else
     redis.call('ZREM', KEYS[1], id)

@@ -1,3 +1,4 @@
+#!lua
 -- dequeue: take up to COUNT ready job ids in the worker's order and lease them,
 -- within the worker's and the fleet's limits.
 --
@@ -24,10 +25,17 @@
 --
 -- Returns {wait_ms, list_index, id, list_index, id, ...}: list_index is 1-based into
 -- the Q lists; wait_ms > 0 says a rate limit held back a non-empty list and when it
--- opens again (0 otherwise). The pop and the lease are one step: a job is never in no
--- list and no lease. A job counted against a fleet limit is recorded in lease routes
--- so that whatever ends its lease gives the slot back. Nothing is taken from a list
+-- opens again (0 otherwise). A negative list_index (-q) reports an id popped from list q
+-- and dropped, not leased: it already has a lease owner (a duplicate entry of a job
+-- another delivery holds; that delivery finishes it). A lease is never overwritten.
+-- The pop and the lease are one step: a job is never in no list and no lease. A job
+-- counted against a fleet limit is recorded in lease routes so that whatever ends its
+-- lease gives the slot back. Nothing is taken from a list
 -- whose routing key, or routing key and priority, is paused (``bananas pause``).
+--
+-- The bare flags line makes a Redis 7+ server refuse the whole call while it is out of
+-- memory (maxmemory under noeviction), before anything is popped: a worker takes no new
+-- job it could not record (see docs/RELIABILITY.md, "Redis out of memory").
 --
 -- Time: this script reads the server's TIME (it takes no "now"). A lease starts when
 -- the server grants it, so a request that waited in a stalled server or a slow network
@@ -145,6 +153,12 @@ local function take(q)
   if not id then
     return nil
   end
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then
+    -- Already leased: drop this copy. It took no slot and no rate token; go on looking.
+    out[#out + 1] = -q
+    out[#out + 1] = id
+    return id
+  end
   if route_tat then
     commit(KEYS[4 + Q + g], route_tat, interval[g])
   end
@@ -175,12 +189,15 @@ end
 
 local function lease_all(q, ids)
   for _, id in ipairs(ids) do
-    redis.call('ZADD', KEYS[1], deadline, id)
-    redis.call('HSET', KEYS[2], id, token)
-    out[#out + 1] = q
+    if redis.call('HSETNX', KEYS[2], id, token) == 1 then
+      redis.call('ZADD', KEYS[1], deadline, id)
+      out[#out + 1] = q
+      wanted = wanted - 1
+    else
+      out[#out + 1] = -q  -- already leased (maybe by this very call): dropped
+    end
     out[#out + 1] = id
   end
-  wanted = wanted - #ids
 end
 
 -- LMPOP (Redis 7+, Valkey) finds the first non-empty list of a run in one command, so
@@ -207,19 +224,25 @@ local function pop_run(first, last)
           while KEYS[4 + q] ~= key do
             q = q + 1
           end
+          local asked = wanted
           lease_all(q, reply[2])
-          q = q + 1
+          if #reply[2] < asked or wanted == 0 then
+            q = q + 1  -- emptied (or done); a dropped copy leaves the list's rest to look at
+          end
         end
       else
         has_lmpop = false
       end
     end
     if not has_lmpop then
+      local asked = wanted
       local ids = redis.call('RPOP', KEYS[4 + q], wanted)
       if ids then
         lease_all(q, ids)
       end
-      q = q + 1
+      if not ids or #ids < asked or wanted == 0 then
+        q = q + 1
+      end
     end
   end
 end

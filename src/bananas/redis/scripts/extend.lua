@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- extend: push back the lease deadline of jobs the caller still holds (heartbeat).
 --
 -- KEYS[1]  leases        bananas:leases
@@ -6,6 +7,10 @@
 -- ARGV[2..]  id_1, token_1, id_2, token_2, ...
 --
 -- Returns the ids whose lease the caller no longer holds (recovered elsewhere).
+--
+-- Flagged allow-oom: while Redis refuses writes for memory (maxmemory reached under
+-- noeviction), a live worker must still keep its jobs, or the fleet would take them
+-- back and run them again. Updating a score of an existing member needs no new memory.
 --
 -- Time: the deadline is computed here from the server's TIME, not by the caller, so an
 -- extension that waited in a stalled server still gives a full lease from when it runs.

@@ -19,6 +19,8 @@
 -- ARGV[7]    wake-up channel: the routing key's ('ready') or the promoter's ('scheduled')
 -- ARGV[8]    '1' for an orphan: do nothing if the id is leased, scheduled, dead or in
 --            any of KEYS[8..] (it was not an orphan after all)
+-- ARGV[9]    dead letter list cap with 'dead' (0 = unbounded): the oldest ids beyond it
+--            are trimmed, as every script that pushes to the dead letters does
 --
 -- 'leased' keeps the lease and its owner (adding a lease entry with deadline ARGV[6] if
 -- there is none, so the recoverer can take the job back if its holder is gone) and
@@ -81,6 +83,10 @@ elseif home == 'scheduled' then
   redis.call('PUBLISH', ARGV[7], ARGV[6])
 elseif home == 'dead' then
   redis.call('LPUSH', KEYS[7], id)
+  local cap = tonumber(ARGV[9]) or 0
+  if cap > 0 then
+    redis.call('LTRIM', KEYS[7], 0, cap - 1)
+  end
 elseif home == 'leased' then
   redis.call('ZADD', KEYS[1], 'NX', ARGV[6], id)
 end

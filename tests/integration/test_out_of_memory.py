@@ -1,0 +1,89 @@
+"""Redis out of memory (maxmemory under noeviction), seen by the worker's parts: the
+writer keeps and retries a refused write, lease extensions still succeed, and a dequeue is
+refused whole, before anything is popped (issue 9, item 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bananas.core.limits import FleetLimits
+from bananas.core.priority import Priority
+from bananas.core.routing import QueueRef
+from bananas.core.selection import DequeuePlan, Source
+from bananas.embedded import EmbeddedServer
+from bananas.redis import calls, connection, keys
+from bananas.redis.broker import Broker
+from bananas.worker.pressure import MemoryPressure
+from bananas.worker.writer import Writer
+
+
+@pytest.fixture
+def full_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(tmp_path / "oom", extra_args=("--maxmemory-policy", "noeviction"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retried(
+    full_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = redis.Redis.from_url(full_server.url)
+    record = json.dumps({"id": "j1", "name": "task", "created_at": "2030-01-01T00:00:00Z", "status": "processing"})
+    r.set(keys.job("j1"), record)
+    r.hset(keys.LEASE_OWNERS, "j1", "tok")
+    r.zadd(keys.LEASES, {"j1": 1})
+    queue = keys.route_queue("default", Priority.NORMAL)
+    r.lpush(queue, "waiting")
+    client = connection.async_client(full_server.url)
+    broker = Broker(client)
+    await broker.load_scripts()
+    pressure = MemoryPressure()
+    writer = Writer(broker, pressure)
+    runner = asyncio.create_task(writer.run())
+    caplog.set_level(logging.INFO, logger="bananas.worker")
+    try:
+        r.config_set("maxmemory", 1)  # full: every command that may grow memory is refused
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            r.set("probe", "x")
+        assert not await broker.memory_available()
+        started = writer.send(calls.start("j1", "tok", record.replace("processing", "processing ").encode()))
+        await asyncio.sleep(1.5)
+        assert not started.done(), "a refused write must be kept, not failed"
+        assert pressure.full
+        # The lease is still extended.
+        deadline = int(time.time() * 1000) + 30_000
+        assert await broker.run(calls.extend(deadline, [("j1", "tok")])) == []
+        assert r.zscore(keys.LEASES, "j1") == deadline
+        # A dequeue is refused whole: nothing popped, nothing leased.
+        plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
+        now_ms = int(time.time() * 1000)
+        take = calls.dequeue(plan, FleetLimits(), [-1], deadline_ms=now_ms + 30_000, now_ms=now_ms, token="t2", count=5)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            await broker.dequeue(take)
+        assert r.lrange(queue, 0, -1) == [b"waiting"] and r.hget(keys.LEASE_OWNERS, "waiting") is None
+
+        r.config_set("maxmemory", 0)  # memory available again
+        assert await asyncio.wait_for(started, 5) == 1
+        assert r.get(keys.job("j1")).endswith(b'processing "}')  # type: ignore[union-attr]
+        assert await pressure.check(broker)
+        assert not pressure.full
+    finally:
+        writer.close()
+        await runner
+        await broker.close()
+        await client.aclose()
+        r.close()
+    said = [rec.getMessage() for rec in caplog.records if "out of memory" in rec.getMessage()]
+    assert len(said) == 2, said  # one line when it began (with the fix), one when it ended
+    assert "raise Redis' maxmemory" in said[0] and "accepts writes again" in said[1]
