@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,13 +61,13 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
         assert not started.done(), "a refused write must be kept, not failed"
         assert pressure.full
         # The lease is still extended.
-        deadline = int(time.time() * 1000) + 30_000
-        assert await broker.run(calls.extend(deadline, [("j1", "tok")])) == []
-        assert r.zscore(keys.LEASES, "j1") == deadline
+        seconds, micros = r.time()
+        assert await broker.run(calls.extend(30_000, [("j1", "tok")])) == []
+        deadline = r.zscore(keys.LEASES, "j1")  # the server's time + the lease length
+        assert deadline is not None and 0 <= deadline - (seconds * 1000 + micros // 1000 + 30_000) < 2000
         # A dequeue is refused whole: nothing popped, nothing leased.
         plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
-        now_ms = int(time.time() * 1000)
-        take = calls.dequeue(plan, FleetLimits(), [-1], deadline_ms=now_ms + 30_000, now_ms=now_ms, token="t2", count=5)
+        take = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token="t2", count=5)
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             await broker.dequeue(take)
         assert r.lrange(queue, 0, -1) == [b"waiting"] and r.hget(keys.LEASE_OWNERS, "waiting") is None

@@ -223,6 +223,7 @@ class AsyncClient:
         its consumers, jobs in flight, pause and whether it is orphaned; parked jobs
         (flagged when no live worker can run them), scheduled, in flight, dead. Four
         round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
+        await self._measure_clock()
         return await self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
 
     async def workers(self) -> list[WorkerInfo]:
@@ -238,6 +239,7 @@ class AsyncClient:
         """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
         its ``priority``) until ``resume``. Producers keep queueing; jobs already running
         finish. Once this returns, no dequeue takes from it. True if it was not paused."""
+        await self._measure_clock()
         return await self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
 
     async def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
@@ -255,6 +257,7 @@ class AsyncClient:
         jobs are marked as ``cancel`` marks a waiting job (status ``cancelled``, result
         waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
+        await self._measure_clock()
         action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
         return await self._drive(action)  # type: ignore[no-any-return]
 

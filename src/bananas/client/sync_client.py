@@ -232,6 +232,7 @@ class Client:
         its consumers, jobs in flight, pause and whether it is orphaned; parked jobs
         (flagged when no live worker can run them), scheduled, in flight, dead. Four
         round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
+        self._measure_clock()
         return self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
 
     def workers(self) -> list[WorkerInfo]:
@@ -247,6 +248,7 @@ class Client:
         """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
         its ``priority``) until ``resume``. Producers keep queueing; jobs already running
         finish. Once this returns, no dequeue takes from it. True if it was not paused."""
+        self._measure_clock()
         return self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
 
     def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
@@ -264,6 +266,7 @@ class Client:
         jobs are marked as ``cancel`` marks a waiting job (status ``cancelled``, result
         waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
+        self._measure_clock()
         action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
         return self._drive(action)  # type: ignore[no-any-return]
 

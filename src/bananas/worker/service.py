@@ -142,6 +142,7 @@ class Worker:
         if isinstance(self.clock, ServerClock):
             with contextlib.suppress(Exception):  # unreachable: the fetch loop reports it
                 await clock_sync.measure(client, self.clock)
+                self.started_at = self.clock.now()  # in the server's time, as the fleet reads it
         broker = Broker(client)
         writer = Writer(broker, self._pressure)
         outcomes = Outcomes(self.settings, writer, self.clock, self.worker_id, self.listeners)
