@@ -17,12 +17,49 @@ from typing import Any
 
 import pytest
 import redis
+from caller_environment import caller_settings
 
 from bananas import Registry, Worker, WorkerSettings
 from bananas.core.retry import RetryPolicy
 from bananas.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
+
+_CALLER_ENVIRONMENT: dict[str, str] = {}
+
+
+def _clear_caller_environment() -> None:
+    for name in caller_settings(os.environ):
+        _CALLER_ENVIRONMENT.setdefault(name, os.environ.pop(name))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # As early as possible: test modules may read the environment when collected.
+    _clear_caller_environment()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    os.environ.update(_CALLER_ENVIRONMENT)
+    _CALLER_ENVIRONMENT.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def immune_to_caller_environment() -> Iterator[None]:
+    """Every test runs without the caller's Bananas settings (see ``CALLER_PREFIXES``)."""
+    _clear_caller_environment()
+    yield
+    _clear_caller_environment()
+
+
+@pytest.fixture(autouse=True)
+def _no_caller_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests are immune to the caller's environment: its Bananas settings are removed
+    (tests that need one set it themselves, after this). Also undoes a test that set
+    one in ``os.environ`` without restoring it. Which names: ``caller_environment``
+    (``BANANAS_COMPAT`` moves default jobs to the legacy lists, ``BANANAS_ROUTES`` loads
+    a route table in every ``Client()``...)."""
+    for name in caller_settings(os.environ):
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,14 @@ from benchmarks.systems._common import COUNTER_KEY, LATENCY_KEY
 
 registry = Registry()
 
+# BENCH_BANANAS_LISTENER=noop adds one event listener that does nothing, for every kind:
+# the cost of building and fanning out the job events (benchmarks/listener_cost.py).
+if os.environ.get("BENCH_BANANAS_LISTENER") == "noop":
+
+    @registry.on()
+    def _noop_listener(event: object) -> None:
+        return None
+
 _async_client: aioredis.Redis | None = None
 _sync_client: redis.Redis | None = None
 

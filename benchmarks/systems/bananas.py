@@ -28,6 +28,8 @@ SYSTEM = "bananas"
 APP = "benchmarks.systems._bananas_app:registry"
 CONCURRENCY = int(os.environ.get("BENCH_BANANAS_CONCURRENCY", "64"))
 HANDLER = os.environ.get("BENCH_BANANAS_HANDLER", "noop")
+#: ``none`` (default) or ``noop``: one event listener that does nothing (see _bananas_app.py).
+LISTENER = os.environ.get("BENCH_BANANAS_LISTENER", "none")
 
 
 def routing_keys(k: int) -> list[str]:
@@ -47,7 +49,8 @@ def worker_argv(processes: int, keys: list[str], concurrency: int = CONCURRENCY)
 def worker_env(url: str) -> dict[str, str]:
     # Keep a caller's PYTHONPATH (e.g. a scratch copy of src/ to compare against).
     path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), c.REPO_ROOT) if p)
-    return {"REDIS_URL": url, "BENCH_REDIS_URL": url, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    env = {"REDIS_URL": url, "BENCH_REDIS_URL": url, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+    return {**env, "BENCH_BANANAS_LISTENER": LISTENER}
 
 
 def fill(url: str, n: int, name: str = "noop", routing_key: str = "default", batch: int = 10_000) -> None:
@@ -115,7 +118,7 @@ def fig_drain(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         c.stop_worker(proc)
     return {**c.result(SYSTEM, args, None), **out, "processes": args.processes, "concurrency": CONCURRENCY,
-            "handler": HANDLER}  # fmt: skip
+            "handler": HANDLER, "listener": LISTENER}  # fmt: skip
 
 
 def fig_pickup(args: argparse.Namespace) -> dict[str, Any]:

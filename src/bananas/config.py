@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from bananas.core.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.job import DEFAULT_MAX_RETRIES, MAX_TTL
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
@@ -90,6 +91,13 @@ class WorkerSettings:
     #: A job whose name has no handler here: "park" it for a pool that has one (it waits,
     #: visible in ``bananas queues``), or "fail" it at once to the dead letters.
     unknown_jobs: str = "park"
+    #: Start although Redis' ``maxmemory-policy`` is ``allkeys-*`` (it may evict queued
+    #: jobs; see docs/RELIABILITY.md). Other policies than ``noeviction`` only warn.
+    allow_eviction: bool = False
+    #: Migration mode (``BANANAS_COMPAT=original``, docs/MIGRATING.md): the promoter
+    #: leaves due jobs to a running original Go scheduler for a grace period and puts
+    #: due ``default`` jobs on the legacy lists the original Go workers read.
+    compat: str | None = None
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never show the Redis password.
@@ -132,6 +140,8 @@ class WorkerSettings:
             "WORKER_ROUTE_CONCURRENCY": pairs(self.route_concurrency),
             "WORKER_MAX_WAIT": pairs(self.max_wait),
             "WORKER_JOB_TYPES": ",".join(self.job_types or ()),
+            "BANANAS_ALLOW_EVICTION": "1" if self.allow_eviction else "0",
+            COMPAT_ENV: self.compat or "",
         }
         return env
 
@@ -205,6 +215,8 @@ class WorkerSettings:
             max_wait=pick("max_wait", "WORKER_MAX_WAIT", _max_wait, ()),
             mode=mode,
             unknown_jobs=pick("unknown_jobs", "WORKER_UNKNOWN_JOBS", _choice("park", "fail"), d.unknown_jobs),
+            allow_eviction=pick("allow_eviction", "BANANAS_ALLOW_EVICTION", parse_bool, d.allow_eviction),
+            compat=pick("compat", COMPAT_ENV, _compat, d.compat),
         )
 
 
@@ -283,6 +295,22 @@ def _job_types(name: str, raw: str) -> tuple[str, ...]:
     if not names:
         raise ConfigurationError(name, "needs at least one job name")
     return names
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(name, f"expected 1/true/yes/on or 0/false/no/off, got {raw!r}")
+
+
+def _compat(name: str, raw: str) -> str | None:
+    try:
+        return parse_compat(raw, name)
+    except ValidationError as exc:
+        raise ConfigurationError(name, str(exc).partition(": ")[2]) from None
 
 
 def _choice(*allowed: str) -> Callable[[str, str], str]:

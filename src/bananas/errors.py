@@ -11,6 +11,8 @@
     │   ├── RouteTableError         a route table rule is invalid (names the rule)
     │   └── ScheduleError           a periodic schedule is invalid (names the schedule;
     │                               defined in bananas.scheduler.definition)
+    ├── StartupError                a worker cannot start on this Redis: unreachable, wrong
+    │                               password, missing ACL permission, an evicting policy
     ├── MalformedJobError           a record found in Redis cannot be read as a job
     ├── JobFailedError              the job awaited failed for good (carries job id, error)
     │   ├── JobCancelledError       it was cancelled (``bananas cancel``, ``Client.cancel``)
@@ -91,6 +93,12 @@ class RouteTableError(ValidationError):
         if rule_number is not None:
             where.append(f"rule #{rule_number}" + (f" ({pattern})" if pattern else ""))
         super().__init__(": ".join([*where, reason]) if where else f"route table: {reason}")
+
+
+class StartupError(BananasError):
+    """A worker cannot start on this Redis (the message says why and what to do).
+
+    The CLI prints it as one line and exits 3, as for an unreachable server."""
 
 
 class MalformedJobError(BananasError):

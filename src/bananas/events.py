@@ -48,7 +48,10 @@ class EventKind(StrEnum):
 ATTEMPT_ENDS = frozenset({EventKind.SUCCEEDED, EventKind.RETRYING, EventKind.DEAD, EventKind.CANCELLED})
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
+# which made building an event about 2 µs, two thirds of its cost on the hot path.
+# Listeners share one event and must treat it as read-only.
+@dataclass(slots=True)
 class JobEvent:
     kind: EventKind
     job_id: str
@@ -68,6 +71,9 @@ class JobEvent:
     #: False when Redis refused the transition (a late ack after the lease was lost):
     #: nothing changed and listeners that count outcomes should skip it.
     applied: bool = True
+    #: The W3C trace context written at submit (the record's ``traceparent`` field), if
+    #: any: tracing listeners parent their spans on it (bananas.tracing). Not payload.
+    traceparent: str | None = None
 
 
 Listener = Callable[[JobEvent], None]

@@ -103,3 +103,29 @@ def poison(job: Job) -> None:
 def boom(job: Job) -> None:
     started(job)
     raise ValueError("boom")
+
+
+# -- workflows (tests/faults/test_workflow_kill.py) ------------------------------------
+
+
+@registry.handler("wf_step")
+async def wf_step(job: Job) -> int:
+    """A chain step or chord member: adds its ``v`` to the previous step's result. With
+    ``die_once``, the first run kills its own process (SIGKILL) once the work is done and
+    before its outcome is written: a kill at the moment a chord's last member finishes."""
+    await asyncio.sleep(_ms(job))
+    ran(job)
+    if job.payload.get("die_once") and store().set(f"test:died:{job.id}", os.getpid(), nx=True):
+        os.kill(os.getpid(), 9)
+    return int(job.payload["v"]) + int(job.parent_result or 0)
+
+
+@registry.handler("wf_callback")
+async def wf_callback(job: Job) -> int:
+    """A chord callback: counts its runs per workflow and checks it got every member's
+    result in the group's order."""
+    await asyncio.sleep(_ms(job))
+    if job.parent_result != job.payload["expect"]:
+        store().rpush("test:bad_parent", f"{job.id}|{job.parent_result!r}")
+    ran(job)
+    return sum(job.parent_result)

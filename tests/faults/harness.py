@@ -112,6 +112,14 @@ class Proc:
         if self.alive():
             os.kill(self.pid, sig)
 
+    def stopped(self) -> bool:
+        """True once the process is stopped (SIGSTOP took effect: state ``T`` in /proc)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] in ("T", "t")
+
     def children(self) -> list[int]:
         return children_of(self.pid)
 

@@ -108,6 +108,9 @@ def test_late_outcomes_do_not_corrupt(fleet: Fleet, redis_url: str, r: redis.Red
     load = submit_all(client, job_specs(scaled(1000), ms=(5, 30)))
     wait_until(lambda: len(runs(store)) >= 50, 30, "the first worker to run some of the load")
     hung.signal(signal.SIGSTOP)
+    # Read what it holds only once it is really stopped: a dequeue it makes between the
+    # signal and the stop would otherwise be missed here, though it runs twice.
+    wait_until(hung.stopped, 10, "the hung worker to stop")
     held = {k.decode() for k, v in r.hgetall(keys.LEASE_OWNERS).items() if f":{hung.pid}:" in v.decode()}
     try:
         fleet.worker(redis_url, concurrency=total + 5, lease=LEASE, name="healthy")

@@ -108,7 +108,10 @@ def test_submit_env_payload_limit_allows_larger_payloads(r: redis.Redis, redis_u
 def test_submit_usage_errors_have_no_traceback(args: list[str], r: redis.Redis, redis_url: str) -> None:
     result = invoke(redis_url, ["submit", "task", *args])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "Error:" in result.stderr and r.dbsize() == 0
+    # One line like every other error, not click's usage block (issue 9, item 18).
+    assert result.stderr.startswith("bananas: error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert args[0] in result.stderr and "Usage:" not in result.stderr
+    assert r.dbsize() == 0
 
 
 WORKER_CASES = {

@@ -126,6 +126,17 @@ class CliRunner:
         self._logs[proc.pid] = log
         return proc
 
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start a long-running ``bananas`` command (exporter, scheduler) like ``worker``."""
+        log = self.log_dir / f"bananas-{len(self.procs)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [*bananas_argv(), *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs.append(proc)
+        self._logs[proc.pid] = log
+        return proc
+
     def output(self, proc: subprocess.Popen[bytes]) -> str:
         return self._logs[proc.pid].read_text(errors="replace")
 

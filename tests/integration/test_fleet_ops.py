@@ -176,6 +176,7 @@ def test_pause_holds_across_two_worker_processes_and_resume_restarts_them(
     route = stats.route("pz")
     assert route is not None and route.paused and route.ready == 6 and route.consumers == 2 and not route.orphaned
     assert all(q.paused for q in stats.queues if q.routing_key == "pz")
+    assert "paused (no worker starts their jobs): pz" in cli.run("workers").stdout
 
     # One priority only: high runs, low waits.
     client.resume("pz")

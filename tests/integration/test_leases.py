@@ -31,6 +31,8 @@ def test_job_of_a_killed_worker_is_delivered_again(cli: CliRunner, client: Clien
     cli.wait_ready(first)
     job_id = client.submit_job("slow", {"by_pool": {"A": 60}, "seconds": 0}, "high", routing_key="gpu")
     wait_until(lambda: [job_id, "A", str(first.pid)] in ran(r, "test:started"), what="worker A to start the job")
+    # The start is written beside the handler, not before it: wait for it to land.
+    wait_until(lambda: status_of(r, job_id) == "processing", what="worker A's start to be recorded")
 
     os.kill(first.pid, signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL

@@ -20,6 +20,8 @@ from bananas.core.selection import DequeuePlan, Source
 from bananas.embedded import EmbeddedServer
 from bananas.redis import calls, connection, keys
 from bananas.redis.broker import Broker
+from bananas.redis.runner import SyncRunner
+from bananas.redis.scripts import compat_sources
 from bananas.worker.pressure import MemoryPressure
 from bananas.worker.writer import Writer
 
@@ -60,11 +62,25 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
         await asyncio.sleep(1.5)
         assert not started.done(), "a refused write must be kept, not failed"
         assert pressure.full
-        # The lease is still extended.
-        seconds, micros = r.time()
+        # The lease is still extended (to the server's time + the lease length), by the
+        # flagged script and by its flag-less form (what a server without script flags runs).
+        def server_ms() -> int:
+            seconds, micros = r.time()
+            return seconds * 1000 + micros // 1000
+
+        before = server_ms()
         assert await broker.run(calls.extend(30_000, [("j1", "tok")])) == []
-        deadline = r.zscore(keys.LEASES, "j1")  # the server's time + the lease length
-        assert deadline is not None and 0 <= deadline - (seconds * 1000 + micros // 1000 + 30_000) < 2000
+        deadline = r.zscore(keys.LEASES, "j1")
+        assert deadline is not None and 0 <= deadline - (before + 30_000) < 2000
+        compat = SyncRunner(r)
+        compat.compat = True
+        for source in compat_sources():
+            r.script_load(source)
+        before = server_ms()
+        assert compat.run(calls.extend(60_000, [("j1", "tok"), ("gone", "x")])) == [b"gone"]
+        deadline = r.zscore(keys.LEASES, "j1")
+        assert deadline is not None and 0 <= deadline - (before + 60_000) < 2000
+        assert r.zscore(keys.LEASES, "gone") is None
         # A dequeue is refused whole: nothing popped, nothing leased.
         plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
         take = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token="t2", count=5)

@@ -68,12 +68,14 @@ async def test_result_hash_fields_and_default_ttls(redis_url: str, r: redis.Redi
     assert stored["worker"] == worker.worker_id
     assert "error" not in stored
     assert set(stored) == {
-        "status", "result", "name", "routing_key", "attempts", "started_at", "finished_at", "duration_ms", "worker"
+        "status", "result", "name", "routing_key", "attempts", "started_at", "finished_at", "completed_at",
+        "duration_ms", "worker",
     }  # fmt: skip
     parsed = JobResult.from_hash(ok["id"], r.hgetall(f"bananas:result:{ok['id']}"))
     assert parsed.started_at is not None and parsed.finished_at is not None and parsed.duration_ms is not None
     assert before <= parsed.started_at <= parsed.finished_at <= after
     assert parsed.duration_ms == pytest.approx((parsed.finished_at - parsed.started_at).total_seconds() * 1000, abs=1)
+    assert stored["duration_ms"].isdigit(), "whole milliseconds, as the original's readers parse them"
     assert parsed.started_at.utcoffset() is not None, "timestamps carry an offset (RFC 3339)"
     assert 0 < r.ttl(f"bananas:result:{ok['id']}") <= DEFAULT_RESULT_TTL
     assert r.ttl(f"bananas:result:{ok['id']}") >= DEFAULT_RESULT_TTL - 60

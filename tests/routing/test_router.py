@@ -41,18 +41,25 @@ def test_glob_is_case_sensitive_and_star_crosses_dots() -> None:
     assert key_of(router, "b_job") == "ab"
 
 
-def test_regex_must_match_the_whole_name() -> None:
+def test_regex_matches_at_the_start_like_celery() -> None:
+    """Celery routes a regex with ``re.match``: anchored at the start only (issue 9, item 15)."""
     router = Router().route(re.compile(r"report\.(daily|weekly)"), "reports")
     assert router.rules[0].kind is RuleKind.REGEX
     assert key_of(router, "report.daily") == "reports"
-    assert key_of(router, "report.daily.pdf") is None  # fullmatch, not search
-    assert key_of(router, "my_report.daily") is None
+    assert key_of(router, "report.daily.pdf") == "reports"  # re.match, not fullmatch
+    assert key_of(router, "my_report.daily") is None  # anchored at the start, not search
+    assert key_of(Router().route(re.compile(r"^mail_"), "email"), "mail_welcome") == "email"
+    assert key_of(Router().route(re.compile(r"mail_"), "email"), "mail_welcome") == "email"
+    whole = Router().route(re.compile(r"report\.daily$"), "r")
+    assert key_of(whole, "report.daily") == "r"
+    assert key_of(whole, "report.daily.pdf") is None
     assert key_of(Router().route(re.compile(r".*report.*"), "r"), "my_report.daily") == "r"
 
 
 def test_exact_name_with_glob_characters_via_escaped_regex() -> None:
-    router = Router().route(re.compile(re.escape("odd*name")), "odd")
+    router = Router().route(re.compile(re.escape("odd*name") + "$"), "odd")
     assert key_of(router, "odd*name") == "odd"
+    assert key_of(router, "odd*name2") is None
     assert key_of(router, "odd_and_name") is None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,41 @@ def test_missing_table_is_one_line_exit_2(routes_env: dict[str, str], tmp_path: 
     done = bananas(routes_env, "routes", "explain", "x", "--routes", str(tmp_path / "nope.toml"))
     assert done.returncode == 2 and "cannot read the file" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_every_command_imports_callable_rules_from_the_current_directory(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``bananas submit`` loads a table with ``callable = "myapp:rule"`` from the project
+    directory, exactly as ``bananas routes explain`` does (issue 9, item 14)."""
+    import redis
+
+    from bananas.redis import keys
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "myapp_routing.py").write_text(
+        "def by_tenant(name, payload):\n    return 'gpu' if name.startswith('image') else None\n"
+    )
+    table = project / "routes.toml"
+    table.write_text('[[route]]\ncallable = "myapp_routing:by_tenant"\n')
+    # No empty PYTHONPATH entry: that would put the current directory on sys.path anyway.
+    pythonpath = os.pathsep.join(p for p in cli_env["PYTHONPATH"].split(os.pathsep) if p)
+    env = {**cli_env, "BANANAS_ROUTES": str(table), "PYTHONPATH": pythonpath}
+    script = Path(sys.executable).with_name("bananas")
+    assert script.exists(), "the console script is what users run (no -m: nothing puts the cwd on sys.path)"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(script), *args], env=env, cwd=project, capture_output=True, text=True, timeout=60)
+
+    explained = run("routes", "explain", "image.resize")
+    assert explained.returncode == 0, explained.stderr
+    assert "routing key: gpu" in explained.stdout
+    submitted = run("submit", "image.resize")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    r = redis.Redis.from_url(env["REDIS_URL"])
+    try:
+        assert r.lrange(keys.route_queue("gpu", "normal"), 0, -1) == [job_id.encode()]
+    finally:
+        r.close()

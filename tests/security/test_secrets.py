@@ -92,20 +92,21 @@ def test_unreachable_server_errors_do_not_print_the_password() -> None:
         assert SECRET not in flag.output
 
 
-def test_worker_with_a_wrong_password_logs_masked_warnings_and_stops_cleanly(
+def test_worker_with_a_wrong_password_stops_at_start_with_one_masked_line(
     secure: SecureServer, tmp_path: Path
 ) -> None:
+    """Issue 9, item 8: a wrong password will not mend itself: one line naming the
+    problem, exit 3 (as the other commands), instead of warnings forever."""
     wrong = "Wr0ng-Worker-Pw"
     log = tmp_path / "worker.log"
     url = secure.url(password=wrong)
     with worker_process(log, env=cli_env(url, BANANAS_LOG_LEVEL="DEBUG")) as worker:
-        wait_until(lambda: "invalid username-password pair" in log.read_text(), what="an auth warning")
-        assert worker.poll() is None  # it keeps trying, with backoff, instead of crashing
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
+        assert worker.wait(20) == 3
     output = log.read_text()
     assert wrong not in output and "Traceback" not in output
-    assert "WARNING" in output
+    errors = [line for line in output.splitlines() if line.startswith("bananas: error:")]
+    assert len(errors) == 1 and "Redis refused the credentials" in errors[0], output
+    assert "consuming" not in output
 
 
 def test_supervised_children_get_the_url_through_the_environment(secure: SecureServer, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The package's dependency direction: core <- redis <- client/results <- worker/scheduler <- cli.
+"""The package's dependency direction: core <- redis <- client/results <- worker/scheduler <- metrics <- cli.
 
 A module may import from its own layer or lower ones only, so the pure core never grows
 I/O and the worker never reaches into the CLI.
@@ -20,13 +20,16 @@ LAYERS = {
     "aio": 1,
     "redis": 1,
     "config": 1,
+    "tracing": 1,
     "embedded": 1,
+    "process": 1,
     "client": 2,
     "results": 2,
     "limits_admin": 2,
     "worker": 3,
     "scheduler": 3,
     "dlq": 3,
+    "metrics": 4,
     "demo_app": 4,
     "cli": 5,
 }

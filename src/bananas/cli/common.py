@@ -13,7 +13,10 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis.exceptions
 
-from bananas.errors import BananasError, ConfigurationError
+from bananas.cli.log_filters import CredentialErrorFilter
+from bananas.cli.logformat import LOG_FORMATS, make_formatter
+from bananas.cli.project import import_from_project
+from bananas.errors import BananasError, ConfigurationError, StartupError
 from bananas.redis.connection import DEFAULT_REDIS_URL, mask_secrets, validate_url
 from bananas.worker.registry import Registry
 
@@ -39,6 +42,8 @@ def friendly_errors(redis_url: str | None = None) -> Iterator[None]:
     """Turn expected failures into one-line messages with secrets masked."""
     try:
         yield
+    except StartupError as exc:
+        fail(mask_secrets(str(exc), redis_url), code=3)
     except (BananasError, ValueError) as exc:
         fail(mask_secrets(str(exc), redis_url))
     except redis.exceptions.ConnectionError as exc:
@@ -48,7 +53,7 @@ def friendly_errors(redis_url: str | None = None) -> Iterator[None]:
 
 
 redis_url_option = click.option(
-    "--redis-url", default=None, help="Redis URL (default: $REDIS_URL, then redis://localhost:6379)."
+    "--redis-url", default=None, metavar="URL", help="Redis URL (default: $REDIS_URL, then redis://localhost:6379)."
 )
 
 
@@ -76,9 +81,28 @@ class SecretMaskingFilter(logging.Filter):
 _FORMATTER = logging.Formatter()
 
 
-def setup_logging(level: str, redis_url: str | None) -> None:
+log_format_option = click.option(
+    "--log-format",
+    default=None,
+    metavar="text|json",
+    help="text (one escaped line per record) or json (one object per line) ($BANANAS_LOG_FORMAT, default text).",
+)
+
+
+def resolve_log_format(flag: str | None) -> str:
+    """The flag, else $BANANAS_LOG_FORMAT, else ``text``; anything else is a one-line error."""
+    value = flag if flag is not None else os.environ.get("BANANAS_LOG_FORMAT") or "text"
+    chosen = value.strip().lower()
+    if chosen not in LOG_FORMATS:
+        setting = "--log-format" if flag is not None else "BANANAS_LOG_FORMAT"
+        fail(f"{setting}: unknown log format {value!r} (use text or json)")
+    return chosen
+
+
+def setup_logging(level: str, redis_url: str | None, log_format: str = "text") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    handler.setFormatter(make_formatter(log_format))
+    handler.addFilter(CredentialErrorFilter())  # before masking: its line is masked too
     handler.addFilter(SecretMaskingFilter(redis_url))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -93,8 +117,7 @@ def load_registry(spec: str) -> Registry:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         fail(f"APP must be 'module:attribute' naming a Registry, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_project()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

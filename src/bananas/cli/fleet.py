@@ -16,6 +16,7 @@ from bananas.client.inspect import QueueStats, RouteStats
 from bananas.core.priority import Priority
 from bananas.core.routing import validate_routing_key
 from bananas.errors import ValidationError
+from bananas.redis import eviction
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 priority_option = click.option(
@@ -77,11 +78,15 @@ def workers(as_json: bool, redis_url: str | None) -> None:
     url = resolve_redis_url(redis_url)
     with friendly_errors(url), Client(url) as client:
         found = client.workers()
+        paused = client.paused() if not as_json else []
     if as_json:
         click.echo(json.dumps([w.to_json() for w in found], indent=2))
         return
+    note = "paused (no worker starts their jobs): " + ", ".join(_where(p.routing_key, p.priority) for p in paused)
     if not found:
         click.echo("no live workers")
+        if paused:
+            click.echo(note)
         return
     now = time.time()
     rows = [
@@ -113,6 +118,8 @@ def workers(as_json: bool, redis_url: str | None) -> None:
     )
     _table(headers, rows)
     click.echo(f"\n{len(found)} worker(s), {sum(w.running for w in found)} job(s) running")
+    if paused:
+        click.echo(note)
 
 
 @click.command()
@@ -156,6 +163,9 @@ def queues(as_json: bool, redis_url: str | None) -> None:
     url = resolve_redis_url(redis_url)
     with friendly_errors(url), Client(url) as client:
         stats = client.queue_stats()
+        policy = eviction.read_policy(client.redis)
+    if eviction.risk(policy) is not eviction.EvictionRisk.NONE:  # docs/RELIABILITY.md
+        click.echo(f"bananas: warning: {eviction.describe(policy)}", err=True)
     if as_json:
         click.echo(json.dumps(stats.to_json(), indent=2))
         return
@@ -197,6 +207,8 @@ def _print_queues(stats: QueueStats) -> None:
         f"\nscheduled: {stats.scheduled}   processing: {stats.processing}   dead: {stats.dead}   "
         f"workers: {stats.workers}"
     )
+    if stats.original_processing:
+        click.echo(f"run by original Go workers (bananas:queue:processing): {stats.original_processing}")
     if stats.parked:
         click.echo("\nwaiting for a worker that runs them (no handler where taken, or rate limited):")
         for p in stats.parked:

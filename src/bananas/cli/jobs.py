@@ -13,6 +13,7 @@ import click
 import orjson
 
 from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
+from bananas.cli.types import SECONDS
 from bananas.client import Client
 from bananas.config import max_payload_bytes_from_env
 from bananas.core.job import DEFAULT_MAX_RETRIES
@@ -20,11 +21,35 @@ from bananas.core.priority import Priority
 from bananas.errors import JobFailedError, JobTimeoutError
 
 
-def _parse_payload(text: str) -> Any:
+def _parse_payload(text: str, source: str = "--payload") -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
-        fail(f"--payload is not valid JSON: {exc}")
+        fail(f"{source} is not valid JSON: {exc}")
+
+
+def _read_payload(payload: str | None, payload_file: str | None) -> Any:
+    """The payload from ``--payload JSON``, ``--payload -`` (stdin) or ``--payload-file
+    PATH``: large payloads (up to the 1 MiB limit) do not fit on a command line."""
+    if payload is not None and payload_file is not None:
+        fail("give --payload or --payload-file, not both")
+    if payload_file is not None:
+        try:
+            with open(payload_file, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:
+            fail(f"--payload-file: cannot read {payload_file!r}: {exc.strerror or exc}")
+        return _parse_payload(_text(data, "--payload-file"), f"--payload-file {payload_file}")
+    if payload == "-":
+        return _parse_payload(_text(sys.stdin.buffer.read(), "--payload -"), "--payload - (stdin)")
+    return _parse_payload("null" if payload is None else payload)
+
+
+def _text(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail(f"{source} is not UTF-8 text: {exc}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -33,7 +58,12 @@ def _reject_constant(name: str) -> Any:
 
 @click.command()
 @click.argument("name")
-@click.option("--payload", default="null", show_default=True, help="The job's payload, as JSON.")
+@click.option(
+    "--payload", default=None, metavar="JSON", help="The job's payload, as JSON ('-': read it from stdin). Default: null."
+)
+@click.option(
+    "--payload-file", default=None, metavar="PATH", help="Read the payload (JSON) from this file, up to the 1 MiB limit."
+)
 @click.option("--priority", default=None, help="high, normal or low (default: the route table's, else normal).")
 @click.option(
     "--routing-key", default=None, help="Worker pool to send it to (default: the route table's, else 'default')."
@@ -41,15 +71,16 @@ def _reject_constant(name: str) -> Any:
 @click.option(
     "--max-retries", type=int, default=None, help="Retries after the first attempt (default $MAX_RETRIES or 3)."
 )
-@click.option("--delay", type=float, default=None, help="Run after this many seconds instead of now.")
+@click.option("--delay", type=SECONDS, default=None, help="Run after this many seconds instead of now.")
 @click.option("--description", default=None, help="Free text stored with the job.")
 @click.option(
-    "--expires-in", type=float, default=None, help="Seconds the job may wait; not started by then, it never runs."
+    "--expires-in", type=SECONDS, default=None, help="Seconds the job may wait; not started by then, it never runs."
 )
 @redis_url_option
 def submit(
     name: str,
-    payload: str,
+    payload: str | None,
+    payload_file: str | None,
     priority: str | None,
     routing_key: str | None,
     max_retries: int | None,
@@ -60,7 +91,7 @@ def submit(
 ) -> None:
     """Submit job NAME; prints its id."""
     url = resolve_redis_url(redis_url)
-    value = _parse_payload(payload)
+    value = _read_payload(payload, payload_file)
     if max_retries is None:
         env = os.environ.get("MAX_RETRIES", "").strip()
         try:
@@ -98,7 +129,7 @@ def job(job_id: str, redis_url: str | None) -> None:
 
 @click.command()
 @click.argument("job_id")
-@click.option("--wait", "wait", type=float, default=None, help="Wait up to this many seconds for the result.")
+@click.option("--wait", "wait", type=SECONDS, default=None, help="Wait up to this many seconds for the result.")
 @redis_url_option
 def result(job_id: str, wait: float | None, redis_url: str | None) -> None:
     """Print the result of job JOB_ID as JSON (exit 1 if it failed or has none yet)."""

@@ -9,6 +9,7 @@ import os
 import click
 
 from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
+from bananas.cli.types import SECONDS
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_LEASE_SECONDS, WorkerSettings
 from bananas.core.clock import ServerClock
 from bananas.errors import ConfigurationError
@@ -23,7 +24,7 @@ _DEFAULTS = ReconcileLimits()
 @click.option("--dry-run", is_flag=True, help="Report what is broken without changing anything.")
 @click.option(
     "--orphan-min-age",
-    type=float,
+    type=SECONDS,
     default=_DEFAULTS.orphan_min_age,
     show_default=True,
     help="Seconds since a pending record's last update before it can count as an orphan.",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from typing import Any
 
 import click
 
 from bananas.cli.common import fail
+from bananas.cli.project import import_from_project
 from bananas.client.core import ROUTES_ENV
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY
@@ -26,8 +26,7 @@ def _load(routes_file: str | None) -> Router:
     if not path:
         fail(f"no route table: give --routes FILE or set {ROUTES_ENV}")
     # ``callable = "module:function"`` rules import from the project, as ``bananas worker`` does.
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    import_from_project()
     try:
         return Router.from_toml(path)
     except RouteTableError as exc:

@@ -11,7 +11,16 @@ import time
 
 import click
 
-from bananas.cli.common import fail, friendly_errors, load_registry, redis_url_option, resolve_redis_url, setup_logging
+from bananas.cli.common import (
+    fail,
+    friendly_errors,
+    load_registry,
+    log_format_option,
+    redis_url_option,
+    resolve_log_format,
+    resolve_redis_url,
+    setup_logging,
+)
 from bananas.config import WorkerSettings
 from bananas.errors import ConfigurationError
 from bananas.redis import connection
@@ -58,8 +67,14 @@ def collect_schedules(app: str | None, schedules_file: str | None) -> list[Sched
 @redis_url_option
 @click.option("--no-promote", is_flag=True, help="Do not promote due scheduled jobs (workers do it too).")
 @click.option("--log-level", default=None, help="DEBUG, INFO, WARNING... ($BANANAS_LOG_LEVEL, default INFO).")
+@log_format_option
 def scheduler(
-    app: str | None, schedules_file: str | None, redis_url: str | None, no_promote: bool, log_level: str | None
+    app: str | None,
+    schedules_file: str | None,
+    redis_url: str | None,
+    no_promote: bool,
+    log_level: str | None,
+    log_format: str | None,
 ) -> None:
     """Enqueue the periodic schedules of APP (module:attribute) and/or a schedule file.
 
@@ -67,7 +82,7 @@ def scheduler(
     them. Also moves due scheduled jobs and retries to their ready queues.
     """
     url = resolve_redis_url(redis_url)
-    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", url)
+    setup_logging(log_level or os.environ.get("BANANAS_LOG_LEVEL") or "INFO", url, resolve_log_format(log_format))
     try:
         # The promoter parks unreadable entries like a worker's does: same settings.
         settings = WorkerSettings.from_env(os.environ, redis_url=url)
@@ -80,7 +95,7 @@ def scheduler(
         logging.getLogger("bananas.scheduler").warning("no schedules defined; only promoting due scheduled jobs")
     service = Scheduler(
         schedules, redis_url=url, promote=not no_promote, failed_ttl=settings.failed_ttl,
-        dead_letter_cap=settings.dead_letter_cap,
+        dead_letter_cap=settings.dead_letter_cap, compat=settings.compat,
     )  # fmt: skip
     with friendly_errors(url):
         asyncio.run(service.run(install_signal_handlers=True))

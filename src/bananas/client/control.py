@@ -42,9 +42,9 @@ def target(routing_key: str, priority: Priority | str | None) -> tuple[str, Prio
 
 
 def pause(routing_key: str, priority: Priority | str | None, now: float) -> Action:
-    """Returns True if it was not paused before."""
+    """Returns True if it was not paused before (a second pause keeps the first time)."""
     key, prio = target(routing_key, priority)
-    (added,) = yield [("HSET", keys.PAUSED, keys.paused_field(key, prio), f"{now:.3f}")]
+    (added,) = yield [("HSETNX", keys.PAUSED, keys.paused_field(key, prio), f"{now:.3f}")]
     return bool(added)
 
 

@@ -19,10 +19,12 @@ from typing import Any
 from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
+from bananas.core.compat import ORIGINAL
 from bananas.core.job import (
     DEFAULT_MAX_RETRIES,
     FINAL_STATUSES,
     MAX_TTL,
+    TRACEPARENT,
     Job,
     JobStatus,
     RecordTemplate,
@@ -35,8 +37,16 @@ from bananas.core.priority import Priority
 from bananas.core.result import CANCELLED, result_fields
 from bananas.core.router import Route, Router
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
+from bananas.core.workflow import (
+    DEFAULT_WORKFLOW_RESULT_TTL,
+    DEFAULT_WORKFLOW_TTL,
+    Signature,
+    Workflow,
+    WorkflowPlan,
+    plan_workflow,
+)
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
-from bananas.redis import calls
+from bananas.redis import calls, keys
 from bananas.redis.scripts import Call
 
 #: Jobs per script call in ``submit_many``; larger batches are split, then sent together.
@@ -62,6 +72,9 @@ class ClientCore:
     max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES
     clock: Clock = SYSTEM_CLOCK
     router: Router | None = None
+    #: Migration mode (``"original"``, see ``bananas.core.compat``): jobs of the
+    #: ``default`` routing key go to the legacy lists the original Go workers read.
+    compat: str | None = None
 
     def __post_init__(self) -> None:
         limit = self.max_payload_bytes
@@ -117,12 +130,55 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
-        return job.id, calls.submit(job, job.to_record())
+        _set_traceparent(job, traceparent)
+        if unique_key is not None or unique_for is not None:
+            key, seconds = check_unique(unique_key, unique_for)
+            job.extra["unique_key"] = key
+            return job.id, calls.submit_unique(job, job.to_record(), key, seconds)
+        return job.id, calls.submit(job, job.to_record(), queue=self._queue(routing_key, job.priority))
+
+    def submit_workflow(
+        self,
+        workflow: Workflow,
+        *,
+        workflow_ttl: int | None = None,
+        result_ttl: int | None = None,
+        traceparent: str | None = None,
+    ) -> tuple[WorkflowPlan, Call]:
+        """Build every step (routed like any submit) and the call that stores the
+        workflow and queues its first stage."""
+        ttl = _seconds("workflow_ttl", workflow_ttl, DEFAULT_WORKFLOW_TTL)
+        kept = _seconds("result_ttl", result_ttl, DEFAULT_WORKFLOW_RESULT_TTL)
+
+        def build(signature: Signature) -> Job:
+            routing_key, priority = self.route(
+                signature.name, signature.payload, signature.routing_key, signature.priority
+            )
+            retries = DEFAULT_MAX_RETRIES if signature.max_retries is None else signature.max_retries
+            job = self.build(signature.name, signature.payload, priority, routing_key, retries, signature.description)
+            if signature.timeout is not None:
+                job.extra["timeout"] = signature.timeout
+            _set_result_ttl(job, signature.result_ttl)
+            _set_traceparent(job, traceparent)
+            return job
+
+        plan = plan_workflow(workflow, build)
+        if result_ttl is not None:
+            for stage in plan.stages:
+                for job in stage:
+                    job.extra["workflow"]["result_ttl"] = kept
+        created = format_time(to_datetime(self.clock.now()))
+        first = [(job, job.to_record()) for job in plan.stages[0]]
+        waiting = [(job.id, job.to_record()) for stage in plan.stages[1:] for job in stage]
+        return plan, calls.submit_workflow(plan.id, plan.spec(created), ttl, first, waiting)
 
     def submit_many(
         self,
@@ -133,6 +189,7 @@ class ClientCore:
         routing_key: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[list[str], list[Call]]:
         """Validate every payload before anything is sent: one bad payload, no job written.
 
@@ -159,7 +216,8 @@ class ClientCore:
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
-                group = (RecordTemplate(name, prio, key, now, max_retries, expiry), [], [])
+                shared = {**expiry, TRACEPARENT: traceparent} if traceparent else expiry
+                group = (RecordTemplate(name, prio, key, now, max_retries, shared), [], [])
                 groups[(key, prio)] = group
             try:
                 encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
@@ -173,8 +231,17 @@ class ClientCore:
         for (key, prio), (_, group_ids, records) in groups.items():
             for start in range(0, len(group_ids), SUBMIT_MANY_CHUNK):
                 end = start + SUBMIT_MANY_CHUNK
-                batch.append(calls.submit_many(key, prio, group_ids[start:end], records[start:end]))
+                batch.append(
+                    calls.submit_many(key, prio, group_ids[start:end], records[start:end], queue=self._queue(key, prio))
+                )
         return ids, batch
+
+    def _queue(self, routing_key: str, priority: Priority) -> str | None:
+        """The list a new job goes to when it is not its routing key's own ready list:
+        in migration mode, the legacy list of its priority for ``default`` jobs."""
+        if self.compat == ORIGINAL and routing_key == DEFAULT_ROUTING_KEY:
+            return keys.legacy_queue(priority)
+        return None
 
     def schedule(
         self,
@@ -189,12 +256,14 @@ class ClientCore:
         description: str | None = None,
         result_ttl: int | None = None,
         expires_in: float | timedelta | None = None,
+        traceparent: str | None = None,
     ) -> tuple[str, Call]:
         due = self.due_time(run_at, delay)
         routing_key, priority = self.route(name, payload, routing_key, priority)
         job = self.build(name, payload, priority, routing_key, max_retries, description)
         _set_result_ttl(job, result_ttl)
         self._set_expiry(job, expires_in)
+        _set_traceparent(job, traceparent)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
         return job.id, calls.schedule(job, job.to_record(), due)
@@ -235,6 +304,17 @@ class ClientCore:
         return calls.cancel(
             job, seen, job.to_record(), fields, record_ttl=DEFAULT_FAILED_TTL, result_ttl=DEFAULT_RESULT_FAILURE_TTL
         )
+
+    def after_cancel(self, job_id: str, seen: bytes | str | None) -> Call | None:
+        """The call sent with a cancel (in one transaction) when the job carries hand-offs:
+        it releases the job's unique key and fails its workflow. None for a plain job."""
+        if seen is None:
+            return None
+        try:
+            job = Job.from_record(seen, job_id=job_id)
+        except MalformedJobError:
+            return None
+        return calls.abandon_job(job, format_time(to_datetime(self.clock.now())))
 
     def due_time(self, run_at: datetime | None, delay: float | timedelta | None) -> float:
         if run_at is not None and delay is not None:
@@ -280,3 +360,46 @@ def _set_result_ttl(job: Job, result_ttl: int | None) -> None:
     if result_ttl > MAX_TTL:
         raise ValidationError(f"result_ttl must be at most {MAX_TTL} seconds (about 68 years), got {result_ttl}")
     job.extra["result_ttl"] = result_ttl
+
+
+#: Seconds a unique key is held when ``unique_for`` is not given (it is released as
+#: soon as the job ends in any case).
+DEFAULT_UNIQUE_FOR = 24 * 3600
+#: Longest unique key accepted.
+MAX_UNIQUE_KEY_LENGTH = 512
+
+
+def check_unique(unique_key: object, unique_for: object) -> tuple[str, int]:
+    """Validate ``unique_key``/``unique_for``; the lock's key and TTL in whole seconds."""
+    if not isinstance(unique_key, str) or not unique_key:
+        raise ValidationError(f"unique_key must be a non-empty string, got {unique_key!r}")
+    if len(unique_key) > MAX_UNIQUE_KEY_LENGTH:
+        raise ValidationError(
+            f"unique_key is {len(unique_key)} characters long, the maximum is {MAX_UNIQUE_KEY_LENGTH}"
+        )
+    try:
+        unique_key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("unique_key is not valid text") from None
+    if unique_for is None:
+        return unique_key, DEFAULT_UNIQUE_FOR
+    seconds = unique_for.total_seconds() if isinstance(unique_for, timedelta) else unique_for
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise ValidationError(f"unique_for must be a number of seconds > 0 or a timedelta, got {unique_for!r}")
+    if seconds <= 0 or seconds > MAX_DELAY_SECONDS:
+        raise ValidationError(f"unique_for must be more than 0 seconds and at most ten years, got {seconds!r}")
+    return unique_key, max(1, math.ceil(seconds))
+
+
+def _seconds(what: str, value: object, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValidationError(f"{what} must be a whole number of seconds > 0, got {value!r}")
+    return value
+
+
+def _set_traceparent(job: Job, traceparent: str | None) -> None:
+    """The submitter's W3C trace context (bananas.tracing), carried in ``traceparent``."""
+    if traceparent:
+        job.extra[TRACEPARENT] = traceparent

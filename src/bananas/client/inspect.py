@@ -144,6 +144,8 @@ class QueueStats:
     routes: list[RouteStats] = field(default_factory=list)
     paused: list[PausedQueue] = field(default_factory=list)
     workers: int = 0
+    #: Jobs original Go workers are running (``bananas:queue:processing``, docs/MIGRATING.md).
+    original_processing: int = 0
 
     def ready(self, routing_key: str, priority: Priority | str) -> int:
         prio = Priority.parse(priority)
@@ -210,6 +212,7 @@ class QueueStats:
             "parked": [p.to_json() for p in self.parked],
             "paused": [p.to_json() for p in self.paused],
             "workers": self.workers,
+            "original_processing": self.original_processing,
             "problems": [p.to_json() for p in self.problems],
         }
 
@@ -308,6 +311,7 @@ def read_queue_stats(now: float) -> Reader:
     for key in plan.list_keys:
         commands += [("LLEN", key), ("LINDEX", key, -1)]
     commands += [("ZCARD", keys.SCHEDULED), ("ZCARD", keys.LEASES), ("LLEN", keys.DEAD)]
+    commands += [("LLEN", keys.ORIGINAL_PROCESSING)]
     commands += [("SMEMBERS", keys.parked_index(k)) for k in plan.routing_keys]
     commands += [("HGETALL", keys.worker_info(i)) for i in workers_ids]
     commands += _mget_records(leased)
@@ -315,8 +319,8 @@ def read_queue_stats(now: float) -> Reader:
     n = len(plan.refs)
     depths = [int(replies[2 * i]) for i in range(n)]
     heads = [decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
-    scheduled, processing, dead = (int(v) for v in replies[2 * n : 2 * n + 3])
-    at = 2 * n + 3
+    scheduled, processing, dead, original = (int(v) for v in replies[2 * n : 2 * n + 4])
+    at = 2 * n + 4
     indexes = replies[at : at + len(plan.routing_keys)]
     at += len(plan.routing_keys)
     workers = _parse_workers(workers_ids, replies[at : at + len(workers_ids)])
@@ -347,7 +351,7 @@ def read_queue_stats(now: float) -> Reader:
     if present:
         ready_since.update(_ready_times(present, (yield _mget_records(present))))
 
-    return _assemble(
+    stats = _assemble(
         now,
         plan,
         depths,
@@ -363,6 +367,7 @@ def read_queue_stats(now: float) -> Reader:
         paused,
         in_flight,
     )
+    return replace(stats, original_processing=original)
 
 
 def _assemble(

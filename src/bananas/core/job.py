@@ -16,6 +16,7 @@ from typing import Any
 from bananas.core import codec
 from bananas.core.clock import format_time, parse_time
 from bananas.core.priority import Priority
+from bananas.core.progress import Progress, ProgressSink, check_progress
 from bananas.core.routing import DEFAULT_ROUTING_KEY, normalize_routing_key, validate_routing_key
 from bananas.errors import MalformedJobError, ValidationError
 
@@ -48,6 +49,10 @@ MAX_TTL = 2**31 - 1
 #: Longest job name and description accepted from producers.
 MAX_NAME_LENGTH = 256
 MAX_DESCRIPTION_LENGTH = 64 * 1024
+
+#: Optional record field: the submitter's W3C trace context (bananas.tracing,
+#: docs/WIRE_FORMAT.md). Kept in ``Job.extra`` like any producer's field.
+TRACEPARENT = "traceparent"
 
 # Fields with a meaning in this version; everything else in a record goes to ``extra``.
 _KNOWN = frozenset(
@@ -98,6 +103,26 @@ class Job:
     #: (``bananas cancel``). A sync handler that runs long should check it and return;
     #: threads cannot be stopped from outside. Never written to the record.
     cancel_requested: bool = field(default=False, repr=False, compare=False)
+    #: The last progress reported (``set_progress``), or read by ``Client.get_job``.
+    #: Never written to the record (it lives in ``bananas:progress:{id}``).
+    progress: Progress | None = field(default=None, repr=False, compare=False)
+    #: Set by the worker: where ``set_progress`` sends reports (throttled).
+    _progress_sink: ProgressSink | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def parent_result(self) -> Any:
+        """A workflow step's input from the stage before it: the previous step's result,
+        or the list of a group's results in the group's order (None for a first step)."""
+        return self.extra.get("parent_result")
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the handler is (0 to 1), with an optional message. Safe from
+        sync and async handlers; the worker writes at most a few reports a second and
+        always the last one."""
+        fraction, message = check_progress(fraction, message)
+        self.progress = Progress(fraction, message)
+        if self._progress_sink is not None:
+            self._progress_sink(fraction, message)
 
     def set_routing_key(self, key: str, *, now: datetime | None = None) -> None:
         """Change the routing key after validating it; bumps ``updated_at``."""

@@ -2,11 +2,21 @@
 
 Fields: ``status`` ("completed", "failed", "cancelled" or "expired"), ``result`` (JSON text, completed only),
 ``error`` (failed only), ``name``, ``routing_key``, ``attempts``, ``started_at`` and
-``finished_at`` (RFC 3339), ``duration_ms``, ``worker``.
+``finished_at`` (RFC 3339, microseconds), ``completed_at`` (RFC 3339, whole seconds,
+``Z``: the original Go service's field), ``duration_ms`` (whole milliseconds as decimal
+text, as the original writes it), ``worker``.
+
+The original's readers (its Go ``WaitForResult``, Python and TypeScript SDKs) need
+``completed_at`` and an integer ``duration_ms``: Python's ``int()`` raises on ``"0.681"``
+and Go's ``ParseInt`` reads it as 0. Our reader takes both our hashes and the
+original's (``completed_at`` stands in for ``finished_at``; ``duration_ms`` with or
+without a fraction).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,8 +76,8 @@ class JobResult:
             routing_key=fields.get("routing_key"),
             attempts=int(fields.get("attempts") or 0),
             started_at=parse_time(fields.get("started_at")),
-            finished_at=parse_time(fields.get("finished_at")),
-            duration_ms=float(duration) if duration else None,
+            finished_at=_finished_at(fields),
+            duration_ms=_milliseconds(duration),
             worker=fields.get("worker"),
         )
 
@@ -83,7 +93,8 @@ def result_fields(
         "attempts", str(job.attempts),
         "started_at", format_time(to_datetime(started)),
         "finished_at", format_time(to_datetime(finished)),
-        "duration_ms", f"{(finished - started) * 1000:.3f}",
+        "completed_at", format_seconds(finished),
+        "duration_ms", str(max(0, int((finished - started) * 1000))),
         "worker", worker,
     ]  # fmt: skip
     if encoded_result is not None:
@@ -91,3 +102,32 @@ def result_fields(
     if job.error:
         out += ["error", job.error]
     return out
+
+
+def format_seconds(timestamp: float) -> str:
+    """RFC 3339 at whole seconds, UTC written ``Z``: Go's ``time.RFC3339`` layout, which
+    the original's ``completed_at`` uses (``2026-12-03T13:14:26Z``)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _finished_at(fields: Mapping[str, str]) -> datetime | None:
+    for name in ("finished_at", "completed_at"):
+        try:
+            found = parse_time(fields.get(name))
+        except ValueError:
+            continue
+        if found is not None:
+            return found
+    return None
+
+
+def _milliseconds(text: str | None) -> float | None:
+    """``duration_ms`` as either side writes it: ``"1144"`` (integer, the original and
+    ours since the migration work) or ``"0.681"`` (ours before)."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

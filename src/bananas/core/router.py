@@ -6,8 +6,9 @@ matches decides. A rule's pattern is one of:
 - an exact job name: a ``str`` without glob characters (``"send_email"``);
 - a glob: a ``str`` with ``*``, ``?`` or ``[`` (``"image.*"``), matched with
   ``fnmatch.fnmatchcase`` (case-sensitive; ``*`` also matches dots);
-- a regular expression: a compiled ``re.Pattern``, matched with ``fullmatch`` so the
-  whole name must match (``re.compile(r"report\\.(daily|weekly)")``);
+- a regular expression: a compiled ``re.Pattern``, matched with ``re.match`` as Celery
+  does: anchored at the start of the name only (``re.compile(r"report\\.")`` matches
+  ``report.daily.pdf``); end it with ``$`` to require the whole name;
 - a callable ``(name, payload) -> routing key | (routing key, priority) | None``;
   ``None`` means "no opinion", and evaluation goes on with the next rule.
 
@@ -38,6 +39,7 @@ import fnmatch
 import importlib
 import os
 import re
+import string
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,7 +95,7 @@ class Rule:
             return fnmatch.fnmatchcase(name, target)
         if self.kind is RuleKind.REGEX:
             assert isinstance(target, re.Pattern)
-            return target.fullmatch(name) is not None
+            return target.match(name) is not None
         return False
 
     def decide(self, name: str, payload: Any, source: str | None = None) -> Route | None:
@@ -162,10 +164,11 @@ class Router:
         """Add a rule at the end of the table and return the router, so calls chain.
 
         ``pattern``: an exact name (``str``), a glob (``str`` with ``*``, ``?`` or ``[``),
-        a compiled regular expression (full match), or a callable ``(name, payload)``.
+        a compiled regular expression (``re.match``: anchored at the start only, as in
+        Celery), or a callable ``(name, payload)``.
         A callable returns its own routing key, so ``routing_key`` is then not given;
         ``priority`` is the callable's default when it returns a bare routing key.
-        An exact name that contains glob characters: ``re.compile(re.escape(name))``.
+        An exact name that contains glob characters: ``re.compile(re.escape(name) + "$")``.
         """
         number = len(self._rules) + 1
         if isinstance(pattern, re.Pattern):
@@ -306,6 +309,67 @@ class Router:
             router._add_entry(number, entry)
         return router
 
+    # -- Celery ---------------------------------------------------------------------
+
+    @classmethod
+    def from_celery(cls, task_routes: Any, *, source: str = "task_routes") -> Router:
+        """A route table from Celery's ``task_routes`` setting, as it is.
+
+        ``task_routes`` is a dict, or a list (or tuple) of dicts or of lists of
+        ``(pattern, route)`` pairs (Celery's ordered form), mapping a task name,
+        a glob or a compiled regular expression to ``{"queue": name, ...}`` or to a
+        plain queue name. Celery's queue becomes the routing key; its other route
+        options (exchange, routing_key, priority...) have no meaning here and are
+        ignored. Matching follows Celery exactly (``celery.app.routes.MapRoute``):
+        dicts are asked in order; within one, an exact task name wins over every
+        pattern, then patterns in the order written; a ``*`` glob matches like Celery's
+        (``*`` is one or more characters, anchored at the start only) and a regular
+        expression is applied with ``re.match`` (anchored at the start only). Only ``*``
+        makes a glob: ``?`` and ``[`` are plain characters of a task name, as in Celery.
+        Router classes and functions named in ``task_routes`` are refused (name them
+        with ``Router.route(callable)`` instead).
+        """
+        router = cls(source=source)
+        tables = [task_routes] if isinstance(task_routes, dict) else task_routes
+        if isinstance(tables, str | bytes) or not isinstance(tables, list | tuple):
+            raise RouteTableError(
+                f"task_routes must be a dict or a list of dicts, not {type(task_routes).__name__}", source=source
+            )
+        for position, table in enumerate(tables):
+            if isinstance(table, dict):
+                pairs = list(table.items())
+            elif isinstance(table, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2 for p in table):
+                pairs = [(p[0], p[1]) for p in table]  # Celery's ([(pattern, route), ...],) form
+            else:
+                what = "a router name" if isinstance(table, str) else type(table).__name__
+                raise RouteTableError(
+                    f"task_routes[{position}] is {what}: only dicts (or lists of (pattern, route) pairs) "
+                    "are supported; add router functions with Router.route(callable)",
+                    source=source,
+                )
+            exact: list[tuple[str, object]] = []
+            patterns: list[tuple[str | re.Pattern[str], object]] = []
+            for key, value in pairs:
+                if isinstance(key, re.Pattern):
+                    patterns.append((key, value))
+                elif isinstance(key, str):
+                    (patterns if "*" in key else exact).append((key, value))
+                else:
+                    raise RouteTableError(
+                        f"a task_routes key is a task name, a glob or a compiled regex, not {type(key).__name__}",
+                        source=source,
+                    )
+            for name, value in exact:
+                router._add(RuleKind.NAME, name, name, _celery_queue(name, value, source), None)
+            for pattern, value in patterns:
+                queue = _celery_queue(pattern if isinstance(pattern, str) else pattern.pattern, value, source)
+                if isinstance(pattern, str):
+                    compiled = re.compile(_celery_glob_to_re(pattern))
+                    router._add(RuleKind.REGEX, compiled, compiled.pattern, queue, None)
+                else:
+                    router.route(pattern, queue)
+        return router
+
     def _add_entry(self, number: int, entry: dict[str, Any]) -> None:
         kinds = [field for field in _PATTERN_FIELDS if field in entry]
         label = _describe(RuleKind(kinds[0]), entry[kinds[0]]) if len(kinds) == 1 else None
@@ -374,3 +438,26 @@ def _import_callable(spec: str, error: Callable[[str], RouteTableError]) -> Rout
         raise error(f"{spec} is a {type(target).__name__}, not a callable")
     function: RouteFunction = target
     return function
+
+
+def _celery_glob_to_re(glob: str) -> str:
+    """Celery's ``glob_to_re``: punctuation but ``*`` escaped, ``*`` -> ``.+?``."""
+    quote = set(string.punctuation) - {"*"}
+    return "".join("\\" + c if c in quote else c for c in glob).replace("*", ".+?")
+
+
+def _celery_queue(pattern: object, value: object, source: str) -> str:
+    """The queue of one Celery route: ``{"queue": name, ...}`` or a plain name."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        queue = value.get("queue")
+        if isinstance(queue, str) and queue:
+            return queue
+        if isinstance(queue, dict) and isinstance(queue.get("name"), str):
+            return str(queue["name"])
+        raise RouteTableError(f"the route of {pattern!r} has no 'queue' (got {value!r})", source=source)
+    raise RouteTableError(
+        f"the route of {pattern!r} must be {{'queue': name}} or a queue name, not {type(value).__name__}",
+        source=source,
+    )

@@ -6,12 +6,14 @@ Pure functions (no I/O), shared by the sync client, the async client and the wor
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bananas.core.job import Job
 from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.core.selection import DequeuePlan, Source
+from bananas.core.workflow import step_link, unique_key_of, workflow_result_ttl
 from bananas.redis import keys
 from bananas.redis.scripts import Call, ScriptName
 
@@ -23,23 +25,26 @@ def ready_queue_of(job: Job) -> str:
     return keys.route_queue(job.routing_key, job.priority)
 
 
-def submit(job: Job, record: bytes) -> Call:
+def submit(job: Job, record: bytes, *, queue: str | None = None) -> Call:
+    """``queue`` overrides the job's ready list (migration mode: a legacy list)."""
     return Call(
         ScriptName.SUBMIT,
-        (keys.job(job.id), ready_queue_of(job), keys.ROUTING_KEYS),
+        (keys.job(job.id), queue or ready_queue_of(job), keys.ROUTING_KEYS),
         (job.id, record, job.routing_key, keys.route_notify_channel(job.routing_key)),
     )
 
 
-def submit_many(routing_key: str, priority: Priority, ids: Sequence[str], records: Sequence[bytes]) -> Call:
-    """New jobs that all share ``routing_key`` and ``priority``."""
+def submit_many(
+    routing_key: str, priority: Priority, ids: Sequence[str], records: Sequence[bytes], *, queue: str | None = None
+) -> Call:
+    """New jobs that all share ``routing_key`` and ``priority`` (``queue`` as in ``submit``)."""
     args: list[str | bytes] = [routing_key, keys.route_notify_channel(routing_key)]
     for job_id, record in zip(ids, records, strict=True):
         args.append(job_id)
         args.append(record)
     return Call(
         ScriptName.SUBMIT_MANY,
-        (*(keys.job(i) for i in ids), keys.route_queue(routing_key, priority), keys.ROUTING_KEYS),
+        (*(keys.job(i) for i in ids), queue or keys.route_queue(routing_key, priority), keys.ROUTING_KEYS),
         tuple(args),
     )
 
@@ -119,6 +124,16 @@ def park(job: Job, token: str, record: bytes) -> Call:
             keys.parked_member(job.priority, job.name),
             keys.route_notify_channel(job.routing_key),
         ),
+    )
+
+
+def reroute(job: Job, token: str) -> Call:
+    """A leased job found in another routing key's list (a legacy list included) goes to
+    its own ready list, unrun (see reroute.lua)."""
+    return Call(
+        ScriptName.REROUTE,
+        (*LEASE_KEYS, ready_queue_of(job), keys.ROUTING_KEYS),
+        (job.id, token, job.routing_key, keys.route_notify_channel(job.routing_key)),
     )
 
 
@@ -220,6 +235,11 @@ def drop(job_id: str, token: str) -> Call:
     return Call(ScriptName.DROP, LEASE_KEYS, (job_id, token))
 
 
+def drop_if_held(job_id: str, token: str) -> Call:
+    """End the delivery, unrun, if an original Go worker runs the job (see the script)."""
+    return Call(ScriptName.DROP_IF_HELD, (*LEASE_KEYS, keys.ORIGINAL_PROCESSING), (job_id, token))
+
+
 def extend(lease_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     """Extend the leases in ``held`` to ``lease_ms`` from the server's time when it runs."""
     args: list[str | int] = [lease_ms]
@@ -229,10 +249,17 @@ def extend(lease_ms: int, held: Sequence[tuple[str, str]]) -> Call:
     return Call(ScriptName.EXTEND, (keys.LEASES, keys.LEASE_OWNERS), tuple(args))
 
 
-def promote(job: Job, record: bytes) -> Call:
+def promote(job: Job, record: bytes, *, legacy_default: bool = False) -> Call:
+    """``legacy_default`` (migration mode): a ``default`` job goes to the legacy list of
+    its priority, where original Go workers can take it too."""
+    queue = (
+        keys.legacy_queue(job.priority)
+        if legacy_default and job.routing_key == DEFAULT_ROUTING_KEY
+        else ready_queue_of(job)
+    )
     return Call(
         ScriptName.PROMOTE,
-        (keys.SCHEDULED, ready_queue_of(job), keys.job(job.id)),
+        (keys.SCHEDULED, queue, keys.job(job.id)),
         (job.id, record, keys.route_notify_channel(job.routing_key)),
     )
 
@@ -240,7 +267,7 @@ def promote(job: Job, record: bytes) -> Call:
 def recover_to_ready(job: Job, seen_token: str, now_ms: int, record: bytes) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id)),
+        (*LEASE_KEYS, keys.job(job.id), ready_queue_of(job), keys.result(job.id), keys.ORIGINAL_PROCESSING),
         (job.id, seen_token, now_ms, record, "ready", keys.route_notify_channel(job.routing_key), 0, "", 0, 0),
     )
 
@@ -258,7 +285,7 @@ def recover_to_dead(
 ) -> Call:
     return Call(
         ScriptName.RECOVER,
-        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id)),
+        (*LEASE_KEYS, keys.job(job_id), keys.DEAD, keys.result(job_id), keys.ORIGINAL_PROCESSING),
         (
             job_id,
             seen_token,
@@ -359,3 +386,133 @@ def purge(
     return Call(
         ScriptName.PURGE, (list_key, *(keys.job(i) for i in ids), *(keys.result(i) for i in ids)), tuple(args)
     )
+
+
+# -- workflows, unique jobs, progress (docs/WORKFLOWS.md) ---------------------------------
+
+
+def submit_unique(job: Job, record: bytes, unique_key: str, unique_for: int) -> Call:
+    """Queue ``job`` unless another job holds ``unique_key``; replies the holder's id."""
+    return Call(
+        ScriptName.SUBMIT_UNIQUE,
+        (keys.job(job.id), ready_queue_of(job), keys.ROUTING_KEYS, keys.unique_lock(unique_key)),
+        (job.id, record, job.routing_key, keys.route_notify_channel(job.routing_key), unique_for),
+    )
+
+
+def submit_workflow(
+    workflow_id: str,
+    spec: bytes,
+    ttl_seconds: int,
+    first: Sequence[tuple[Job, bytes]],
+    waiting: Sequence[tuple[str, bytes]],
+) -> Call:
+    """Store a workflow and queue its first stage (``first``); the steps of later stages
+    (``waiting``) are kept in the workflow hash until their stage starts."""
+    keys_out: list[str] = [keys.workflow(workflow_id), keys.ROUTING_KEYS]
+    args: list[str | bytes | int] = [ttl_seconds, spec, len(waiting)]
+    for step_id, record in waiting:
+        args += [step_id, record]
+    for job, record in first:
+        keys_out += [keys.job(job.id), ready_queue_of(job)]
+        args += [job.id, record, job.routing_key, keys.route_notify_channel(job.routing_key)]
+    return Call(ScriptName.SUBMIT_WORKFLOW, tuple(keys_out), tuple(args))
+
+
+@dataclass(frozen=True, slots=True)
+class StepEnd:
+    """What ``finish`` needs to hand a workflow step's end on (see finish.lua)."""
+
+    workflow_id: str
+    stage: int
+    index: int
+    size: int
+    is_group: bool
+    allow_failure: bool
+    #: Next stage: (id, routing key, priority) per step.
+    next: Sequence[tuple[str, str, Priority]]
+    result_json: bytes
+    error: str
+    kept_seconds: int
+    now: str
+
+
+def finish(
+    job_id: str,
+    token: str,
+    record: bytes,
+    ttl_seconds: int,
+    status: str,
+    *,
+    dead_cap: int = -1,
+    result_ttl: int = 0,
+    result: Sequence[str | bytes] = (),
+    unique_key: str | None = None,
+    step: StepEnd | None = None,
+) -> Call:
+    """End a leased job that carries hand-offs: release its unique lock, hand a workflow
+    step on to the next stage (or fail its workflow). ``dead_cap`` -1: no dead letter."""
+    keys_out: list[str] = [*LEASE_KEYS, keys.job(job_id), keys.result(job_id), keys.DEAD]
+    if unique_key is not None:
+        keys_out.append(keys.unique_lock(unique_key))
+    args: list[str | bytes | int] = [
+        job_id, token, record, ttl_seconds, status, dead_cap, result_ttl if result else 0,
+        keys.result_notify_channel(job_id), 1 if unique_key is not None else 0,
+    ]  # fmt: skip
+    if step is None:
+        args += [0, 0, 0, 0, 0, 0, "null", "", 0, "", "", 0]
+    else:
+        keys_out += [keys.workflow(step.workflow_id), keys.result(step.workflow_id), keys.ROUTING_KEYS]
+        args += [
+            1, step.stage, step.index, step.size, 1 if step.is_group else 0, 1 if step.allow_failure else 0,
+            step.result_json, step.error, step.kept_seconds, keys.result_notify_channel(step.workflow_id),
+            step.now, len(step.next),
+        ]  # fmt: skip
+        for next_id, routing_key, priority in step.next:
+            keys_out += [keys.job(next_id), keys.route_queue(routing_key, priority)]
+            args += [next_id, routing_key, keys.route_notify_channel(routing_key)]
+    args.append(len(result) if result_ttl else 0)
+    if result_ttl:
+        args += result
+    return Call(ScriptName.FINISH, tuple(keys_out), tuple(args))
+
+
+def progress(job_id: str, token: str, fraction: float, message: str, at: str, ttl_seconds: int) -> Call:
+    return Call(
+        ScriptName.PROGRESS,
+        (keys.LEASE_OWNERS, keys.progress(job_id)),
+        (job_id, token, repr(float(fraction)), message, at, ttl_seconds, keys.progress_notify_channel(job_id)),
+    )
+
+
+def abandon(
+    job_id: str,
+    unique_key: str | None,
+    workflow_id: str | None,
+    kept_seconds: int,
+    now: str,
+    *,
+    status: str = "cancelled",
+    reason: str = "",
+) -> Call:
+    """A job ended without a worker (cancelled, or parked as a poison pill): release its
+    unique key, fail its workflow; applies only if its record has ``status``."""
+    lock = keys.unique_lock(unique_key) if unique_key is not None else keys.job(job_id)
+    flow = keys.workflow(workflow_id) if workflow_id is not None else keys.job(job_id)
+    outcome = keys.result(workflow_id) if workflow_id is not None else keys.result(job_id)
+    channel = keys.result_notify_channel(workflow_id) if workflow_id is not None else ""
+    args = (
+        job_id, 1 if unique_key is not None else 0, 1 if workflow_id is not None else 0, kept_seconds, channel,
+        now, status, reason or f"step {job_id} {status}",
+    )  # fmt: skip
+    return Call(ScriptName.ABANDON, (keys.job(job_id), lock, flow, outcome), args)
+
+
+def abandon_job(job: Job, now: str, *, status: str = "cancelled", reason: str = "") -> Call | None:
+    """``abandon`` for ``job`` if it carries hand-offs (a workflow, a unique key), else None."""
+    link = step_link(job)
+    unique_key = unique_key_of(job)
+    if link is None and unique_key is None:
+        return None
+    workflow_id = link.workflow_id if link is not None else None
+    return abandon(job.id, unique_key, workflow_id, workflow_result_ttl(job), now, status=status, reason=reason)

@@ -128,6 +128,10 @@ class Inventory:
         cursor, found = await self._redis.scan(cursor, match=keys.job("*"), count=count)
         return int(cursor), [decode_id(k)[len(prefix) :] for k in found]
 
+    async def held_by_original(self) -> set[str]:
+        """Ids in ``bananas:queue:processing``: jobs original Go workers are running."""
+        return {decode_id(m) for m in await self._redis.lrange(keys.ORIGINAL_PROCESSING, 0, -1)}
+
     async def worker_alive(self, worker_id: str) -> bool:
         """Whether the worker still announces itself (its info hash has not expired)."""
         return bool(await self._redis.exists(keys.worker_info(worker_id)))

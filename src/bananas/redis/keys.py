@@ -35,6 +35,9 @@ def queue(ref: QueueRef) -> str:
 SCHEDULED = f"{PREFIX}:queue:scheduled"
 #: Dead letter list of job ids (newest on the left).
 DEAD = f"{PREFIX}:queue:dead"
+#: List the ORIGINAL Go workers keep the jobs they run in (BRPOPLPUSH from the legacy
+#: lists; no lease, no heartbeat). Read only: ours never re-queue an id found here.
+ORIGINAL_PROCESSING = f"{PREFIX}:queue:processing"
 #: Sorted set of leased (in-flight) job ids, score = lease deadline in Unix milliseconds.
 LEASES = f"{PREFIX}:leases"
 #: Hash job id -> lease token of the delivery that holds the lease.
@@ -143,3 +146,31 @@ def schedule(schedule_id: str) -> str:
     """Hash of one periodic schedule: its cursor (every tick at or before it is decided),
     definition, last and next run, run count and last error."""
     return f"{PREFIX}:schedule:{schedule_id}"
+
+
+# -- workflows, unique jobs, progress (docs/WORKFLOWS.md) ---------------------------------
+
+
+def workflow(workflow_id: str) -> str:
+    """Hash of one workflow (chain, group, chord): ``spec`` (its stages and step ids),
+    ``state``, ``record:<step id>`` (pre-built records of steps not queued yet),
+    ``done:<stage>:<index>`` (a finished step's result JSON) and ``count:<stage>``.
+    Its outcome is stored like a job's, in ``result(workflow_id)``."""
+    return f"{PREFIX}:workflow:{workflow_id}"
+
+
+def unique_lock(unique_key: str) -> str:
+    """String holding the id of the job that owns ``unique_key`` (``submit_job(...,
+    unique_key=)``); set with NX and a TTL, deleted when that job ends."""
+    return f"{PREFIX}:unique:{unique_key}"
+
+
+def progress(job_id: str) -> str:
+    """Hash of a running job's last reported progress: ``fraction``, ``message``, ``at``."""
+    return f"{PREFIX}:progress:{job_id}"
+
+
+def progress_notify_channel(job_id: str) -> str:
+    """Published to (message: the fraction) when a job's progress is stored; result
+    waiters given ``on_progress`` listen to it."""
+    return f"{PREFIX}:progress:notify:{job_id}"

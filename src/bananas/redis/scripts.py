@@ -42,7 +42,9 @@ class ScriptName(StrEnum):
     BURY_SCHEDULED = "bury_scheduled"
     RELEASE = "release"
     DROP = "drop"
+    DROP_IF_HELD = "drop_if_held"
     PARK = "park"
+    REROUTE = "reroute"
     PRUNE_PARKED = "prune_parked"
     EXTEND = "extend"
     PROMOTE = "promote"
@@ -57,6 +59,11 @@ class ScriptName(StrEnum):
     NONEMPTY = "nonempty"
     CANCEL = "cancel"
     PURGE = "purge"
+    SUBMIT_WORKFLOW = "submit_workflow"
+    SUBMIT_UNIQUE = "submit_unique"
+    FINISH = "finish"
+    PROGRESS = "progress"
+    ABANDON = "abandon"
 
 
 def _load(name: str) -> Script:

@@ -5,6 +5,12 @@ Pub/Sub connection shared by every concurrent wait. A wait subscribes to the job
 channel, waits for the server to confirm the subscription, and only then reads the
 result hash: a result stored before the confirmation is found by the read, one stored
 after it is announced on the channel. Either way it is seen.
+
+A client that is garbage collected, or left open when the program ends, cleans up
+without a word: the listener task holds its waiter only weakly and is kept alive by
+``_LISTENERS`` (asyncio keeps only weak references to tasks), so it is never destroyed
+while pending ("Task was destroyed but it is pending!"); when the waiter is collected,
+a finalizer cancels the listener, which closes its subscription.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +34,10 @@ from bananas.redis.runner import AsyncRunner
 from bananas.redis.scripts import Call
 
 log = logging.getLogger("bananas.results")
+
+#: Result listener tasks that are running: a strong reference for each, dropped when it
+#: ends (see the module docstring).
+_LISTENERS: set[asyncio.Task[None]] = set()
 
 
 async def fetch_result(client: aioredis.Redis, job_id: str) -> JobResult | None:
@@ -71,6 +82,7 @@ class ResultWaiter:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._lock = asyncio.Lock()
+        self._stop_listener: weakref.finalize[Any, Any] | None = None
 
     @contextlib.asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[Watch]:
@@ -89,7 +101,18 @@ class ResultWaiter:
         async with self.watch(job_id) as watch:
             return await watch.result(timeout)
 
+    async def subscribe(self, channel: str, future: asyncio.Future[None]) -> None:
+        """Resolve ``future`` on the next message of ``channel`` (any channel: progress
+        announcements share this connection); returns once the subscription is live."""
+        await self._add(channel, future)
+
+    async def unsubscribe(self, channel: str, future: asyncio.Future[None]) -> None:
+        await self._remove(channel, future)
+
     async def aclose(self) -> None:
+        if self._stop_listener is not None:
+            self._stop_listener.detach()
+            self._stop_listener = None
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(BaseException):
@@ -124,7 +147,7 @@ class ResultWaiter:
                     self._pubsub = self.client.pubsub()
                 await self._pubsub.subscribe(channel)
                 if self._reader is None or self._reader.done():
-                    self._reader = asyncio.create_task(self._read(), name="bananas-results")
+                    self._start_listener()
         if confirmation is not None:
             await asyncio.shield(confirmation)
 
@@ -140,11 +163,43 @@ class ResultWaiter:
                     with contextlib.suppress(Exception):
                         await self._pubsub.unsubscribe(channel)
 
-    async def _read(self) -> None:
-        backoff = Backoff()
+    def _start_listener(self) -> None:
+        if self._stop_listener is not None:
+            self._stop_listener.detach()
+        task = asyncio.create_task(_listen(weakref.ref(self), self._pubsub), name="bananas-results")
+        _LISTENERS.add(task)
+        task.add_done_callback(_LISTENERS.discard)
+        self._reader = task
+        self._stop_listener = weakref.finalize(self, _cancel_soon, task)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        raw = message.get("channel")
+        channel = decode_id(raw)
+        kind = message.get("type")
+        if kind == "subscribe":
+            confirmation = self._confirmations.get(channel)
+            if confirmation is not None and not confirmation.done():
+                confirmation.set_result(None)
+        elif kind == "message":
+            for future in self._waiters.get(channel, []):
+                if not future.done():
+                    future.set_result(None)
+
+
+async def _listen(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None:
+    """The one reader of a waiter's subscription. It holds the waiter only between two
+    reads, so a client nobody uses any more can be collected while this waits."""
+    backoff = Backoff()
+    try:
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=None)
+                message = await pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -153,25 +208,31 @@ class ResultWaiter:
                 await backoff.sleep()
                 # redis-py re-subscribes on reconnect; results stored meanwhile were not
                 # announced, so wake every waiter to read its hash again.
-                for waiters in self._waiters.values():
-                    for future in waiters:
-                        if not future.done():
-                            future.set_result(None)
+                waiter = owner()
+                if waiter is None:
+                    return
+                waiter._wake_all()
+                del waiter
                 continue
             backoff.reset()
-            if message is None:
-                continue
-            raw = message.get("channel")
-            channel = decode_id(raw)
-            kind = message.get("type")
-            if kind == "subscribe":
-                confirmation = self._confirmations.get(channel)
-                if confirmation is not None and not confirmation.done():
-                    confirmation.set_result(None)
-            elif kind == "message":
-                for future in self._waiters.get(channel, []):
-                    if not future.done():
-                        future.set_result(None)
+            waiter = owner()
+            if waiter is None:
+                return
+            if message is not None:
+                waiter._on_message(message)
+            del waiter
+    finally:
+        if owner() is None:  # collected: nobody else will close the subscription
+            with contextlib.suppress(BaseException):
+                await pubsub.aclose()
+
+
+def _cancel_soon(task: asyncio.Task[None]) -> None:
+    """The waiter was collected (or the program ends): stop its listener, from any thread."""
+    if task.done():
+        return
+    with contextlib.suppress(RuntimeError):  # its loop is closed already
+        task.get_loop().call_soon_threadsafe(task.cancel)
 
 
 async def submit_then_wait(

@@ -26,14 +26,14 @@ from bananas.aio import wait_event
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
 from bananas.core.clock import Clock, ServerClock, to_datetime
 from bananas.errors import ValidationError
-from bananas.redis import clock_sync, connection, keys
+from bananas.redis import clock_sync, connection, eviction, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.connection import DEFAULT_REDIS_URL
 from bananas.scheduler.definition import Schedule
 from bananas.scheduler.policy import Action, Step, first_cursor, next_step
 from bananas.scheduler.store import FireResult, Outcome, ScheduleStore
-from bananas.worker.promoter import Promoter
+from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.wakeup import WakeupListener
 
 log = logging.getLogger("bananas.scheduler")
@@ -60,9 +60,12 @@ class Scheduler:
         promote: bool = True,
         failed_ttl: int = DEFAULT_FAILED_TTL,
         dead_letter_cap: int = DEFAULT_DEAD_LETTER_CAP,
+        compat: str | None = None,
     ) -> None:
         """``failed_ttl`` and ``dead_letter_cap`` apply to unreadable scheduled entries the
-        promoter parks in the dead letters, as in the worker (``WorkerSettings``)."""
+        promoter parks in the dead letters, as in the worker (``WorkerSettings``);
+        ``compat`` is the migration mode (``WorkerSettings.compat``)."""
+        self._compat = compat
         seen: set[str] = set()
         for schedule in schedules:
             if schedule.id in seen:
@@ -280,11 +283,17 @@ class Scheduler:
                 with contextlib.suppress(Exception):  # unreachable: the pass below reports it
                     await clock_sync.measure(self._redis, self.clock)
                 helpers.append(asyncio.create_task(clock_sync.keep_measured(self._redis, self.clock)))
+            await self._warn_about_eviction(self._redis)
             if self.promote:
                 wakeup = asyncio.Event()
                 listener = WakeupListener(self._redis, {keys.SCHEDULED_NOTIFY_CHANNEL: wakeup})
                 promoter = Promoter(
-                    self._broker, self.clock, wakeup, failed_ttl=self._failed_ttl, dead_letter_cap=self._dead_letter_cap
+                    self._broker,
+                    self.clock,
+                    wakeup,
+                    failed_ttl=self._failed_ttl,
+                    dead_letter_cap=self._dead_letter_cap,
+                    **promoter_compat(self._compat),
                 )
                 helpers.append(asyncio.create_task(listener.run(), name="bananas-scheduler-wakeup"))
                 helpers.append(asyncio.create_task(promoter.run(), name="bananas-scheduler-promoter"))
@@ -324,6 +333,18 @@ class Scheduler:
                 log.warning("scheduler cannot reach redis yet, retrying: %s", exc)
                 await self._sleep(backoff.next_delay())
         return False
+
+    @staticmethod
+    async def _warn_about_eviction(client: aioredis.Redis) -> None:
+        """A policy that evicts keys may delete the jobs this scheduler enqueues
+        (docs/RELIABILITY.md, "Redis must not evict")."""
+        try:
+            policy = await eviction.read_policy_async(client)
+        except Exception as exc:
+            log.warning("could not read Redis' maxmemory-policy: %s", exc)
+            return
+        if eviction.risk(policy) is not eviction.EvictionRisk.NONE:
+            log.warning("%s", eviction.describe(policy))
 
     async def _sleep(self, delay: float) -> None:
         await wait_event(self._stopping, delay)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from bananas.config import WorkerSettings
 from bananas.core import codec
 from bananas.core.clock import Clock, format_time, to_datetime
 from bananas.core.codec import display_id
-from bananas.core.job import Job, JobStatus
+from bananas.core.job import TRACEPARENT, Job, JobStatus
 from bananas.core.lifecycle import (
     FailureDecision,
     Verdict,
@@ -31,10 +32,12 @@ from bananas.core.lifecycle import (
 )
 from bananas.core.result import CANCELLED, COMPLETED, EXPIRED, FAILED, result_fields
 from bananas.core.selection import Source
+from bananas.core.workflow import step_link, unique_key_of, workflow_result_ttl
 from bananas.events import EventKind, JobEvent, Listeners
 from bananas.redis import calls
 from bananas.redis.scripts import Call, ScriptName
 from bananas.worker.malformed import MALFORMED_JOB_NAME, stub_record
+from bananas.worker.progress import ProgressReporter
 from bananas.worker.writer import Deferred, Writer
 
 log = logging.getLogger("bananas.worker")
@@ -97,7 +100,11 @@ class Outcomes:
             if result_ttl
             else ()
         )  # fmt: skip
-        call = calls.ack(job.id, delivery.token, job.to_record(), self._settings.completed_ttl, result_ttl, fields)
+        record = job.to_record()
+        call = self._handoff(
+            job, delivery.token, record, self._settings.completed_ttl, COMPLETED, -1, result_ttl, fields,
+            encoded_result, finished,
+        ) or calls.ack(job.id, delivery.token, record, self._settings.completed_ttl, result_ttl, fields)  # fmt: skip
         applied = await self._write(delivery, call)
         if not applied:
             log.warning("job %s finished after its lease was lost; its outcome was discarded", job.id)
@@ -122,7 +129,10 @@ class Outcomes:
                 if result_ttl
                 else ()
             )
-            call = calls.bury(
+            call = self._handoff(
+                job, delivery.token, record, self._settings.failed_ttl, FAILED, self._settings.dead_letter_cap,
+                result_ttl, fields, None, now,
+            ) or calls.bury(
                 job.id, delivery.token, record, self._settings.failed_ttl,
                 self._settings.dead_letter_cap, result_ttl, fields,
             )  # fmt: skip
@@ -158,8 +168,50 @@ class Outcomes:
             if result_ttl
             else ()
         )
-        call = calls.ack(job.id, delivery.token, job.to_record(), self._settings.failed_ttl, result_ttl, fields)
+        record = job.to_record()
+        call = self._handoff(
+            job, delivery.token, record, self._settings.failed_ttl, status, -1, result_ttl, fields, None, now
+        ) or calls.ack(job.id, delivery.token, record, self._settings.failed_ttl, result_ttl, fields)
         return await self._write(delivery, call)
+
+    def _handoff(
+        self,
+        job: Job,
+        token: str,
+        record: bytes,
+        record_ttl: int,
+        status: str,
+        dead_cap: int,
+        result_ttl: int,
+        fields: Sequence[str | bytes],
+        encoded_result: bytes | None,
+        now: float,
+    ) -> Call | None:
+        """The ``finish`` call of a job that carries hand-offs (a workflow step, a unique
+        key), or None for a plain job (ack/bury). docs/WORKFLOWS.md has the rules."""
+        link = step_link(job)
+        unique_key = unique_key_of(job)
+        if link is None and unique_key is None:
+            return None
+        step = None
+        if link is not None:
+            step = calls.StepEnd(
+                link.workflow_id, link.stage, link.index, link.size, link.is_group, link.allow_failure,
+                [(n.id, n.routing_key, n.priority) for n in link.next],
+                encoded_result if encoded_result is not None else b"null",
+                (job.error or status).split("\n", 1)[0],
+                workflow_result_ttl(job),
+                format_time(to_datetime(now)),
+            )  # fmt: skip
+        return calls.finish(
+            job.id, token, record, record_ttl, status, dead_cap=dead_cap, result_ttl=result_ttl, result=fields,
+            unique_key=unique_key, step=step,
+        )  # fmt: skip
+
+    def progress_reporter(self, delivery: Delivery) -> ProgressReporter:
+        """Where the job's ``set_progress`` reports go (throttled, through the writer)."""
+        loop = asyncio.get_running_loop()
+        return ProgressReporter(loop, self._writer, self.clock, delivery.job_id, delivery.token)
 
     # -- handing the job to someone else -------------------------------------------------
 
@@ -172,6 +224,18 @@ class Outcomes:
         if not applied:
             log.warning("job %s could not be handed on: its lease was lost", job.id)
         self._emit(EventKind.PARKED, job, now, applied=applied, error=reason)
+        return applied
+
+    async def reroute(self, delivery: Delivery, job: Job, found_in: str) -> bool:
+        """A record naming another routing key than the list it was taken from (e.g. a
+        "gpu" record the original SDKs pushed to a legacy list) goes to its own routing
+        key's ready list, untouched and unrun: it runs only where that key is consumed."""
+        reason = f"names routing key {job.routing_key!r}; moved there from {found_in}"
+        log.info("job %s %s", job.id, reason)
+        applied = await self._write(delivery, calls.reroute(job, delivery.token))
+        if not applied:
+            log.warning("job %s could not be moved to its routing key: its lease was lost", job.id)
+        self._emit(EventKind.PARKED, job, self.clock.now(), applied=applied, error=reason)
         return applied
 
     def give_back_call(self, delivery: Delivery) -> Call | None:
@@ -225,6 +289,19 @@ class Outcomes:
         )
         return await self._write(delivery, calls.drop(delivery.job_id, delivery.token))
 
+    async def drop_if_held(self, delivery: Delivery) -> bool:
+        """End the delivery, unrun, when an original Go worker is running the same job
+        (its id is in ``bananas:queue:processing``); False, and nothing changed, if not."""
+        if await self._writer.send(calls.drop_if_held(delivery.job_id, delivery.token)) != 1:
+            return False
+        delivery.settled = True
+        log.warning(
+            "job %s dropped from %s: an original Go worker is running it (a duplicate entry; not run here)",
+            display_id(delivery.job_id),
+            calls.source_key(delivery.source),
+        )
+        return True
+
     # -- plumbing ------------------------------------------------------------------------
 
     async def _write(self, delivery: Delivery, call: Call) -> bool:
@@ -269,8 +346,14 @@ def event_of(
 ) -> JobEvent:
     return JobEvent(
         kind, job.id, job.name, job.routing_key, job.priority.value, job.attempts, worker_id, at,
-        duration_s=duration_s, error=error, retry_at=retry_at, applied=applied,
+        duration_s=duration_s, error=error, retry_at=retry_at, applied=applied, traceparent=_traceparent(job),
     )  # fmt: skip
+
+
+def _traceparent(job: Job) -> str | None:
+    """The submitter's trace context (bananas.tracing), when the record carries a sane one."""
+    value = job.extra.get(TRACEPARENT)
+    return value if isinstance(value, str) and len(value) <= 256 else None
 
 
 def job_result_ttl(job: Job, default: int) -> int:

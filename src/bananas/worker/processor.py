@@ -15,6 +15,7 @@ from bananas.core.lifecycle import FailureDecision, Verdict, decide_failure, is_
 from bananas.core.limits import FleetLimits
 from bananas.core.selection import Source
 from bananas.errors import MalformedJobError, PayloadError
+from bananas.redis import keys
 from bananas.worker.executor import Executor, JobTimeoutExceeded
 from bananas.worker.outcomes import Delivery, Outcomes, encode_result
 from bananas.worker.registry import Handler, Registry
@@ -71,6 +72,13 @@ class Processor:
             await self._outcomes.drop(delivery, f"its record is already {job.status.value}")
             return
         delivery.job = job
+        if self._may_be_held(delivery.source) and await self._outcomes.drop_if_held(delivery):
+            return
+        if job.routing_key != delivery.source.ref.routing_key:
+            # E.g. a "gpu" record the original SDKs pushed to a legacy list: it runs only
+            # where its routing key is consumed, so it moves there instead of running here.
+            await self._outcomes.reroute(delivery, job, keys.queue(delivery.source.ref))
+            return
         handler = self._registry.get(job.name) if self._handles(job.name) else None
         reason = self._park_reason(job, delivery.source, handler is None)
         if reason is not None:
@@ -106,8 +114,13 @@ class Processor:
             return
         timeout = job.timeout or handler.timeout or self._settings.job_timeout
         delivery.in_async_handler = handler.is_async
+        reporter = outcomes.progress_reporter(delivery)
+        job._progress_sink = reporter
         try:
-            result = await self._executor.call(handler, job, timeout)
+            try:
+                result = await self._executor.call(handler, job, timeout)
+            finally:
+                reporter.flush()
         except asyncio.CancelledError:
             delivery.in_async_handler = False
             task = asyncio.current_task()
@@ -151,6 +164,13 @@ class Processor:
                 await outcomes.fail(delivery, job, error, FailureDecision(Verdict.DEAD))
                 return
             await outcomes.succeed(delivery, job, encoded)
+
+    @staticmethod
+    def _may_be_held(source: Source) -> bool:
+        """Whether a job from ``source`` may be one an original Go worker runs too: those
+        read the legacy lists only, where the original Go scheduler (no claim) can push a
+        job a second time. One extra call, only for jobs from a legacy list."""
+        return source.ref.legacy
 
     def _handles(self, name: str) -> bool:
         return self._handled is None or name in self._handled

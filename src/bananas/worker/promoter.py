@@ -3,15 +3,23 @@ priority (never to a default queue: the seed's ``MoveScheduledToReady`` bug).
 
 Every worker runs one, so workers alone are a complete system. ``promote`` claims an
 entry with ZREM, so any number of promoters can run at once.
+
+Next to the original Go scheduler, which promotes without a claim (it reads the due
+entries, then pushes and ZREMs in a plain pipeline, so an entry another promoter moved in
+between is pushed again and runs twice), migration mode sets ``grace``: ours promotes an
+entry only ``grace`` seconds after it is due, leaving it to the Go scheduler while that
+one runs, and ``legacy_default``: due ``default`` jobs go to the legacy lists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from bananas.aio import raise_if_cancelling, wait_event
 from bananas.core.clock import Clock, to_datetime
+from bananas.core.compat import ORIGINAL, ORIGINAL_SCHEDULER_GRACE
 from bananas.core.job import Job
 from bananas.core.lifecycle import mark_pending
 from bananas.errors import MalformedJobError
@@ -27,6 +35,13 @@ BATCH = 500
 MAX_IDLE = 1.0
 
 
+def promoter_compat(compat: str | None) -> dict[str, Any]:
+    """The promoter's migration-mode arguments for a ``compat`` setting."""
+    if compat == ORIGINAL:
+        return {"grace": ORIGINAL_SCHEDULER_GRACE, "legacy_default": True}
+    return {}
+
+
 class Promoter:
     def __init__(
         self,
@@ -36,7 +51,11 @@ class Promoter:
         *,
         failed_ttl: int = 0,
         dead_letter_cap: int = 0,
+        grace: float = 0.0,
+        legacy_default: bool = False,
     ) -> None:
+        self._grace = grace
+        self._legacy_default = legacy_default
         self._failed_ttl = failed_ttl
         self._dead_cap = dead_letter_cap
         self._broker = broker
@@ -45,7 +64,7 @@ class Promoter:
 
     async def promote_due(self) -> int:
         now = self._clock.now()
-        ids = await self._broker.due_scheduled(now, BATCH)
+        ids = await self._broker.due_scheduled(now - self._grace, BATCH)
         if not ids:
             return 0
         records = await self._broker.records(ids)
@@ -61,7 +80,7 @@ class Promoter:
                 batch.append(calls.bury_scheduled(job_id, stub, self._failed_ttl, self._dead_cap))
                 continue
             mark_pending(job, to_datetime(now))
-            batch.append(calls.promote(job, job.to_record()))
+            batch.append(calls.promote(job, job.to_record(), legacy_default=self._legacy_default))
         if not batch:
             return 0
         return sum(1 for r in await self._broker.run_many(batch) if r == 1)
@@ -76,7 +95,7 @@ class Promoter:
                     pass
                 next_due = await self._broker.next_due()
                 if next_due is not None:
-                    delay = min(MAX_IDLE, max(0.0, next_due - self._clock.now()))
+                    delay = min(MAX_IDLE, max(0.0, next_due + self._grace - self._clock.now()))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

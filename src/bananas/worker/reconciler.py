@@ -31,6 +31,10 @@ candidates, so a foreign producer that writes the record and pushes the id in tw
 is never caught in between. Ready lists are those of the routing keys in
 ``bananas:routing_keys`` (every producer registers its key) plus ``default``.
 
+Jobs an original Go worker holds (its list ``bananas:queue:processing``: no lease, no
+heartbeat) are never repaired: their records say ``processing`` and they are in no list
+of ours, but they are running. They are counted in the report (``original_processing``).
+
 Every worker runs the loop (every ``interval`` seconds, default 60); a lock key lets one
 worker per interval do the pass for the whole fleet. ``bananas reconcile`` runs one full
 pass on demand (``--dry-run`` to only look).
@@ -124,6 +128,8 @@ class ReconcileReport:
     records_scanned: int = 0
     #: True when the orphan SCAN reached the end of the keyspace in this pass.
     sweep_complete: bool = False
+    #: Ids in ``bananas:queue:processing`` (held by original Go workers), left alone.
+    original_processing: int = 0
 
     @property
     def applied(self) -> int:
@@ -134,6 +140,7 @@ class ReconcileReport:
             f"reconcile: leases={self.leases} list_entries={self.list_entries} scheduled={self.scheduled} "
             f"records_scanned={self.records_scanned} found={len(self.repairs)} repaired={self.applied} "
             f"raced={self.raced} skipped={len(self.skipped)}"
+            + (f" original_processing={self.original_processing}" if self.original_processing else "")
         )
 
 
@@ -210,6 +217,10 @@ class Reconciler:
         suspects = self._suspects(snap)
         missing_scheduled = await self._scheduled_without_record(snap)
         suspects.update(missing_scheduled)
+        # Read after the picture: an id an original worker took meanwhile is left alone too.
+        held = await self._inventory.held_by_original()
+        report.original_processing = len(held)
+        suspects -= held
         plans: list[tuple[Repair, Call]] = []
         ids = sorted(suspects)
         for start in range(0, len(ids), _CHUNK):
@@ -219,7 +230,7 @@ class Reconciler:
                 plan = await self._plan_one(report, job_id, raw, snap.views[job_id], now, orphan=False)
                 if plan is not None:
                     plans.append(plan)
-        plans.extend(await self._orphans(snap, report, now, full_sweep))
+        plans.extend(await self._orphans(snap, report, now, full_sweep, held))
         if dry_run:
             report.repairs.extend(repair for repair, _ in plans)
             report.skipped.append("fleet concurrency counts: repaired in place, so not checked in a dry run")
@@ -327,7 +338,7 @@ class Reconciler:
         return await self._inventory.missing_records(ids)
 
     async def _orphans(
-        self, snap: _Snapshot, report: ReconcileReport, now: float, full_sweep: bool
+        self, snap: _Snapshot, report: ReconcileReport, now: float, full_sweep: bool, held: set[str]
     ) -> list[tuple[Repair, Call]]:
         if not (snap.lists_complete and snap.scheduled_complete and snap.leases_complete):
             report.skipped.append("orphans: not looked for, because a snapshot above was incomplete")
@@ -349,6 +360,8 @@ class Reconciler:
                     view = snap.views.get(job_id) or _View()
                     if raw is None or view.placements or view.lease is not None or view.owner is not None:
                         continue
+                    if job_id in held:
+                        continue  # an original Go worker runs it
                     if not self._old_live_record(raw, job_id, now):
                         continue
                     plan = await self._plan_one(report, job_id, raw, view, now, orphan=True)

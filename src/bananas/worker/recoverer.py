@@ -57,6 +57,8 @@ class Recoverer:
         self.interval = interval
         self._max_recoveries = max_recoveries
         self._is_mine = is_mine
+        #: Hand-offs to give up once a poison pill's recovery applied (see ``abandon.lua``).
+        self._abandons: dict[str, Call] = {}
 
     async def recover_once(self) -> int:
         now = self._clock.now()
@@ -77,11 +79,20 @@ class Recoverer:
             return 0
         replies = await self._broker.run_many([call for call, _ in plans])
         done = 0
+        handoffs: list[Call] = []
         for (_, event), reply in zip(plans, replies, strict=True):
             if reply == 1:
                 done += 1
                 if event is not None and self._listeners.wants(event.kind):
                     self._listeners.emit(event)
+                if event is not None and event.kind is EventKind.DEAD and event.job_id in self._abandons:
+                    handoffs.append(self._abandons[event.job_id])
+        self._abandons.clear()
+        if handoffs:
+            # A poison pill that was a workflow step or held a unique key gives them up.
+            await self._broker.run_many(handoffs)
+        if held := sum(1 for r in replies if r == 2):
+            log.warning("dropped %d expired lease(s) of jobs an original Go worker holds; not queued again", held)
         if done:
             log.info("recovered %d job(s) from expired leases", done)
         return done
@@ -126,6 +137,9 @@ class Recoverer:
                 record_ttl=self._failed_ttl,
                 dead_cap=self._dead_cap,
             )
+            handoff = calls.abandon_job(job, format_time(to_datetime(now)), status=FAILED, reason=job.error)
+            if handoff is not None:
+                self._abandons[job_id] = handoff
             return call, event_of(EventKind.DEAD, job, self._worker_id, now, error=job.error)
         mark_pending(job, to_datetime(now))
         call = calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
 from bananas.core.clock import Clock, ServerClock
-from bananas.core.fleet import worker_hash
+from bananas.core.fleet import beat_fields, worker_hash
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
 from bananas.events import EventKind, JobEvent, Listener, Listeners
@@ -31,9 +31,10 @@ from bananas.worker.executor import Executor
 from bananas.worker.fetcher import Fetcher
 from bananas.worker.heartbeat import LeaseKeeper
 from bananas.worker.outcomes import Delivery, Outcomes
+from bananas.worker.preflight import preflight
 from bananas.worker.pressure import MemoryPressure
 from bananas.worker.processor import GiveBack, Processor
-from bananas.worker.promoter import Promoter
+from bananas.worker.promoter import Promoter, promoter_compat
 from bananas.worker.reconciler import Reconciler
 from bananas.worker.recoverer import Recoverer
 from bananas.worker.registry import Registry
@@ -47,6 +48,16 @@ log = logging.getLogger("bananas.worker")
 IDLE_POLL = 1.0
 #: Seconds between looks at Redis' memory while it is full (see worker/pressure.py).
 MEMORY_POLL = 1.0
+
+
+def describe_consumption(settings: WorkerSettings) -> str:
+    """``consuming gpu > default, high > normal > low, concurrency 10 (strict selection)``:
+    routing keys and priorities in preference order, in words rather than Redis keys."""
+    return (
+        f"consuming {' > '.join(settings.routing_keys)}, "
+        f"{' > '.join(p.value for p in settings.priorities)}, "
+        f"concurrency {settings.concurrency} ({settings.queue_selection.value} selection)"
+    )
 
 
 class Worker:
@@ -76,6 +87,7 @@ class Worker:
         self._owns_redis = redis_client is None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._work_ready = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._running: dict[str, tuple[Delivery, asyncio.Task[None]]] = {}
@@ -132,6 +144,7 @@ class Worker:
     async def wait_ready(self) -> None:
         """Returns once the worker is subscribed and fetching."""
         await self._ready.wait()
+        await self._subscribed.wait()
 
     async def run(self, *, install_signal_handlers: bool = False) -> None:
         if install_signal_handlers:
@@ -144,6 +157,8 @@ class Worker:
                 await clock_sync.measure(client, self.clock)
                 self.started_at = self.clock.now()  # in the server's time, as the fleet reads it
         broker = Broker(client)
+        if not await self._preflight(client, broker):
+            return
         writer = Writer(broker, self._pressure)
         outcomes = Outcomes(self.settings, writer, self.clock, self.worker_id, self.listeners)
         executor = Executor(self.settings.concurrency)
@@ -191,6 +206,7 @@ class Worker:
                     on_parked=fetcher.parked_changed,
                     on_message=lambda channel: self._on_wakeup(fetcher, channel),
                     on_data={keys.CANCEL_CHANNEL: cancels.heard},
+                    on_subscribed=self._subscribed.set,
                 ).run(),
                 name="bananas-wakeup",
             ),
@@ -219,6 +235,7 @@ class Worker:
                         promote_wakeup,
                         failed_ttl=self.settings.failed_ttl,
                         dead_letter_cap=self.settings.dead_letter_cap,
+                        **promoter_compat(self.settings.compat),
                     ).run(),
                     name="bananas-promoter",
                 ),
@@ -230,13 +247,7 @@ class Worker:
         if mode is WorkerMode.SCHEDULER_ONLY:
             log.info("worker %s in scheduler-only mode: promotion, recovery and repairs, no jobs", self.worker_id)
         else:
-            log.info(
-                "worker %s consuming %s (%s, concurrency %d)",
-                self.worker_id,
-                " > ".join(keys.queue(q) for q in fetcher.queue_order),
-                self.settings.queue_selection.value,
-                self.settings.concurrency,
-            )
+            log.info("worker %s %s", self.worker_id, describe_consumption(self.settings))
         try:
             if mode is WorkerMode.SCHEDULER_ONLY:
                 self._ready.set()
@@ -262,6 +273,35 @@ class Worker:
             if self._owns_redis:
                 await client.aclose()
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.processed)
+
+    async def _preflight(self, client: aioredis.Redis, broker: Broker) -> bool:
+        """docs/RELIABILITY.md, "Starting": reachable, credentials, permissions, eviction
+        policy. Raises ``StartupError``; False if stopped meanwhile (both: nothing started)."""
+
+        async def first_writes() -> None:
+            await broker.load_scripts()
+            # The heartbeat's own first beat, earlier: the same entry, the same commands.
+            now = self.clock.now()
+            info = {**self._describe(), **beat_fields(now, 0, self.processed, self.failed)}
+            await broker.announce(self.worker_id, now, info, ttl_ms=max(1, int(self.settings.lease_seconds * 2000)))
+
+        try:
+            ready = await preflight(
+                client, self.settings.redis_url, first_writes=first_writes,
+                allow_eviction=self.settings.allow_eviction, stopping=self._stopping,
+            )  # fmt: skip
+        except BaseException:
+            ready = False
+            raise
+        finally:
+            if not ready:
+                with contextlib.suppress(Exception):
+                    await broker.retire(self.worker_id)
+                with contextlib.suppress(Exception):
+                    await broker.close()
+                if self._owns_redis:
+                    await client.aclose()
+        return ready
 
     def _describe(self) -> dict[str, str]:
         """The fixed fields of this worker's entry in the registry (``bananas workers``)."""

@@ -28,15 +28,18 @@ class WakeupListener:
         on_parked: Callable[[], None] | None = None,
         on_message: Callable[[str], None] | None = None,
         on_data: Mapping[str, Callable[[str], None]] | None = None,
+        on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         """``channels`` maps each channel name to the event it sets; ``on_parked`` is
         called when a message says a job was parked (see park.lua); ``on_data`` maps
-        further channels to a callback that gets each message's text."""
+        further channels to a callback that gets each message's text; ``on_subscribed`` is
+        called each time the subscription is confirmed (``Worker.wait_ready`` uses it)."""
         self._client = client
         self._channels = dict(channels)
         self._on_data = dict(on_data or {})
         self._on_parked = on_parked
         self._on_message = on_message
+        self._on_subscribed = on_subscribed
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -44,6 +47,8 @@ class WakeupListener:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._channels, *self._on_data)
+                if self._on_subscribed is not None:
+                    self._on_subscribed()
                 # Anything published while we were not subscribed is unknown: look now.
                 for name, event in self._channels.items():
                     if self._on_message is not None:

@@ -30,7 +30,7 @@ from bananas.worker.pressure import MemoryPressure
 log = logging.getLogger("bananas.worker")
 
 MAX_BATCH = 512
-_OUTCOMES = frozenset({ScriptName.ACK, ScriptName.RETRY, ScriptName.BURY})
+_OUTCOMES = frozenset({ScriptName.ACK, ScriptName.RETRY, ScriptName.BURY, ScriptName.FINISH})
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@
 -- ARGV[3]  job record (JSON, status "completed")
 -- ARGV[4]  record TTL in seconds (0 keeps it forever)
 -- ARGV[5]  result TTL in seconds (0 stores no result)
--- ARGV[6]  result channel        bananas:result:notify:{id}
+-- ARGV[6]  result channel        bananas:result:notify:{id} (message 'ready', the
+--          only one the original Go and SDK waiters accept)
 -- ARGV[7..]  result hash fields and values: field_1, value_1, field_2, value_2, ...
 --
 -- Returns 1, or 0 for a late acknowledgement (the lease expired and the job was
@@ -46,6 +47,6 @@ if result_ttl > 0 then
   redis.call('DEL', KEYS[6])
   redis.call('HSET', KEYS[6], unpack(ARGV, 7))
   redis.call('EXPIRE', KEYS[6], result_ttl)
-  redis.call('PUBLISH', ARGV[6], 'completed')
+  redis.call('PUBLISH', ARGV[6], 'ready')
 end
 return 1

@@ -8,7 +8,7 @@
 -- KEYS[4+2i]       result        bananas:result:{id_i}
 -- ARGV, per job i in order, a header of 7 values and then its result fields:
 --   id, lease token, job record (JSON, "completed"), record TTL (0 = forever),
---   result TTL (0 = no result), result channel, F = number of result field/value
+--   result TTL (0 = no result), result channel (message 'ready'), F = number of result field/value
 --   entries, followed by those F values.
 --
 -- Returns an array with, per job, 1 (stored), 0 (late acknowledgement: nothing
@@ -50,7 +50,7 @@ for i = 1, n do
       redis.call('DEL', result_key)
       redis.call('HSET', result_key, unpack(ARGV, first_field, first_field + f - 1))
       redis.call('EXPIRE', result_key, result_ttl)
-      redis.call('PUBLISH', channel, 'completed')
+      redis.call('PUBLISH', channel, 'ready')
     end
     out[i] = 1
   end

@@ -14,7 +14,8 @@
 -- ARGV[4]  record TTL in seconds (0 keeps it forever)
 -- ARGV[5]  dead letter list cap (0 = unbounded); the oldest entries are trimmed
 -- ARGV[6]  result TTL in seconds (0 stores no result)
--- ARGV[7]  result channel        bananas:result:notify:{id}
+-- ARGV[7]  result channel        bananas:result:notify:{id} (message 'ready', the
+--          only one the original Go and SDK waiters accept)
 -- ARGV[8..]  result hash fields and values
 --
 -- Returns 1, or 0 when the caller no longer holds the lease (nothing written).
@@ -45,6 +46,6 @@ if result_ttl > 0 then
   redis.call('DEL', KEYS[7])
   redis.call('HSET', KEYS[7], unpack(ARGV, 8))
   redis.call('EXPIRE', KEYS[7], result_ttl)
-  redis.call('PUBLISH', ARGV[7], 'failed')
+  redis.call('PUBLISH', ARGV[7], 'ready')
 end
 return 1

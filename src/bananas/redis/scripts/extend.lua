@@ -11,6 +11,10 @@
 -- Flagged allow-oom: while Redis refuses writes for memory (maxmemory reached under
 -- noeviction), a live worker must still keep its jobs, or the fleet would take them
 -- back and run them again. Updating a score of an existing member needs no new memory.
+-- A server without script flags runs this without the flags line; there a script is
+-- refused for memory only at its first write, and only if that write may grow memory.
+-- So the deadline is moved with ZREM (which never grows memory) and then ZADD, which
+-- is the same as ZADD XX and is accepted on such a server too.
 --
 -- Time: the deadline is computed here from the server's TIME, not by the caller, so an
 -- extension that waited in a stalled server still gives a full lease from when it runs.
@@ -20,7 +24,9 @@ local lost = {}
 for i = 2, #ARGV, 2 do
   local id = ARGV[i]
   if redis.call('HGET', KEYS[2], id) == ARGV[i + 1] then
-    redis.call('ZADD', KEYS[1], 'XX', deadline, id)
+    if redis.call('ZREM', KEYS[1], id) == 1 then
+      redis.call('ZADD', KEYS[1], deadline, id)
+    end
   else
     lost[#lost + 1] = id
   end

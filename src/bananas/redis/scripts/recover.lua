@@ -7,6 +7,9 @@
 -- KEYS[5]  job record    bananas:job:{id}
 -- KEYS[6]  destination   the job's ready queue, or the dead letter list
 -- KEYS[7]  result        bananas:result:{id} (hash; written with 'dead' only)
+-- KEYS[8]  held list     bananas:queue:processing, where original Go workers keep the
+--          jobs they run: with 'ready', an id found there is not queued again (the
+--          lease is dropped, the original worker runs the job)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller saw ('' when the lease had no owner)
 -- ARGV[3]  now, Unix milliseconds, from the caller's clock; the script uses the earlier
@@ -16,12 +19,13 @@
 -- ARGV[5]  'ready' (back to the queue, next in line) or 'dead'
 -- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
 -- ARGV[7]  result TTL in seconds (with 'dead'; 0 stores no result)
--- ARGV[8]  result channel        bananas:result:notify:{id}
+-- ARGV[8]  result channel        bananas:result:notify:{id} (message 'ready')
 -- ARGV[9]  record TTL in seconds with 'dead' (0 keeps it forever)
 -- ARGV[10] dead letter list cap with 'dead' (0 = unbounded)
 -- ARGV[11..]  result hash fields and values (with 'dead')
 --
--- Returns 1, or 0 when the lease is no longer expired or changed hands since the
+-- Returns 1, 2 when the lease was dropped but the id is held by an original worker (not
+-- queued again), or 0 when the lease is no longer expired or changed hands since the
 -- caller looked (a heartbeat extended it, or another recoverer was first).
 local clock = redis.call('TIME')
 local now = math.min(tonumber(ARGV[3]), tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000))
@@ -38,6 +42,9 @@ local route = redis.call('HGET', KEYS[3], ARGV[1])
 if route then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('HINCRBY', KEYS[4], route, -1)
+end
+if ARGV[5] == 'ready' and redis.call('LPOS', KEYS[8], ARGV[1]) then
+  return 2
 end
 if ARGV[4] ~= '' then
   local record_ttl = tonumber(ARGV[9])
@@ -62,7 +69,7 @@ else
     redis.call('DEL', KEYS[7])
     redis.call('HSET', KEYS[7], unpack(ARGV, 11))
     redis.call('EXPIRE', KEYS[7], result_ttl)
-    redis.call('PUBLISH', ARGV[8], 'failed')
+    redis.call('PUBLISH', ARGV[8], 'ready')
   end
 end
 return 1
