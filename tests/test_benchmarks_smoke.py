@@ -137,3 +137,9 @@ def test_durability_benchmark_runs():
     assert [row["wait_replicas"] for row in rows] == [0, 1]
     for row in rows:
         assert all(row[k] > 0 for k in ("submit_us", "submit_many_us_per_job", "drain_us_per_job")), row
+
+
+@pytest.mark.timeout(120)
+def test_many_keys_benchmark_runs() -> None:
+    proc = _run(["benchmarks.many_keys", "--keys", "200", "--idle", "0.5", "--jobs", "5"], timeout=100)
+    assert "routing keys 200: idle CPU" in proc.stdout and "pickup p50" in proc.stdout, proc.stdout
