@@ -7,6 +7,9 @@ A script may start with a Redis 7 flags line (``#!lua flags=allow-oom``, or a ba
 ``#!lua``, which makes the server refuse the whole script while it is out of memory).
 Servers that predate script flags reject that line: for them the runner loads the same
 script without it (``compat_source``) and runs that instead.
+
+Code shared by several scripts lives in ``_*.lua`` files (``_lease.lua``: ending a lease)
+that the loader puts in front of each script that uses them; see ``_PRELUDES``.
 """
 
 from __future__ import annotations
@@ -66,8 +69,26 @@ class ScriptName(StrEnum):
     ABANDON = "abandon"
 
 
+def _read(name: str) -> str:
+    return resources.files("bananas.redis").joinpath("scripts", f"{name}.lua").read_text("utf-8")
+
+
+#: Shared Lua functions (files named ``_*.lua``), prepended to each script that calls one.
+#: Redis scripts cannot import: one definition instead of a copy in each of twelve files.
+_PRELUDES = {"end_lease(": "_lease"}
+
+
+def _with_preludes(source: str) -> str:
+    shared = [_read(prelude) for marker, prelude in _PRELUDES.items() if marker in source]
+    if not shared:
+        return source
+    # A flags line (``#!lua ...``) must stay the first line.
+    head, body = source.split("\n", 1) if source.startswith("#!") else ("", source)
+    return "".join(f"{part}\n" for part in (head, *shared) if part) + body
+
+
 def _load(name: str) -> Script:
-    source = resources.files("bananas.redis").joinpath("scripts", f"{name}.lua").read_text("utf-8")
+    source = _with_preludes(_read(name))
     compat = source.partition("\n")[2] if source.startswith("#!") else None
     return Script(name, source, _sha(source), compat, _sha(compat) if compat is not None else None)
 

@@ -31,13 +31,7 @@ end
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then
   return 0
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-local route = redis.call('HGET', KEYS[3], ARGV[1])
-if route then
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], route, -1)
-end
+end_lease(ARGV[1])
 if ttl > 0 then
   redis.call('SET', KEYS[5], ARGV[3], 'EX', ttl)
 else

@@ -33,13 +33,7 @@ for i = 1, n do
   elseif redis.call('HGET', KEYS[2], id) ~= token then
     out[i] = 0
   else
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    local route = redis.call('HGET', KEYS[3], id)
-    if route then
-      redis.call('HDEL', KEYS[3], id)
-      redis.call('HINCRBY', KEYS[4], route, -1)
-    end
+    end_lease(id)
     if ttl > 0 then
       redis.call('SET', KEYS[3 + 2 * i], record, 'EX', ttl)
     else

@@ -23,11 +23,5 @@ end
 if not redis.call('LPOS', KEYS[5], ARGV[1]) then
   return 0
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-local route = redis.call('HGET', KEYS[3], ARGV[1])
-if route then
-  redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], route, -1)
-end
+end_lease(ARGV[1])
 return 1

@@ -59,13 +59,7 @@ if ARGV[8] == '1' then
 end
 local home = ARGV[4]
 if home ~= 'leased' then
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  local route = redis.call('HGET', KEYS[3], id)
-  if route then
-    redis.call('HDEL', KEYS[3], id)
-    redis.call('HINCRBY', KEYS[4], route, -1)
-  end
+  end_lease(id)
 end
 redis.call('ZREM', KEYS[6], id)
 redis.call('LREM', KEYS[7], 0, id)
