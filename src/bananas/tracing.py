@@ -44,7 +44,9 @@ def _api() -> Any | None:
     return trace
 
 
+@functools.cache
 def _propagator() -> Any:
+    """One W3C trace-context propagator (stateless), built once rather than per submit."""
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator()
@@ -68,7 +70,12 @@ def _version() -> str:
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, or None (no OpenTelemetry, no valid span)."""
-    if _api() is None:
+    trace = _api()
+    if trace is None:
+        return None
+    # No valid current span (the usual case without tracing): the propagator would write
+    # nothing; skip building the carrier.
+    if not trace.get_current_span().get_span_context().is_valid:
         return None
     carrier: dict[str, str] = {}
     _propagator().inject(carrier)
