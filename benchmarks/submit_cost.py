@@ -14,7 +14,9 @@ rounds of ``--calls`` calls, rounds interleaved so machine load hits every part 
   ``format_time``, ``validate`` (name, priority, routing key, retries, payload),
   ``build`` (job construction with validation), ``record`` (record encoding),
   ``call`` (the script call's keys and arguments), ``tracing`` (the producer span hook),
-  ``core_submit`` (all of the Python side but the send).
+  ``core_submit`` (all of the Python side but the send);
+- bulk: ``submit_many`` in batches of 1,000 (``bulk_us_per_job``, ``bulk_jobs_per_s``) and
+  its Python side alone (``bulk_python_us_per_job``).
 
 Prints a table and one JSON line; ``--out FILE`` also writes the JSON.
 """
@@ -48,7 +50,7 @@ def _timed(fn: Callable[[int], object], n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def measure(url: str, n: int, repeats: int) -> dict[str, float]:
+def measure(url: str, n: int, repeats: int, bulk_batches: int = 10) -> dict[str, float]:
     with Client(url) as client:
         core = client._core
         runner = client._runner
@@ -84,7 +86,22 @@ def measure(url: str, n: int, repeats: int) -> dict[str, float]:
             prebuilt[:] = [core.submit("noop", {"i": i})[1] for i in range(n)]
             for name, fn in parts.items():
                 samples[name].append(_timed(fn, n))
+        # Bulk: submit_many in batches of 1,000 (the whole call, and the Python side alone).
+        payloads = [{"i": i} for i in range(1000)]
+        client.submit_many("noop", payloads)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(bulk_batches):
+                client.submit_many("noop", payloads)
+            samples.setdefault("bulk_us_per_job", []).append((time.perf_counter() - start) / bulk_batches / 1000 * 1e6)
+            start = time.perf_counter()
+            for _ in range(bulk_batches):
+                core.submit_many("noop", payloads)
+            samples.setdefault("bulk_python_us_per_job", []).append(
+                (time.perf_counter() - start) / bulk_batches / 1000 * 1e6
+            )
     medians = {name: statistics.median(values) for name, values in samples.items()}
+    medians["bulk_jobs_per_s"] = 1e6 / medians["bulk_us_per_job"]
     medians["python"] = medians["submit_job"] - medians["round_trip"]
     return medians
 
@@ -104,7 +121,8 @@ def main() -> None:
             server.stop()
     whole = medians["submit_job"]
     for name, value in medians.items():
-        print(f"{name:>12}: {value:8.2f} us  ({value / whole:6.1%} of submit_job)", file=sys.stderr)
+        share = f"  ({value / whole:6.1%} of submit_job)" if not name.startswith("bulk") else ""
+        print(f"{name:>22}: {value:10.2f}{share}", file=sys.stderr)
     result: dict[str, Any] = {
         "calls": args.calls,
         "repeats": args.repeats,

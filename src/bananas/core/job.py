@@ -84,6 +84,19 @@ def new_job_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def new_job_ids(count: int) -> list[str]:
+    """``count`` ids as ``new_job_id`` makes them, from one read of the random source
+    (bulk submit: one system call instead of one per job)."""
+    raw = bytearray(os.urandom(16 * count))
+    ids: list[str] = []
+    for offset in range(0, 16 * count, 16):
+        raw[offset + 6] = raw[offset + 6] & 0x0F | 0x40
+        raw[offset + 8] = raw[offset + 8] & 0x3F | 0x80
+        h = raw[offset : offset + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
 @dataclass(slots=True)
 class Job:
     """One unit of work. ``payload`` is the decoded JSON value."""
