@@ -219,10 +219,14 @@ class Job:
         record["priority"] = self.priority.value
         record["routing_key"] = self.routing_key
         cached = self._created_text
-        record["created_at"] = cached[1] if cached and cached[0] is self.created_at else format_time(self.created_at)
+        formatted: str | None = None
+        if cached and cached[0] is self.created_at:
+            record["created_at"] = cached[1]  # the producer's text, verbatim
+        else:
+            record["created_at"] = formatted = format_time(self.created_at)
         # A new job's updated_at is its created_at: format that time once.
         record["updated_at"] = (
-            record["created_at"] if self.updated_at is self.created_at else format_time(self.updated_at)
+            formatted if formatted is not None and self.updated_at is self.created_at else format_time(self.updated_at)
         )
         if self.scheduled_for is not None:
             record["scheduled_for"] = format_time(self.scheduled_for)
@@ -264,8 +268,12 @@ class Job:
             priority = Priority.parse(data.get("priority") or "normal")
             routing_key = normalize_routing_key(data.get("routing_key"))
             status = JobStatus(data.get("status") or "pending")
-            created = parse_time(data.get("created_at"))
-            updated = parse_time(data.get("updated_at")) or created
+            raw_created = data.get("created_at")
+            raw_updated = data.get("updated_at")
+            created = parse_time(raw_created)
+            # A record never touched since it was queued has the same text in both: one parse.
+            updated = created if raw_updated is None or raw_updated == raw_created else parse_time(raw_updated)
+            updated = updated or created
             scheduled_for = parse_time(data.get("scheduled_for"))
             attempts = int(data.get("attempts") or 0)
             max_retries = data.get("max_retries")
@@ -303,7 +311,6 @@ class Job:
             error=error or None,
             extra=extra,
         )
-        raw_created = data.get("created_at")
         if isinstance(raw_created, str):
             job._created_text = (created, raw_created)
         return job
