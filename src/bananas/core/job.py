@@ -268,12 +268,8 @@ class Job:
             priority = Priority.parse(data.get("priority") or "normal")
             routing_key = normalize_routing_key(data.get("routing_key"))
             status = JobStatus(data.get("status") or "pending")
-            raw_created = data.get("created_at")
-            raw_updated = data.get("updated_at")
-            created = parse_time(raw_created)
-            # A record never touched since it was queued has the same text in both: one parse.
-            updated = created if raw_updated is None or raw_updated == raw_created else parse_time(raw_updated)
-            updated = updated or created
+            created = parse_time(data.get("created_at"))
+            updated = parse_time(data.get("updated_at")) or created
             scheduled_for = parse_time(data.get("scheduled_for"))
             attempts = int(data.get("attempts") or 0)
             max_retries = data.get("max_retries")
@@ -311,6 +307,7 @@ class Job:
             error=error or None,
             extra=extra,
         )
+        raw_created = data.get("created_at")
         if isinstance(raw_created, str):
             job._created_text = (created, raw_created)
         return job
