@@ -137,3 +137,14 @@ def test_durability_benchmark_runs():
     assert [row["wait_replicas"] for row in rows] == [0, 1]
     for row in rows:
         assert all(row[k] > 0 for k in ("submit_us", "submit_many_us_per_job", "drain_us_per_job")), row
+
+
+@pytest.mark.timeout(120)
+def test_submit_cost_times_every_part() -> None:
+    # benchmarks/instructions.py has no smoke test: under callgrind even 300 jobs take ~26 s.
+    proc = _run(["benchmarks.submit_cost", "--calls", "50", "--repeats", "1"], timeout=100)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    parts = result["us"]
+    expected = {"submit_job", "round_trip", "core_submit", "route", "job_id", "format_time", "validate", "build"}
+    assert expected | {"record", "call", "tracing", "python", "bulk_jobs_per_s", "bulk_python_us_per_job"} <= set(parts)
+    assert all(parts[name] > 0 for name in expected | {"bulk_jobs_per_s"}), parts
