@@ -140,6 +140,12 @@ def test_durability_benchmark_runs():
 
 
 @pytest.mark.timeout(120)
+def test_many_keys_benchmark_runs() -> None:
+    proc = _run(["benchmarks.many_keys", "--keys", "200", "--idle", "0.5", "--jobs", "5"], timeout=100)
+    assert "routing keys 200: idle CPU" in proc.stdout and "pickup p50" in proc.stdout, proc.stdout
+
+
+@pytest.mark.timeout(120)
 def test_submit_cost_times_every_part() -> None:
     # benchmarks/instructions.py has no smoke test: under callgrind even 300 jobs take ~26 s.
     proc = _run(["benchmarks.submit_cost", "--calls", "50", "--repeats", "1"], timeout=100)

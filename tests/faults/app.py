@@ -22,6 +22,14 @@ if os.environ.get("TEST_CRASH_FILE") and os.path.exists(os.environ["TEST_CRASH_F
     # Scenario 7: a child that dies at start-up, in a loop, until the file is removed.
     raise SystemExit(3)
 
+#: The true time, for evidence (``stamp``), whatever TEST_CLOCK_SKEW says.
+REAL_TIME = time.time
+if os.environ.get("TEST_CLOCK_SKEW"):
+    # Test-only hook (issue 9 item 4): this worker's host clock is off by that many seconds,
+    # as libfaketime would make it. Python code reads wall time through ``time.time``.
+    _skew = float(os.environ["TEST_CLOCK_SKEW"])
+    time.time = lambda: REAL_TIME() + _skew
+
 registry = Registry()
 _client: redis.Redis | None = None
 
@@ -59,6 +67,15 @@ async def work(job: Job) -> int:
 @registry.handler("work_sync")
 def work_sync(job: Job) -> int:
     time.sleep(_ms(job))
+    ran(job)
+    return 1
+
+
+@registry.handler("stamp")
+async def stamp(job: Job) -> int:
+    """Notes the true time it started (``test:started_at``), then runs ``payload.ms``."""
+    store().hsetnx("test:started_at", job.id, repr(REAL_TIME()))
+    await asyncio.sleep(_ms(job))
     ran(job)
     return 1
 

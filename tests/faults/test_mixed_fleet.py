@@ -155,7 +155,7 @@ def test_mixed_fleet_loses_nothing_and_never_runs_what_the_original_holds(
         repairs=len(loop.repairs),
     )
     assert outcome.lost == 0
-    assert both == set(), f"{len(both)} jobs run by the original and by us"
+    assert both == set(), (f"{len(both)} jobs run by the original and by us", [x.describe() for x in loop.repairs[:8]])
     # The only duplicates allowed: a job whose first run was on the killed worker.
     assert all(sum(1 for p in ps if p != victim) <= 1 for ps in pids.values())
     assert loop.repairs == [], [x.describe() for x in loop.repairs[:5]]

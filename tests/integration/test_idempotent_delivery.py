@@ -34,10 +34,7 @@ async def _eventually(predicate, timeout: float = 10.0, what: str = "condition")
 
 def _dequeue(r: redis.Redis, token: str, count: int = 10) -> list[object]:
     plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
-    now_ms = int(time.time() * 1000)
-    call = calls.dequeue(
-        plan, FleetLimits(), [-1], deadline_ms=now_ms + 30_000, now_ms=now_ms, token=token, count=count
-    )
+    call = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token=token, count=count)
     return list(SyncRunner(r).run(call))
 
 

@@ -49,14 +49,14 @@ def test_job_of_a_killed_worker_is_delivered_again(cli: CliRunner, client: Clien
     assert second.poll() is None
 
 
-class SkewedClock:
-    """A clock running behind: its leases are already expired for everyone else."""
-
-    def __init__(self, offset: float) -> None:
-        self.offset = offset
-
-    def now(self) -> float:
-        return time.time() + self.offset
+def lapse_lease(r: redis.Redis, job_id: str) -> None:
+    """Make a running job's lease lapse as if its worker had hung past it: the deadline
+    is in the past and the lease no longer carries the runner's token (so its heartbeat
+    cannot extend it). A worker's clock cannot do this: leases run on the server's time."""
+    pipe = r.pipeline(transaction=True)
+    pipe.hset("bananas:lease:owners", job_id, "lapsed")
+    pipe.zadd("bananas:leases", {job_id: 0})
+    pipe.execute()
 
 
 @pytest.mark.parametrize("late_outcome", ["success", "failure_dead", "failure_retry"])
@@ -83,12 +83,11 @@ async def test_late_outcome_from_expired_lease_is_discarded(
         fast_runs.append(job.attempts)
         return "fresh"
 
-    stale = await workers.start(
-        slow_registry, routing_keys=("gpu",), concurrency=1, lease_seconds=1.0, clock=SkewedClock(-100)
-    )
+    stale = await workers.start(slow_registry, routing_keys=("gpu",), concurrency=1, lease_seconds=1.0)
     max_retries = 0 if late_outcome == "failure_dead" else 3
     job_id = client.submit_job("job", None, "high", routing_key="gpu", max_retries=max_retries)
     await asyncio.wait_for(started.wait(), 10)
+    lapse_lease(r, job_id)
 
     await workers.start(fast_registry, routing_keys=("gpu",), lease_seconds=1.0)
     await eventually(lambda: status_of(r, job_id) == "completed", what="the job to be recovered and completed")

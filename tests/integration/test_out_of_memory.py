@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,21 +62,28 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
         await asyncio.sleep(1.5)
         assert not started.done(), "a refused write must be kept, not failed"
         assert pressure.full
-        # The lease is still extended, by the flagged script and by its flag-less form
-        # (what a server without script flags runs).
-        deadline = int(time.time() * 1000) + 30_000
-        assert await broker.run(calls.extend(deadline, [("j1", "tok")])) == []
-        assert r.zscore(keys.LEASES, "j1") == deadline
+        # The lease is still extended (to the server's time + the lease length), by the
+        # flagged script and by its flag-less form (what a server without script flags runs).
+        def server_ms() -> int:
+            seconds, micros = r.time()
+            return seconds * 1000 + micros // 1000
+
+        before = server_ms()
+        assert await broker.run(calls.extend(30_000, [("j1", "tok")])) == []
+        deadline = r.zscore(keys.LEASES, "j1")
+        assert deadline is not None and 0 <= deadline - (before + 30_000) < 2000
         compat = SyncRunner(r)
         compat.compat = True
         for source in compat_sources():
             r.script_load(source)
-        assert compat.run(calls.extend(deadline + 1, [("j1", "tok"), ("gone", "x")])) == [b"gone"]
-        assert r.zscore(keys.LEASES, "j1") == deadline + 1 and r.zscore(keys.LEASES, "gone") is None
+        before = server_ms()
+        assert compat.run(calls.extend(60_000, [("j1", "tok"), ("gone", "x")])) == [b"gone"]
+        deadline = r.zscore(keys.LEASES, "j1")
+        assert deadline is not None and 0 <= deadline - (before + 60_000) < 2000
+        assert r.zscore(keys.LEASES, "gone") is None
         # A dequeue is refused whole: nothing popped, nothing leased.
         plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
-        now_ms = int(time.time() * 1000)
-        take = calls.dequeue(plan, FleetLimits(), [-1], deadline_ms=now_ms + 30_000, now_ms=now_ms, token="t2", count=5)
+        take = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token="t2", count=5)
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             await broker.dequeue(take)
         assert r.lrange(queue, 0, -1) == [b"waiting"] and r.hget(keys.LEASE_OWNERS, "waiting") is None

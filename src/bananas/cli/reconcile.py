@@ -11,9 +11,9 @@ import click
 from bananas.cli.common import fail, friendly_errors, redis_url_option, resolve_redis_url
 from bananas.cli.types import SECONDS
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_LEASE_SECONDS, WorkerSettings
-from bananas.core.clock import SYSTEM_CLOCK
+from bananas.core.clock import ServerClock
 from bananas.errors import ConfigurationError
-from bananas.redis import connection
+from bananas.redis import clock_sync, connection
 from bananas.redis.broker import Broker
 from bananas.worker.reconciler import ReconcileLimits, ReconcileReport, reconcile
 
@@ -71,9 +71,11 @@ def reconcile_command(
     async def run() -> ReconcileReport:
         client = connection.async_client(url)
         try:
+            clock = ServerClock()  # the server's time, as the workers use
+            await clock_sync.measure(client, clock)
             return await reconcile(
                 Broker(client),
-                SYSTEM_CLOCK,
+                clock,
                 lease_seconds=lease,
                 limits=limits,
                 dry_run=dry_run,

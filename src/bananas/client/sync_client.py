@@ -16,7 +16,7 @@ from bananas.client.core import CANCEL_TRIES, ClientCore, router_from_environmen
 from bananas.client.inspect import QueueStats, read_paused, read_queue_stats, read_running, read_workers
 from bananas.client.workflows import WorkflowHandle, read_job_and_progress, read_progress, read_workflow
 from bananas.core import codec
-from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.clock import Clock, ServerClock
 from bananas.core.compat import COMPAT_ENV, parse_compat
 from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo
 from bananas.core.job import DEFAULT_MAX_RETRIES, Job
@@ -26,7 +26,7 @@ from bananas.core.result import JobResult
 from bananas.core.router import Router
 from bananas.core.workflow import Workflow, WorkflowInfo
 from bananas.errors import BananasError
-from bananas.redis import connection, keys
+from bananas.redis import clock_sync, connection, keys
 from bananas.redis.runner import AsyncRunner, SyncRunner, durability, raise_first_error, wait_replicas_from
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
@@ -61,7 +61,7 @@ class Client:
         redis_url: str | None = None,
         *,
         max_payload_bytes: int | None = codec.DEFAULT_MAX_PAYLOAD_BYTES,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         router: Router | None = None,
         redis_client: redis.Redis | None = None,
         wait_replicas: int | None = None,
@@ -76,13 +76,20 @@ class Client:
             else parse_compat(os.environ.get(COMPAT_ENV), COMPAT_ENV)
         )
         self.router = router if router is not None else router_from_environment(os.environ)
+        # Due times and record times are the server's (see ServerClock); a given clock
+        # is used as it is (tests).
+        self._clock = clock if clock is not None else ServerClock()
         self._core = ClientCore(
-            max_payload_bytes=max_payload_bytes, clock=clock, router=self.router, compat=self.compat
+            max_payload_bytes=max_payload_bytes, clock=self._clock, router=self.router, compat=self.compat
         )
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: BackgroundWaiter | None = None
         self._waiter_lock = threading.Lock()
+
+    def _measure_clock(self) -> None:
+        if isinstance(self._clock, ServerClock):
+            clock_sync.measure_blocking_if_due(self.redis, self._clock)
 
     def __repr__(self) -> str:
         return f"Client({connection.mask_url(self.redis_url)!r})"
@@ -108,6 +115,7 @@ class Client:
         With ``unique_key``: while a job submitted with the same key is queued or running
         (for at most ``unique_for`` seconds, default a day), this queues nothing and
         returns that job's id. The key is released when that job ends."""
+        self._measure_clock()
         with producer_span(name) as span:
             job_id, call = self._core.submit(
                 name,
@@ -177,6 +185,7 @@ class Client:
         expires_in: float | timedelta | None = None,
     ) -> str:
         """Queue a job to become ready at ``run_at`` (aware datetime) or after ``delay``."""
+        self._measure_clock()
         with producer_span(name) as span:
             job_id, call = self._core.schedule(
                 name,
@@ -207,6 +216,7 @@ class Client:
     ) -> list[str]:
         """Queue one job per payload in one round trip; all are validated first. With a
         route table, each payload is routed on its own and the jobs grouped by queue."""
+        self._measure_clock()
         with producer_span(name) as span:
             ids, batch = self._core.submit_many(
                 name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
@@ -233,6 +243,7 @@ class Client:
     ) -> Any:
         """Submit a job and block until its result; raises ``JobFailedError`` if it failed
         and ``JobTimeoutError`` after ``timeout`` seconds (the job keeps running)."""
+        self._measure_clock()
         with producer_span(name) as span:
             job_id, call = self._core.submit(
                 name,
@@ -325,6 +336,7 @@ class Client:
         its consumers, jobs in flight, pause and whether it is orphaned; parked jobs
         (flagged when no live worker can run them), scheduled, in flight, dead. Four
         round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
+        self._measure_clock()
         return self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
 
     def workers(self) -> list[WorkerInfo]:
@@ -340,6 +352,7 @@ class Client:
         """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
         its ``priority``) until ``resume``. Producers keep queueing; jobs already running
         finish. Once this returns, no dequeue takes from it. True if it was not paused."""
+        self._measure_clock()
         return self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
 
     def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
@@ -357,6 +370,7 @@ class Client:
         jobs are marked as ``cancel`` marks a waiting job (status ``cancelled``, result
         waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
+        self._measure_clock()
         action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
         return self._drive(action)  # type: ignore[no-any-return]
 

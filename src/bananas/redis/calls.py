@@ -61,16 +61,14 @@ def dequeue(
     plan: DequeuePlan,
     limits: FleetLimits,
     caps: Sequence[int],
-    deadline_ms: int,
-    now_ms: int,
+    lease_ms: int,
     token: str,
     count: int,
     preferences: Sequence[int] = (),
 ) -> Call:
-    """``caps``: per group of ``plan``, how many more jobs this worker may start (-1: no cap)."""
-    args: list[str | int | float] = [
-        deadline_ms, token, count, now_ms, len(plan.sources), len(plan.groups), len(plan.gates)
-    ]  # fmt: skip
+    """``caps``: per group of ``plan``, how many more jobs this worker may start (-1: no cap).
+    ``lease_ms``: the lease length; the script starts it at the server's time of the grant."""
+    args: list[str | int | float] = [lease_ms, token, count, len(plan.sources), len(plan.groups), len(plan.gates)]
     for index, key in enumerate(plan.groups):
         rate = limits.route_rate.get(key)
         args += [
@@ -97,6 +95,11 @@ def dequeue(
         ),
         tuple(args),
     )
+
+
+def nonempty(key_names: Sequence[str]) -> Call:
+    """Which of ``key_names`` exist (see nonempty.lua)."""
+    return Call(ScriptName.NONEMPTY, tuple(key_names), ())
 
 
 def source_key(source: Source) -> str:
@@ -237,8 +240,9 @@ def drop_if_held(job_id: str, token: str) -> Call:
     return Call(ScriptName.DROP_IF_HELD, (*LEASE_KEYS, keys.ORIGINAL_PROCESSING), (job_id, token))
 
 
-def extend(deadline_ms: int, held: Sequence[tuple[str, str]]) -> Call:
-    args: list[str | int] = [deadline_ms]
+def extend(lease_ms: int, held: Sequence[tuple[str, str]]) -> Call:
+    """Extend the leases in ``held`` to ``lease_ms`` from the server's time when it runs."""
+    args: list[str | int] = [lease_ms]
     for job_id, token in held:
         args.append(job_id)
         args.append(token)

@@ -330,14 +330,15 @@ class AsyncRunner:
             await pipe.execute()
             self.compat = True
 
-    async def send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
-        """Raw commands in one round trip; error replies are returned in place."""
+    async def send(self, commands: Sequence[tuple[object, ...]], *, packed: bytes | None = None) -> list[Any]:
+        """Raw commands in one round trip; error replies are returned in place.
+        ``packed``: the commands already RESP-encoded (a request sent often, encoded once)."""
         if not self._dedicated:
-            return await self._send(commands)
+            return await self._send(commands, packed)
         async with self._lock:
-            return await self._send(commands)
+            return await self._send(commands, packed)
 
-    async def _send(self, commands: Sequence[tuple[object, ...]]) -> list[Any]:
+    async def _send(self, commands: Sequence[tuple[object, ...]], packed: bytes | None = None) -> list[Any]:
         pool = self.client.connection_pool
         for attempt in (1, 2):
             if self._conn is not None:
@@ -347,7 +348,7 @@ class AsyncRunner:
                 if self._dedicated:
                     self._conn = conn
             try:
-                await conn.send_packed_command([pack(commands)])
+                await conn.send_packed_command([packed if packed is not None else pack(commands)])
                 replies: list[Any] = []
                 for _ in commands:
                     try:

@@ -56,6 +56,7 @@ class ScriptName(StrEnum):
     DLQ_PURGE = "dlq_purge"
     REHOME = "rehome"
     REPAIR_INFLIGHT = "repair_inflight"
+    NONEMPTY = "nonempty"
     CANCEL = "cancel"
     PURGE = "purge"
     SUBMIT_WORKFLOW = "submit_workflow"

@@ -24,9 +24,9 @@ import redis.asyncio as aioredis
 
 from bananas.aio import wait_event
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
-from bananas.core.clock import SYSTEM_CLOCK, Clock, to_datetime
+from bananas.core.clock import Clock, ServerClock, to_datetime
 from bananas.errors import ValidationError
-from bananas.redis import connection, eviction, keys
+from bananas.redis import clock_sync, connection, eviction, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.connection import DEFAULT_REDIS_URL
@@ -56,7 +56,7 @@ class Scheduler:
         *,
         redis_url: str = DEFAULT_REDIS_URL,
         redis_client: aioredis.Redis | None = None,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         promote: bool = True,
         failed_ttl: int = DEFAULT_FAILED_TTL,
         dead_letter_cap: int = DEFAULT_DEAD_LETTER_CAP,
@@ -72,7 +72,9 @@ class Scheduler:
                 raise ValidationError(f"schedule {schedule.id!r} is defined twice")
             seen.add(schedule.id)
         self.schedules = list(schedules)
-        self.clock = clock
+        # By default the server's time (ServerClock, kept measured); a given clock is used
+        # as it is (tests move time).
+        self.clock: Clock = clock if clock is not None else ServerClock()
         self.promote = promote
         self._failed_ttl = failed_ttl
         self._dead_letter_cap = dead_letter_cap
@@ -277,6 +279,10 @@ class Scheduler:
             if not await self._start_when_reachable(backoff):
                 return
             assert self._broker is not None and self._redis is not None
+            if isinstance(self.clock, ServerClock):
+                with contextlib.suppress(Exception):  # unreachable: the pass below reports it
+                    await clock_sync.measure(self._redis, self.clock)
+                helpers.append(asyncio.create_task(clock_sync.keep_measured(self._redis, self.clock)))
             await self._warn_about_eviction(self._redis)
             if self.promote:
                 wakeup = asyncio.Event()

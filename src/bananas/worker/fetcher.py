@@ -24,15 +24,22 @@ from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
 from bananas.redis.backoff import loop_log_level
-from bananas.redis.broker import Broker
+from bananas.redis.broker import Broker, KeyLook
 
 log = logging.getLogger("bananas.worker")
 
 #: Seconds between refreshes of limits, parked names and the starvation guard.
 REFRESH_INTERVAL = 1.0
-#: Seconds between dequeues that look at every list, woken or not (covers producers
-#: that do not publish wake-ups, such as pre-routing clients).
+#: Seconds between looks at every list, woken or not (covers producers that do not
+#: publish wake-ups, such as pre-routing clients). The look is one pre-encoded round trip
+#: (``Broker.existing``) that names the few non-empty lists; their routing keys join the
+#: active ones.
 FULL_SCAN_INTERVAL = 1.0
+#: More active routing keys than this (every key is woken when the wake-up listener
+#: (re)subscribes): look at every list first, at most every LOOK_FIRST_INTERVAL seconds,
+#: rather than dequeue over all of them.
+LOOK_FIRST = 64
+LOOK_FIRST_INTERVAL = 0.25
 #: Seconds between clean-ups of parked lists that have emptied.
 PRUNE_INTERVAL = 30.0
 
@@ -57,6 +64,7 @@ class Fetcher:
         self._clock = clock
         legacy = settings.mode is not WorkerMode.SPECIALIZED
         self._order = base_order(settings.routing_keys, settings.priorities, settings.queue_selection, legacy=legacy)
+        self._index_order()
         self.limits = FleetLimits()
         self._parked: dict[tuple[str, Priority], list[str]] = {}
         self._overdue: set[QueueRef] = set()
@@ -72,11 +80,22 @@ class Fetcher:
         self._wakeups = 0
         self._woken_at: dict[str, int] = {}
         self._next_full_scan = 0.0
+        self._last_look = 0.0
         self._plan_routes: frozenset[str] | None = None
+        # The full look's script call and the routing key of each of its lists, built
+        # once per plan (a worker may listen on 10,000 routing keys, 30,000 lists).
+        self._look: tuple[KeyLook, list[str]] | None = None
         self._wrr: WeightedRoundRobin | None = None
         if settings.queue_selection is QueueSelection.WEIGHTED:
             weights = dict(settings.route_weights)
             self._wrr = WeightedRoundRobin({k: weights.get(k, 1) for k in settings.routing_keys})
+
+    def _index_order(self) -> None:
+        """Each list's place in the order, and the lists of each routing key."""
+        self._position = {ref: n for n, ref in enumerate(self._order)}
+        self._refs_of: dict[str, list[QueueRef]] = {}
+        for ref in self._order:
+            self._refs_of.setdefault(ref.routing_key, []).append(ref)
 
     @property
     def queue_order(self) -> list[QueueRef]:
@@ -85,7 +104,9 @@ class Fetcher:
     def override_order(self, order: Sequence[QueueRef]) -> None:
         """Use an explicit list order (embedding and tests)."""
         self._order = list(order)
+        self._index_order()
         self._plan = None
+        self._look = None
 
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         return await self._broker.records(job_ids)
@@ -126,7 +147,12 @@ class Fetcher:
 
     def _plan_for(self, routes: frozenset[str]) -> DequeuePlan:
         if self._plan is None or self._plan_routes != routes:
-            order = [ref for ref in self._order if ref.routing_key in routes]
+            if len(routes) * 8 < len(self._order):
+                # A few active keys out of thousands: pick their lists, keep the order.
+                picked = [ref for key in routes for ref in self._refs_of.get(key, ())]
+                order = sorted(picked, key=self._position.__getitem__)
+            else:
+                order = [ref for ref in self._order if ref.routing_key in routes]
             sources = boost(with_parked(order, self._parked), self._overdue)
             self._plan = DequeuePlan.build(sources, self.limits)
             self._plan_routes = routes
@@ -173,10 +199,10 @@ class Fetcher:
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
+            self._look = None
             # A list new to the plan (a parked name, an opened limit) may hold jobs that a
-            # dequeue on the old plan could not see: look at every key again.
-            for key in self._all_routes:
-                self.route_woken(key)
+            # dequeue on the old plan could not see: look at every list again, now.
+            self._next_full_scan = 0.0
             return True
         return False
 
@@ -232,6 +258,18 @@ class Fetcher:
                 overdue.add(ref)
         return overdue
 
+    async def _look_at_every_list(self) -> None:
+        """Activate the routing keys that have a non-empty list, woken or not."""
+        if self._look is None:
+            sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
+            self._look = (KeyLook([calls.source_key(s) for s in sources]), [s.ref.routing_key for s in sources])
+        look, routes = self._look
+        wakeups_before = self._wakeups
+        found = {routes[index] for index in await self._broker.existing(look)}
+        # Keep the keys that hold something, and those woken since we asked (their job
+        # may have landed after the look); the others were seen empty.
+        self._active = found | {key for key in self._active if self._woken_at.get(key, 0) > wakeups_before}
+
     async def fetch(
         self, free: int, running_by_route: Mapping[str, int], token: str
     ) -> tuple[float, list[tuple[Source, str]]]:
@@ -241,13 +279,14 @@ class Fetcher:
             # happen in ``run``, off this path.
             await self.refresh_if_due()
         now = self._clock.now()
-        if now >= self._next_full_scan:
+        many_woken = len(self._active) > LOOK_FIRST and now >= self._last_look + LOOK_FIRST_INTERVAL
+        if now >= self._next_full_scan or many_woken:
             self._next_full_scan = now + FULL_SCAN_INTERVAL
-            routes = self._all_routes
-        else:
-            routes = frozenset(self._active)
-            if not routes:
-                return 0.0, []
+            self._last_look = now
+            await self._look_at_every_list()
+        routes = frozenset(self._active)
+        if not routes:
+            return 0.0, []
         plan = self._plan_for(routes)
         wakeups_before = self._wakeups
         caps = [
@@ -261,8 +300,7 @@ class Fetcher:
             plan,
             self.limits,
             caps,
-            deadline_ms=int((now + self._settings.lease_seconds) * 1000),
-            now_ms=int(now * 1000),
+            lease_ms=int(self._settings.lease_seconds * 1000),
             token=token,
             count=free,
             preferences=prefs,

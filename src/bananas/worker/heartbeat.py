@@ -59,8 +59,7 @@ class LeaseKeeper:
         held = list(self._held().items())
         now = self._clock.now()
         if held:
-            deadline_ms = int((now + self._lease) * 1000)
-            lost = await self._broker.run(calls.extend(deadline_ms, held))
+            lost = await self._broker.run(calls.extend(int(self._lease * 1000), held))
             for job_id in lost:
                 name = decode_id(job_id)
                 log.debug("lease on job %s is no longer held by this worker", name)

@@ -18,12 +18,12 @@ import redis.asyncio as aioredis
 
 from bananas.aio import within
 from bananas.config import WorkerMode, WorkerSettings
-from bananas.core.clock import SYSTEM_CLOCK, Clock
+from bananas.core.clock import Clock, ServerClock
 from bananas.core.fleet import beat_fields, worker_hash
 from bananas.core.routing import QueueRef
 from bananas.core.selection import Source, base_order
 from bananas.events import EventKind, JobEvent, Listener, Listeners
-from bananas.redis import connection, keys
+from bananas.redis import clock_sync, connection, keys
 from bananas.redis.backoff import Backoff, is_connection_error, is_out_of_memory
 from bananas.redis.broker import Broker
 from bananas.redis.runner import durability
@@ -70,16 +70,18 @@ class Worker:
         registry: Registry,
         settings: WorkerSettings,
         *,
-        clock: Clock = SYSTEM_CLOCK,
+        clock: Clock | None = None,
         redis_client: aioredis.Redis | None = None,
         queue_order: list[QueueRef] | None = None,
         listeners: Iterable[Listener] = (),
     ) -> None:
-        """``listeners``: extra event listeners (every kind) besides the registry's own
+        """``clock``: by default the server's time (a ``ServerClock`` measured against
+        Redis and kept measured); any other ``Clock`` is used as given (tests).
+        ``listeners``: extra event listeners (every kind) besides the registry's own
         ``@registry.on`` ones; see docs/EVENTS.md."""
         self.registry = registry
         self.settings = settings
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else ServerClock()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._handled = self._handled_names(registry, settings)
         self._queue_order_override = queue_order
@@ -109,7 +111,7 @@ class Worker:
         for listener in listeners:
             self.listeners.add(listener)
 
-        self.started_at = clock.now()
+        self.started_at = self.clock.now()
 
     @property
     def failed(self) -> int:
@@ -154,6 +156,10 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
         client = self._redis or connection.async_client(self.settings.redis_url)
+        if isinstance(self.clock, ServerClock):
+            with contextlib.suppress(Exception):  # unreachable: the fetch loop reports it
+                await clock_sync.measure(client, self.clock)
+                self.started_at = self.clock.now()  # in the server's time, as the fleet reads it
         # A worker does not stop on too few replicas: the write is done; it is logged.
         broker = Broker(client, durability=durability(self.settings.wait_replicas, strict=False))
         if not await self._preflight(client, broker):
@@ -214,6 +220,8 @@ class Worker:
             asyncio.create_task(cancels.run(), name="bananas-cancels"),
             asyncio.create_task(self.throughput.run(broker), name="bananas-throughput"),
         ]
+        if isinstance(self.clock, ServerClock):
+            helpers.append(asyncio.create_task(clock_sync.keep_measured(client, self.clock), name="bananas-clock"))
         # A thin worker only runs jobs; promotion, recovery and repairs are left to the
         # other processes of the fleet (docs/WORKER_MODES.md).
         if mode is not WorkerMode.THIN:

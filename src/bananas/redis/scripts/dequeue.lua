@@ -11,11 +11,10 @@
 -- KEYS[5+Q+G .. +T]     rate state of each of the T job-name gates
 -- KEYS[#KEYS]           paused        bananas:paused (hash: {routing key} or
 --                       {routing key}:{priority} -> when paused); always the last key
--- ARGV[1]  lease deadline, Unix ms (now + lease length, from the caller's clock)
+-- ARGV[1]  lease length, ms
 -- ARGV[2]  lease token for this delivery
 -- ARGV[3]  COUNT, the most ids to take (the worker's free slots)
--- ARGV[4]  now, Unix ms
--- ARGV[5]  Q     ARGV[6]  G     ARGV[7]  T
+-- ARGV[4]  Q     ARGV[5]  G     ARGV[6]  T
 -- then per group, 5 values: routing key; local cap (-1 none; how many more this worker
 --   may start); fleet concurrency limit (0 none); rate interval ms (0 none); rate
 --   burst tolerance ms
@@ -37,11 +36,17 @@
 -- The bare flags line makes a Redis 7+ server refuse the whole call while it is out of
 -- memory (maxmemory under noeviction), before anything is popped: a worker takes no new
 -- job it could not record (see docs/RELIABILITY.md, "Redis out of memory").
-local deadline, token = ARGV[1], ARGV[2]
+--
+-- Time: this script reads the server's TIME (it takes no "now"). A lease starts when
+-- the server grants it, so a request that waited in a stalled server or a slow network
+-- never arrives with a deadline already behind it, and the rate limits (GCRA) run on
+-- one clock for the whole fleet whatever the callers' clocks say.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local deadline, token = now + tonumber(ARGV[1]), ARGV[2]
 local wanted = tonumber(ARGV[3])
-local now = tonumber(ARGV[4])
-local Q, G, T = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local a = 8
+local Q, G, T = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local a = 7
 local route, cap, fleet, interval, tolerance = {}, {}, {}, {}, {}
 for g = 1, G do
   route[g] = ARGV[a]
@@ -198,27 +203,32 @@ end
 -- LMPOP (Redis 7+, Valkey) finds the first non-empty list of a run in one command, so
 -- a worker on many routing keys does not pay a call per empty list. Older servers get
 -- the same result one RPOP at a time.
+-- A run is looked at in chunks of LMPOP_CHUNK lists: Lua's unpack cannot spread more
+-- than a few thousand values (a worker may listen on 10,000 routing keys, 30,000 lists).
 local has_lmpop = true
+local LMPOP_CHUNK = 1000
 
 local function pop_run(first, last)
   local q = first
   while q <= last and wanted > 0 do
     local reply = nil
     if has_lmpop then
-      local ok, result = pcall(redis.call, 'LMPOP', last - q + 1, unpack(KEYS, 4 + q, 4 + last), 'RIGHT', 'COUNT', wanted)
+      local upto = math.min(last, q + LMPOP_CHUNK - 1)
+      local ok, result = pcall(redis.call, 'LMPOP', upto - q + 1, unpack(KEYS, 4 + q, 4 + upto), 'RIGHT', 'COUNT', wanted)
       if ok then
         reply = result
         if not reply then
-          return
-        end
-        local key = reply[1]
-        while KEYS[4 + q] ~= key do
-          q = q + 1
-        end
-        local asked = wanted
-        lease_all(q, reply[2])
-        if #reply[2] < asked or wanted == 0 then
-          q = q + 1  -- emptied (or done); a dropped copy leaves the list's rest to look at
+          q = upto + 1
+        else
+          local key = reply[1]
+          while KEYS[4 + q] ~= key do
+            q = q + 1
+          end
+          local asked = wanted
+          lease_all(q, reply[2])
+          if #reply[2] < asked or wanted == 0 then
+            q = q + 1  -- emptied (or done); a dropped copy leaves the list's rest to look at
+          end
         end
       else
         has_lmpop = false

@@ -12,7 +12,9 @@
 --          lease is dropped, the original worker runs the job)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller saw ('' when the lease had no owner)
--- ARGV[3]  now, Unix milliseconds
+-- ARGV[3]  now, Unix milliseconds, from the caller's clock; the script uses the earlier
+--          of it and the server's TIME, so a caller whose clock runs ahead (or a request
+--          that waited in a stalled server) can never take back a lease early
 -- ARGV[4]  job record (JSON) to store; '' leaves the record as it is
 -- ARGV[5]  'ready' (back to the queue, next in line) or 'dead'
 -- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
@@ -25,8 +27,10 @@
 -- Returns 1, 2 when the lease was dropped but the id is held by an original worker (not
 -- queued again), or 0 when the lease is no longer expired or changed hands since the
 -- caller looked (a heartbeat extended it, or another recoverer was first).
+local clock = redis.call('TIME')
+local now = math.min(tonumber(ARGV[3]), tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000))
 local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not deadline or tonumber(deadline) > tonumber(ARGV[3]) then
+if not deadline or tonumber(deadline) > now then
   return 0
 end
 if (redis.call('HGET', KEYS[2], ARGV[1]) or '') ~= ARGV[2] then
