@@ -143,3 +143,14 @@ def test_durability_benchmark_runs():
 def test_many_keys_benchmark_runs() -> None:
     proc = _run(["benchmarks.many_keys", "--keys", "200", "--idle", "0.5", "--jobs", "5"], timeout=100)
     assert "routing keys 200: idle CPU" in proc.stdout and "pickup p50" in proc.stdout, proc.stdout
+
+
+@pytest.mark.timeout(120)
+def test_submit_cost_times_every_part() -> None:
+    # benchmarks/instructions.py has no smoke test: under callgrind even 300 jobs take ~26 s.
+    proc = _run(["benchmarks.submit_cost", "--calls", "50", "--repeats", "1"], timeout=100)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    parts = result["us"]
+    expected = {"submit_job", "round_trip", "core_submit", "route", "job_id", "format_time", "validate", "build"}
+    assert expected | {"record", "call", "tracing", "python", "bulk_jobs_per_s", "bulk_python_us_per_job"} <= set(parts)
+    assert all(parts[name] > 0 for name in expected | {"bulk_jobs_per_s"}), parts

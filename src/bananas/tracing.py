@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,9 @@ def _api() -> Any | None:
     return trace
 
 
+@functools.cache
 def _propagator() -> Any:
+    """One W3C trace-context propagator (stateless), built once rather than per submit."""
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     return TraceContextTextMapPropagator()
@@ -68,7 +70,12 @@ def _version() -> str:
 
 def current_traceparent() -> str | None:
     """The W3C ``traceparent`` of the current span, or None (no OpenTelemetry, no valid span)."""
-    if _api() is None:
+    trace = _api()
+    if trace is None:
+        return None
+    # No valid current span (the usual case without tracing): the propagator would write
+    # nothing; skip building the carrier.
+    if not trace.get_current_span().get_span_context().is_valid:
         return None
     carrier: dict[str, str] = {}
     _propagator().inject(carrier)
@@ -93,17 +100,22 @@ class ProducerSpan:
             self.span.set_attribute("messaging.destination.name", routing_key)
 
 
-@contextmanager
-def producer_span(job_name: str) -> Iterator[ProducerSpan]:
+def producer_span(job_name: str) -> AbstractContextManager[ProducerSpan]:
     """Around one submit (or one ``submit_many``): a PRODUCER span when tracing is
-    configured; the traceparent of whatever span is current otherwise (maybe none)."""
+    configured; the traceparent of whatever span is current otherwise (maybe none).
+
+    Without a configured tracer (the usual case) this is a plain ``nullcontext``: no
+    generator-based context manager on every submit."""
     trace = _api()
     if trace is None:
-        yield ProducerSpan()
-        return
+        return nullcontext(ProducerSpan())
     if not tracing_configured():
-        yield ProducerSpan(current_traceparent())
-        return
+        return nullcontext(ProducerSpan(current_traceparent()))
+    return _traced_span(trace, job_name)
+
+
+@contextmanager
+def _traced_span(trace: Any, job_name: str) -> Iterator[ProducerSpan]:
     tracer = trace.get_tracer(INSTRUMENTATION, _version())
     attributes = {"messaging.system": "bananas", "messaging.operation.type": "send", "bananas.job.name": job_name}
     with tracer.start_as_current_span(f"send {job_name}", kind=trace.SpanKind.PRODUCER, attributes=attributes) as span:

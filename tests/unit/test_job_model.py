@@ -159,3 +159,17 @@ def test_new_job_defaults() -> None:
     assert job.attempts == 0 and job.max_retries == 3
     assert job.created_at == job.updated_at == NOW
     assert len(job.id) == 36
+
+
+def test_job_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from bananas.core.job import new_job_id, new_job_ids
+
+    ids = [new_job_id(), *new_job_ids(300)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert new_job_ids(0) == []

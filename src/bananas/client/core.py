@@ -29,7 +29,7 @@ from bananas.core.job import (
     JobStatus,
     RecordTemplate,
     new_job,
-    new_job_id,
+    new_job_ids,
     validate_new_job,
 )
 from bananas.core.lifecycle import mark_cancelled
@@ -208,11 +208,17 @@ class ClientCore:
         route = self._bulk_route(name, routing_key, priority)
         now = to_datetime(self.clock.now())
         expiry = self.expiry_fields(expires_in)
-        ids: list[str] = []
+        ids = new_job_ids(len(payloads))
         groups: dict[tuple[str, Priority], tuple[RecordTemplate, list[str], list[bytes]]] = {}
+        last_chosen: Priority | str | None = None
+        prio = Priority.NORMAL
+        encode_payload = codec.encode_payload
+        limit = self.max_payload_bytes
         for index, payload in enumerate(payloads):
             key, chosen = route(payload)
-            prio = Priority.parse(chosen)
+            if chosen is not last_chosen:  # the same route for every payload: parsed once
+                prio = Priority.parse(chosen)
+                last_chosen = chosen
             group = groups.get((key, prio))
             if group is None:
                 validate_new_job(name, prio, key, max_retries, None)
@@ -220,11 +226,10 @@ class ClientCore:
                 group = (RecordTemplate(name, prio, key, now, max_retries, shared), [], [])
                 groups[(key, prio)] = group
             try:
-                encoded = codec.encode_payload(payload, max_bytes=self.max_payload_bytes)
+                encoded = encode_payload(payload, max_bytes=limit)
             except PayloadError as exc:
                 raise PayloadError(f"payloads[{index}]: {exc}") from None
-            job_id = new_job_id()
-            ids.append(job_id)
+            job_id = ids[index]
             group[1].append(job_id)
             group[2].append(group[0].encode(job_id, encoded))
         batch: list[Call] = []

@@ -7,7 +7,7 @@ newer producer's data survives a trip through an older worker.
 
 from __future__ import annotations
 
-import uuid
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -75,7 +75,26 @@ _KNOWN = frozenset(
 
 
 def new_job_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text, the same as ``str(uuid.uuid4())``, formatted
+    without building a ``uuid.UUID`` (half the cost on the submit path)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_job_ids(count: int) -> list[str]:
+    """``count`` ids as ``new_job_id`` makes them, from one read of the random source
+    (bulk submit: one system call instead of one per job)."""
+    raw = bytearray(os.urandom(16 * count))
+    ids: list[str] = []
+    for offset in range(0, 16 * count, 16):
+        raw[offset + 6] = raw[offset + 6] & 0x0F | 0x40
+        raw[offset + 8] = raw[offset + 8] & 0x3F | 0x80
+        h = raw[offset : offset + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
 
 
 @dataclass(slots=True)
@@ -200,8 +219,15 @@ class Job:
         record["priority"] = self.priority.value
         record["routing_key"] = self.routing_key
         cached = self._created_text
-        record["created_at"] = cached[1] if cached and cached[0] is self.created_at else format_time(self.created_at)
-        record["updated_at"] = format_time(self.updated_at)
+        formatted: str | None = None
+        if cached and cached[0] is self.created_at:
+            record["created_at"] = cached[1]  # the producer's text, verbatim
+        else:
+            record["created_at"] = formatted = format_time(self.created_at)
+        # A new job's updated_at is its created_at: format that time once.
+        record["updated_at"] = (
+            formatted if formatted is not None and self.updated_at is self.created_at else format_time(self.updated_at)
+        )
         if self.scheduled_for is not None:
             record["scheduled_for"] = format_time(self.scheduled_for)
         record["attempts"] = self.attempts

@@ -16,18 +16,21 @@ local queue = KEYS[n + 1]
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-local ids = {}
+-- One MSET and one LPUSH per chunk of 500 jobs rather than a SET per job (a call from
+-- Lua costs more than the write); chunks because Lua's unpack has a limit on arguments.
+local ids, pairs = {}, {}
 for i = 1, n do
-  local id = ARGV[1 + 2 * i]
-  redis.call('SET', KEYS[i], ARGV[2 + 2 * i])
-  ids[#ids + 1] = id
-  -- LPUSH in chunks: Lua's unpack has a limit on arguments.
+  ids[#ids + 1] = ARGV[1 + 2 * i]
+  pairs[#pairs + 1] = KEYS[i]
+  pairs[#pairs + 1] = ARGV[2 + 2 * i]
   if #ids == 500 then
+    redis.call('MSET', unpack(pairs))
     redis.call('LPUSH', queue, unpack(ids))
-    ids = {}
+    ids, pairs = {}, {}
   end
 end
 if #ids > 0 then
+  redis.call('MSET', unpack(pairs))
   redis.call('LPUSH', queue, unpack(ids))
 end
 redis.call('SADD', KEYS[n + 2], ARGV[1])
