@@ -478,3 +478,26 @@ async def test_a_second_copy_of_a_job_an_original_worker_runs_is_not_run_by_ours
     assert rec.ids == [free["id"]]
     assert status_of(r, held["id"]) == "processing", "left to the original worker"
     assert strings(r.lrange("bananas:queue:processing", 0, -1)) == [held["id"]]
+
+
+def test_orphan_repair_refuses_an_id_an_original_worker_took_meanwhile(r: redis.Redis) -> None:
+    """The reconciler reads the original's processing list and the ready lists at two
+    moments: a Go worker that takes the id in between makes it look like an orphan. The
+    repair script itself checks the processing list, so the job is not queued again."""
+    import hashlib
+
+    from bananas.redis import calls
+    from bananas.redis.runner import SyncRunner
+
+    job_id = str(uuid.uuid4())
+    record = json.dumps(sdk_record(job_id, "legacy_job", {})).encode()
+    r.set(keys.job(job_id), record)
+    r.lpush(keys.ORIGINAL_PROCESSING, job_id)  # taken by a Go worker after the reconciler looked
+    home = keys.route_queue("default", "normal")
+    call = calls.rehome(
+        job_id, "ready", home_queue=home, seen_record_sha1=hashlib.sha1(record).hexdigest(),
+        channel=keys.route_notify_channel("default"), orphan=True,
+    )  # fmt: skip
+    assert SyncRunner(r).run(call) == 0
+    assert r.llen(home) == 0
+    assert strings(r.lrange(keys.ORIGINAL_PROCESSING, 0, -1)) == [job_id]

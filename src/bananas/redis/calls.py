@@ -337,6 +337,10 @@ def rehome(
 ) -> Call:
     """Reconciler repair: put ``job_id`` in exactly one ``home`` (see rehome.lua)."""
     lists = tuple(dict.fromkeys(k for k in other_lists if k != home_queue))
+    if orphan:
+        # An original Go worker may have taken the id between the reconciler's reads: the
+        # script's orphan check must look in its processing list too.
+        lists = (*(k for k in lists if k != keys.ORIGINAL_PROCESSING), keys.ORIGINAL_PROCESSING)
     return Call(
         ScriptName.REHOME,
         (*LEASE_KEYS, keys.job(job_id), keys.SCHEDULED, keys.DEAD, home_queue, *lists),

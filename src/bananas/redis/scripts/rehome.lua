@@ -9,7 +9,9 @@
 -- KEYS[6]    scheduled set   bananas:queue:scheduled
 -- KEYS[7]    dead letters    bananas:queue:dead
 -- KEYS[8]    home queue      the job's own ready queue (routing key and priority)
--- KEYS[9..]  other ready lists the id was seen in or may be in (every copy is removed)
+-- KEYS[9..]  other ready lists the id was seen in or may be in (every copy is removed);
+--            for an orphan, last, also bananas:queue:processing, the original Go
+--            workers' list: an id one of them took meanwhile is not an orphan
 -- ARGV[1]    job id
 -- ARGV[2]    SHA1 (hex) of the record the reconciler read; '' when it saw no record
 -- ARGV[3]    lease token the reconciler saw in the owners hash; '' when it saw none
