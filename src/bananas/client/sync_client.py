@@ -265,10 +265,11 @@ class Client:
             waiting = self._background().start(lambda _client, waiter: wait_announced(waiter, job_id, timeout, outcome))
             try:
                 self._runner.run(call)
-                found = outcome.result()
-            finally:
-                if not waiting.done():
-                    waiting.cancel()
+            except BaseException:
+                waiting.cancel()  # nothing was queued: stop waiting (it unsubscribes)
+                raise
+            # Not cancelled once the outcome is in: the background task is unsubscribing.
+            found = outcome.result()
         return found.value()
 
     def get_result(
