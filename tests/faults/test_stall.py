@@ -82,7 +82,7 @@ async def test_lease_granted_after_a_stall_starts_at_the_grant(private_server: E
         _thaw(private_server)
         thawed_ms = time.time() * 1000
         _, taken = await asyncio.wait_for(fetch, 10)
-        assert [job_id for _, job_id in taken] == ["job-a"]
+        assert [job_id for _, job_id, _ in taken] == ["job-a"]
         deadline = r.zscore(keys.LEASES, "job-a")
         assert deadline is not None and deadline >= thawed_ms + 1000 - 250, (
             f"lease granted after the stall ends {(thawed_ms - deadline) / 1000:.1f}s in the past"

@@ -43,8 +43,9 @@ def test_dequeue_never_overwrites_a_lease(r: redis.Redis) -> None:
     r.zadd(keys.LEASES, {"held": 123})
     r.lpush(QUEUE, "held", "fresh", "fresh")  # "held" is taken first, "fresh" is pushed twice
     reply = _dequeue(r, "me:1")
-    # held: dropped from list 1 (-1); fresh: leased once, its second copy dropped.
-    assert reply == [0, -1, b"held", 1, b"fresh", -1, b"fresh"]
+    # held: dropped from list 1 (-1); fresh: leased once, its second copy dropped. A
+    # leased id comes with its record (none here: nil); a dropped one never does.
+    assert reply == [0, -1, b"held", None, 1, b"fresh", None, -1, b"fresh", None]
     assert r.hget(keys.LEASE_OWNERS, "held") == b"other-worker:7"
     assert r.zscore(keys.LEASES, "held") == 123
     assert r.hget(keys.LEASE_OWNERS, "fresh") == b"me:1"
@@ -106,3 +107,12 @@ async def test_a_final_record_found_in_a_ready_list_is_not_run_again(
     assert f"job {done} dropped from {QUEUE}: its record is already completed" in caplog.text
     assert f"job cancelled-one dropped from {QUEUE}: its record is already cancelled" in caplog.text
     assert worker.processed >= 2
+
+
+def test_dequeue_returns_each_leased_record_in_the_same_call(r: redis.Redis) -> None:
+    """A pick-up is one round trip: the records come back with the ids they belong to."""
+    r.set(keys.job("a"), b'{"id":"a"}')
+    r.set(keys.job("b"), b'{"id":"b"}')
+    r.lpush(QUEUE, "a", "b", "a")  # taken in order a, b, then a's second copy
+    reply = _dequeue(r, "me:1")
+    assert reply == [0, 1, b"a", b'{"id":"a"}', 1, b"b", b'{"id":"b"}', -1, b"a", None]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis
 import results_app
-from results_support import StartWorker, calls, eventually, settings, thread_worker
+from results_support import StartWorker, calls, eventually, result_subscriptions, settings, thread_worker, wait_until
 
 from bananas import AsyncClient, Client, Job, Registry
 from bananas.results.waiter import ResultWaiter
@@ -72,11 +72,13 @@ async def test_many_concurrent_submit_and_wait_with_a_fast_worker(redis_url: str
     assert results == [{"i": i} for i in range(1000)]
 
 
-def test_many_sequential_sync_waits(redis_url: str) -> None:
-    """Back-to-back submit_and_wait: each job finishes within moments of its subscription."""
+def test_many_sequential_sync_waits(redis_url: str, r: redis.Redis) -> None:
+    """Back-to-back submit_and_wait: each job finishes within moments of its subscription
+    (which the sync client sends while it submits), and every subscription is given back."""
     with thread_worker(results_app.registry, settings(redis_url, concurrency=4)), Client(redis_url) as client:
         for i in range(300):
             assert client.submit_and_wait("add", {"a": i, "b": 1}, timeout=30)["sum"] == i + 1
+        wait_until(lambda: result_subscriptions(r) == 0, what="every subscription given back")
         job_ids = [client.submit_job("echo", i) for i in range(100)]
         assert [client.get_result(job_id, timeout=30) for job_id in job_ids] == list(range(100))
 

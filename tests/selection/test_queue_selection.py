@@ -75,7 +75,7 @@ async def drive_fetcher(redis_url: str, total: int, batch_sizes: list[int]) -> C
             free = min(batch_sizes[i % len(batch_sizes)], total - taken_total)
             _, taken = await fetcher.fetch(free, {}, f"test:{i}")
             assert len(taken) == free, "every queue is full, so every free slot gets a job"
-            counts.update(source.ref.routing_key for source, _ in taken)
+            counts.update(source.ref.routing_key for source, _, _ in taken)
             taken_total += len(taken)
             i += 1
         return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import threading
 from collections.abc import Generator, Sequence
@@ -27,11 +28,11 @@ from bananas.core.router import Router
 from bananas.core.workflow import Workflow, WorkflowInfo
 from bananas.errors import BananasError
 from bananas.redis import clock_sync, connection, keys
-from bananas.redis.runner import AsyncRunner, SyncRunner, durability, raise_first_error, wait_replicas_from
+from bananas.redis.runner import SyncRunner, durability, raise_first_error, wait_replicas_from
 from bananas.redis.scripts import Call
 from bananas.results.bridge import BackgroundWaiter
 from bananas.results.progress import ProgressCallback, wait_with_progress
-from bananas.results.waiter import submit_then_wait
+from bananas.results.waiter import wait_announced
 from bananas.tracing import producer_span
 
 
@@ -257,11 +258,18 @@ class Client:
                 traceparent=span.traceparent,
             )
             span.submitted([job_id])
-            found = self._background().run(
-                lambda client, waiter: submit_then_wait(
-                    AsyncRunner(client, durability=durability(self.wait_replicas)), waiter, job_id, call, timeout
-                )
-            )
+            # The background loop subscribes while this thread submits on its own
+            # connection: the two round trips overlap, and the hand-over to the background
+            # thread is off the path (see ``wait_announced`` for why this is not a race).
+            outcome: concurrent.futures.Future[JobResult] = concurrent.futures.Future()
+            waiting = self._background().start(lambda _client, waiter: wait_announced(waiter, job_id, timeout, outcome))
+            try:
+                self._runner.run(call)
+            except BaseException:
+                waiting.cancel()  # nothing was queued: stop waiting (it unsubscribes)
+                raise
+            # Not cancelled once the outcome is in: the background task is unsubscribing.
+            found = outcome.result()
         return found.value()
 
     def get_result(

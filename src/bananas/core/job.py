@@ -127,6 +127,9 @@ class Job:
     progress: Progress | None = field(default=None, repr=False, compare=False)
     #: Set by the worker: where ``set_progress`` sends reports (throttled).
     _progress_sink: ProgressSink | None = field(default=None, repr=False, compare=False)
+    #: updated_at already formatted by whoever set it (the worker formats a job's finish
+    #: time once, for the record and the result); used while updated_at is that time.
+    _updated_text: tuple[datetime, str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def parent_result(self) -> Any:
@@ -225,9 +228,13 @@ class Job:
         else:
             record["created_at"] = formatted = format_time(self.created_at)
         # A new job's updated_at is its created_at: format that time once.
-        record["updated_at"] = (
-            formatted if formatted is not None and self.updated_at is self.created_at else format_time(self.updated_at)
-        )
+        updated = self._updated_text
+        if formatted is not None and self.updated_at is self.created_at:
+            record["updated_at"] = formatted
+        elif updated and updated[0] is self.updated_at:
+            record["updated_at"] = updated[1]
+        else:
+            record["updated_at"] = format_time(self.updated_at)
         if self.scheduled_for is not None:
             record["scheduled_for"] = format_time(self.scheduled_for)
         record["attempts"] = self.attempts

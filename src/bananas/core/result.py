@@ -83,17 +83,26 @@ class JobResult:
 
 
 def result_fields(
-    job: Job, *, status: str, started: float, finished: float, worker: str, encoded_result: bytes | None = None
+    job: Job,
+    *,
+    status: str,
+    started: float,
+    finished: float,
+    worker: str,
+    encoded_result: bytes | None = None,
+    finished_text: str | None = None,
 ) -> list[str | bytes]:
-    """Flat field/value list for HSET, as the ack/bury scripts take it."""
+    """Flat field/value list for HSET, as the ack/bury scripts take it. ``finished_text``:
+    ``finished`` already formatted (``format_time``), when the caller has it."""
+    finished_at = finished_text if finished_text is not None else format_time(to_datetime(finished))
     out: list[str | bytes] = [
         "status", status,
         "name", job.name,
         "routing_key", job.routing_key,
         "attempts", str(job.attempts),
         "started_at", format_time(to_datetime(started)),
-        "finished_at", format_time(to_datetime(finished)),
-        "completed_at", format_seconds(finished),
+        "finished_at", finished_at,
+        "completed_at", whole_seconds(finished_at),
         "duration_ms", str(max(0, int((finished - started) * 1000))),
         "worker", worker,
     ]  # fmt: skip
@@ -102,6 +111,14 @@ def result_fields(
     if job.error:
         out += ["error", job.error]
     return out
+
+
+def whole_seconds(text: str) -> str:
+    """``format_time``'s ``2026-12-03T13:14:26.123456Z`` cut to ``2026-12-03T13:14:26Z``:
+    the ``format_seconds`` layout of the same instant, without formatting it again."""
+    if len(text) == 27 and text[19] == "." and text[26] == "Z":
+        return text[:19] + "Z"
+    return format_seconds(parse_time(text).timestamp())  # type: ignore[union-attr]
 
 
 def format_seconds(timestamp: float) -> str:

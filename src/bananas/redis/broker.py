@@ -64,16 +64,18 @@ class Broker:
 
     # -- fetching ------------------------------------------------------------------
 
-    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str]], list[tuple[int, str]]]:
-        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id)] leased,
-        [(list index, id)] popped and dropped because another delivery holds the id)."""
+    async def dequeue(self, call: Call) -> tuple[float, list[tuple[int, str, bytes | None]], list[tuple[int, str]]]:
+        """Run a dequeue call; returns (ms until a rate limit opens, [(list index, id, record)]
+        leased, [(list index, id)] popped and dropped because another delivery holds the
+        id). The records come with the ids (one round trip per pick-up); a record that is
+        missing is None."""
         reply = await self._fetch_runner.run(call)
-        taken: list[tuple[int, str]] = []
+        taken: list[tuple[int, str, bytes | None]] = []
         dropped: list[tuple[int, str]] = []
-        for i in range(1, len(reply), 2):
+        for i in range(1, len(reply), 3):
             index = int(reply[i])
             if index > 0:
-                taken.append((index - 1, decode_id(reply[i + 1])))
+                taken.append((index - 1, decode_id(reply[i + 1]), reply[i + 2]))
             else:
                 dropped.append((-index - 1, decode_id(reply[i + 1])))
         return float(reply[0]), taken, dropped

@@ -101,6 +101,7 @@ def dequeue(
             limits.route_concurrency.get(key, 0),
             rate.interval_ms if rate else 0,
             rate.tolerance_ms if rate else 0,
+            layout.job_prefix(key),  # the prefix of this routing key's job records: read in the same call
         ]
     for name in plan.gates:
         rate = limits.job_rate[name]

@@ -11,6 +11,7 @@ on the thread's own loop first, so nothing is left pending to complain at exit.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import weakref
@@ -48,6 +49,10 @@ class BackgroundWaiter:
 
     def run(self, work: Callable[[aioredis.Redis, ResultWaiter], Awaitable[T]]) -> T:
         """Run ``work(async_client, waiter)`` on the background loop and block for its result."""
+        return self.start(work).result()
+
+    def start(self, work: Callable[[aioredis.Redis, ResultWaiter], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start ``work(async_client, waiter)`` on the background loop; returns at once."""
         resources = self._resources
 
         async def call() -> T:
@@ -57,7 +62,7 @@ class BackgroundWaiter:
             return await work(resources.client, resources.waiter)
 
         coro: Coroutine[Any, Any, T] = call()
-        return asyncio.run_coroutine_threadsafe(coro, resources.loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, resources.loop)
 
     def close(self) -> None:
         self._finalizer()

@@ -16,6 +16,7 @@ a finalizer cancels the listener, which closes its subscription.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import weakref
@@ -134,7 +135,9 @@ class ResultWaiter:
         waiters.append(future)
         return future
 
-    async def _add(self, channel: str, future: asyncio.Future[None]) -> None:
+    async def _add(self, channel: str, future: asyncio.Future[None], *, confirmed: bool = True) -> asyncio.Future[None]:
+        """Subscribe ``future`` to ``channel``. Returns the subscription's confirmation;
+        with ``confirmed``, only once it has come (the subscription is live)."""
         async with self._lock:
             waiters = self._waiters.setdefault(channel, [])
             waiters.append(future)
@@ -148,8 +151,12 @@ class ResultWaiter:
                 await self._pubsub.subscribe(channel)
                 if self._reader is None or self._reader.done():
                     self._start_listener()
-        if confirmation is not None:
+        if confirmation is None:  # cannot happen (kept while the channel has waiters); be safe
+            confirmation = asyncio.get_running_loop().create_future()
+            confirmation.set_result(None)
+        if confirmed:
             await asyncio.shield(confirmation)
+        return confirmation
 
     async def _remove(self, channel: str, future: asyncio.Future[None]) -> None:
         async with self._lock:
@@ -235,10 +242,40 @@ def _cancel_soon(task: asyncio.Task[None]) -> None:
         task.get_loop().call_soon_threadsafe(task.cancel)
 
 
+async def wait_announced(
+    waiter: ResultWaiter, job_id: str, timeout: float | None, outcome: concurrent.futures.Future[JobResult]
+) -> None:
+    """The waiting half of a submit-and-wait whose submit is sent by someone else at the
+    same time (the blocking client, from its own thread and connection). Not a race, for
+    the reason given in ``submit_then_wait``. The result (or error) goes to ``outcome``
+    before the unsubscribe, so the caller does not wait for that."""
+    channel = keys.result_notify_channel(job_id)
+    notified: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    try:
+        await waiter._add(channel, notified)
+        found = await Watch(waiter, job_id, notified).result(timeout)
+        if not outcome.done():
+            outcome.set_result(found)
+    except BaseException as exc:
+        if not outcome.done():
+            outcome.set_exception(exc)
+        raise
+    finally:
+        await waiter._remove(channel, notified)
+
+
 async def submit_then_wait(
     runner: AsyncRunner, waiter: ResultWaiter, job_id: str, call: Call, timeout: float | None
 ) -> JobResult:
-    """Subscribe first, then submit: the result cannot be published before we listen."""
-    async with waiter.watch(job_id) as watch:
-        await runner.run(call)
-        return await watch.result(timeout)
+    """Subscribe and submit at once (two round trips overlapped, not one after the other),
+    then read. Not a race: ``Watch.result`` reads the result hash only after the
+    subscription is confirmed, so a result stored before the subscription was live is
+    found by that read, and one stored after it is announced on the channel."""
+    channel = keys.result_notify_channel(job_id)
+    notified: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    try:
+        confirmation = await waiter._add(channel, notified, confirmed=False)
+        await asyncio.gather(asyncio.shield(confirmation), runner.run(call))
+        return await Watch(waiter, job_id, notified).result(timeout)
+    finally:
+        await waiter._remove(channel, notified)

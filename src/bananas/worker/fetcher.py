@@ -108,9 +108,6 @@ class Fetcher:
         self._plan = None
         self._look = None
 
-    async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
-        return await self._broker.records(job_ids)
-
     def route_woken(self, routing_key: str) -> None:
         """A job became ready on ``routing_key`` (its wake-up channel said so)."""
         self._wakeups += 1
@@ -159,7 +156,13 @@ class Fetcher:
         return self._plan
 
     def _forget_empty(
-        self, plan: DequeuePlan, taken: Sequence[tuple[int, str]], free: int, wakeups_before: int, *, weighted: bool
+        self,
+        plan: DequeuePlan,
+        taken: Sequence[tuple[int, str, bytes | None]],
+        free: int,
+        wakeups_before: int,
+        *,
+        weighted: bool,
     ) -> None:
         """Deactivate the routing keys this dequeue saw empty. A short dequeue saw every
         list empty; a strict walk also saw empty every list before the first one that
@@ -170,7 +173,7 @@ class Fetcher:
         elif weighted or not taken:
             return
         else:
-            seen_empty_before = min(index for index, _ in taken)
+            seen_empty_before = min(index for index, _, _ in taken)
         for key, last in zip(plan.groups, plan.group_last, strict=True):
             if last < seen_empty_before and self._woken_at.get(key, 0) <= wakeups_before:
                 self._active.discard(key)
@@ -275,8 +278,9 @@ class Fetcher:
 
     async def fetch(
         self, free: int, running_by_route: Mapping[str, int], token: str
-    ) -> tuple[float, list[tuple[Source, str]]]:
-        """Lease up to ``free`` jobs. Returns (seconds until a rate limit opens, jobs)."""
+    ) -> tuple[float, list[tuple[Source, str, bytes | None]]]:
+        """Lease up to ``free`` jobs. Returns (seconds until a rate limit opens, jobs as
+        (source, id, record); the record is None if the id has none)."""
         if not self._refreshed:
             # The first dequeue must already obey the fleet's limits; later refreshes
             # happen in ``run``, off this path.
@@ -318,4 +322,4 @@ class Fetcher:
             )
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
-        return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]
+        return wait_ms / 1000.0, [(plan.sources[index], job_id, raw) for index, job_id, raw in taken]

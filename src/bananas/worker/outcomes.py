@@ -80,22 +80,25 @@ class Outcomes:
         mark_started(job, to_datetime(now))
         delivery.started = now
         job_id, token, layout = job.id, delivery.token, self._writer.layout
-        future = self._writer.send(
-            Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record(), layout=layout))
+        # Always answered, so a failed start is said (with its job id).
+        self._writer.post(
+            Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record(), layout=layout)),
+            lambda reply, exc: self._started(reply, exc, job, now),
         )
-        # Always a callback, so a failed start is said (with its job id) rather than left
-        # as a "Future exception was never retrieved" traceback without one.
-        future.add_done_callback(lambda f: self._started(f, job, now))
 
     async def succeed(self, delivery: Delivery, job: Job, encoded_result: bytes) -> bool:
         finished = self.clock.now()
         started = delivery.started if delivery.started is not None else finished
-        mark_completed(job, to_datetime(finished))
+        finished_dt = to_datetime(finished)
+        mark_completed(job, finished_dt)
+        # The finish time is written twice (record and result): formatted once.
+        finished_text = format_time(finished_dt)
+        job._updated_text = (finished_dt, finished_text)
         result_ttl = job_result_ttl(job, self._settings.result_ttl)
         fields = (
             result_fields(
                 job, status=COMPLETED, started=started, finished=finished,
-                worker=self._worker_id, encoded_result=encoded_result,
+                worker=self._worker_id, encoded_result=encoded_result, finished_text=finished_text,
             )
             if result_ttl
             else ()
@@ -337,15 +340,12 @@ class Outcomes:
         if self.listeners.wants(kind):
             self.listeners.emit(event_of(kind, job, self._worker_id, at, applied, duration_s, error, retry_at))
 
-    def _started(self, future: asyncio.Future[Any], job: Job, now: float) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
+    def _started(self, reply: Any, exc: BaseException | None, job: Job, now: float) -> None:
         if exc is not None:
             log.warning("job %s: recording its start failed (%s); its outcome still follows", job.id, exc)
             return
         if self.listeners.wants(EventKind.STARTED):
-            self._emit(EventKind.STARTED, job, now, applied=future.result() == 1)
+            self._emit(EventKind.STARTED, job, now, applied=reply == 1)
 
 
 def event_of(

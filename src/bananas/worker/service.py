@@ -354,7 +354,7 @@ class Worker:
                     token = f"{self.worker_id}:{next(self._tokens)}"
                     wait, taken = await fetcher.fetch(free, self._running_by_route, token)
                     if taken:
-                        await self._start(processor, taken, token, fetcher)
+                        self._start(processor, taken, token)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -377,9 +377,8 @@ class Worker:
         finally:
             stop_wait.cancel()
 
-    async def _start(self, processor: Processor, taken: list[tuple[Source, str]], token: str, fetcher: Fetcher) -> None:
-        records = await fetcher.records([job_id for _, job_id in taken])
-        for (source, job_id), raw in zip(taken, records, strict=True):
+    def _start(self, processor: Processor, taken: list[tuple[Source, str, bytes | None]], token: str) -> None:
+        for source, job_id, raw in taken:
             delivery = Delivery(job_id, token, source)
             route = source.ref.routing_key
             self._running_by_route[route] = self._running_by_route.get(route, 0) + 1

@@ -42,7 +42,29 @@ class Deferred:
     build: Callable[[], Call]
 
 
-Pending = tuple[Call | Deferred, "asyncio.Future[Any]"]
+class Notify:
+    """The answer to a write nobody awaits, handed to ``callback(reply, error)``: a
+    future with a done callback would cost an extra event-loop callback per job."""
+
+    __slots__ = ("_callback", "_done")
+
+    def __init__(self, callback: Callable[[Any, BaseException | None], None]) -> None:
+        self._callback = callback
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        self._done = True
+        self._callback(value, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._done = True
+        self._callback(None, exc)
+
+
+Pending = tuple[Call | Deferred, "asyncio.Future[Any] | Notify"]
 
 
 class Writer:
@@ -61,6 +83,11 @@ class Writer:
         self._pending.append((call, future))
         self._wake.set()
         return future
+
+    def post(self, call: Call | Deferred, callback: Callable[[Any, BaseException | None], None]) -> None:
+        """Queue ``call``; ``callback(reply, error)`` is called once it ran (or failed)."""
+        self._pending.append((call, Notify(callback)))
+        self._wake.set()
 
     async def run(self) -> None:
         backoff = Backoff()
@@ -170,7 +197,7 @@ def _refused() -> Exception:
     return ValueError("ack refused: a TTL of the job is out of range (0..2147483647 seconds); nothing written")
 
 
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+def _resolve(future: asyncio.Future[Any] | Notify, value: Any) -> None:
     if future.done():
         return
     if isinstance(value, Exception):

@@ -15,19 +15,23 @@
 -- ARGV[2]  lease token for this delivery
 -- ARGV[3]  COUNT, the most ids to take (the worker's free slots)
 -- ARGV[4]  Q     ARGV[5]  G     ARGV[6]  T
--- then per group, 5 values: routing key; local cap (-1 none; how many more this worker
+-- then per group, 6 values: routing key; local cap (-1 none; how many more this worker
 --   may start); fleet concurrency limit (0 none); rate interval ms (0 none); rate
---   burst tolerance ms
+--   burst tolerance ms; the key prefix of its jobs' records (the record of id X is
+--   <prefix>X, e.g. bananas:job:X; in the cluster layout it shares the slot of the
+--   routing key's lists)
 -- then per gate, 2 values: rate interval ms, burst tolerance ms
 -- then per list, 3 values: its group (1..G), its gate (0 none), its priority
 -- then optionally one group per slot (weighted selection): slot s tries that group's
 --   lists first, then every list in order. Without them the lists are walked in order.
 --
--- Returns {wait_ms, list_index, id, list_index, id, ...}: list_index is 1-based into
--- the Q lists; wait_ms > 0 says a rate limit held back a non-empty list and when it
--- opens again (0 otherwise). A negative list_index (-q) reports an id popped from list q
--- and dropped, not leased: it already has a lease owner (a duplicate entry of a job
--- another delivery holds; that delivery finishes it). A lease is never overwritten.
+-- Returns {wait_ms, list_index, id, record, list_index, id, record, ...}: list_index is
+-- 1-based into the Q lists; record is the leased job's record (nil if it has none), read
+-- in this same call so that a pick-up takes one round trip; wait_ms > 0 says a rate
+-- limit held back a non-empty list and when it opens again (0 otherwise). A negative
+-- list_index (-q) reports an id popped from list q and dropped, not leased (its record
+-- is nil, not read): it already has a lease owner (a duplicate entry of a job another
+-- delivery holds; that delivery finishes it). A lease is never overwritten.
 -- The pop and the lease are one step: a job is never in no list and no lease. A job
 -- counted against a fleet limit is recorded in lease routes so that whatever ends its
 -- lease gives the slot back. Nothing is taken from a list
@@ -47,14 +51,15 @@ local deadline, token = now + tonumber(ARGV[1]), ARGV[2]
 local wanted = tonumber(ARGV[3])
 local Q, G, T = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local a = 7
-local route, cap, fleet, interval, tolerance = {}, {}, {}, {}, {}
+local route, cap, fleet, interval, tolerance, record_prefix = {}, {}, {}, {}, {}, {}
 for g = 1, G do
   route[g] = ARGV[a]
   cap[g] = tonumber(ARGV[a + 1])
   fleet[g] = tonumber(ARGV[a + 2])
   interval[g] = tonumber(ARGV[a + 3])
   tolerance[g] = tonumber(ARGV[a + 4])
-  a = a + 5
+  record_prefix[g] = ARGV[a + 5]
+  a = a + 6
 end
 local gate_interval, gate_tolerance = {}, {}
 for t = 1, T do
@@ -157,6 +162,7 @@ local function take(q)
     -- Already leased: drop this copy. It took no slot and no rate token; go on looking.
     out[#out + 1] = -q
     out[#out + 1] = id
+    out[#out + 1] = false
     return id
   end
   if route_tat then
@@ -177,6 +183,7 @@ local function take(q)
   end
   out[#out + 1] = q
   out[#out + 1] = id
+  out[#out + 1] = redis.call('GET', record_prefix[g] .. id)
   wanted = wanted - 1
   return id
 end
@@ -188,15 +195,19 @@ local function unlimited(q)
 end
 
 local function lease_all(q, ids)
+  local prefix = record_prefix[group_of[q]]
   for _, id in ipairs(ids) do
     if redis.call('HSETNX', KEYS[2], id, token) == 1 then
       redis.call('ZADD', KEYS[1], deadline, id)
       out[#out + 1] = q
+      out[#out + 1] = id
+      out[#out + 1] = redis.call('GET', prefix .. id)
       wanted = wanted - 1
     else
       out[#out + 1] = -q  -- already leased (maybe by this very call): dropped
+      out[#out + 1] = id
+      out[#out + 1] = false
     end
-    out[#out + 1] = id
   end
 end
 
