@@ -340,7 +340,7 @@ class DeadLetters:
         if job.status is not JobStatus.FAILED:
             return RetryResult(job_id, RetryOutcome.NOT_FAILED, detail=f"status is {job.status.value!r}")
         reset_for_retry(job, self.clock.now())
-        return job, calls.dlq_retry(job, raw, job.to_record())
+        return job, calls.dlq_retry(job, raw, job.to_record(), layout=keys.STANDALONE)
 
     # -- purge -------------------------------------------------------------------------
 
@@ -358,12 +358,14 @@ class DeadLetters:
                     if _matches(_entry(i, raw), routing_key, name)
                 ]
             for part in range(0, len(chunk), PURGE_CHUNK):
-                removed += int(self._runner.run(calls.dlq_purge(chunk[part : part + PURGE_CHUNK])))
+                removed += int(
+                    self._runner.run(calls.dlq_purge(chunk[part : part + PURGE_CHUNK], layout=keys.STANDALONE))
+                )
         return removed
 
     def delete(self, job_id: str) -> bool:
         """Remove one dead entry with its record and result; False if it was not dead."""
-        return int(self._runner.run(calls.dlq_purge([job_id]))) > 0
+        return int(self._runner.run(calls.dlq_purge([job_id], layout=keys.STANDALONE))) > 0
 
     def _records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
@@ -392,7 +394,7 @@ def reset_for_retry(job: Job, now: float) -> None:
 def _retry_result(job: Job, reply: Any) -> RetryResult:
     code = int(reply)
     if code == 1:
-        return RetryResult(job.id, RetryOutcome.RETRIED, queue=calls.ready_queue_of(job))
+        return RetryResult(job.id, RetryOutcome.RETRIED, queue=calls.ready_queue_of(job, keys.STANDALONE))
     if code == 0:
         return RetryResult(job.id, RetryOutcome.NOT_DEAD)
     return RetryResult(job.id, RetryOutcome.CHANGED)

@@ -109,7 +109,9 @@ def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator
             break
         (raw,) = yield [("MGET", *(keys.job(i) for i in ids))]
         jobs = [_cancelled(job_id, record, now) for job_id, record in zip(ids, raw, strict=True)]
-        (got,) = yield [calls.purge(name, jobs, record_ttl=record_ttl, result_ttl=PURGED_RESULT_TTL)]
+        (got,) = yield [
+            calls.purge(name, jobs, record_ttl=record_ttl, result_ttl=PURGED_RESULT_TTL, layout=keys.STANDALONE)
+        ]
         if isinstance(got, Exception):
             raise got
         removed += int(got)

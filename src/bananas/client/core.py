@@ -47,6 +47,7 @@ from bananas.core.workflow import (
 )
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
 from bananas.redis import calls, keys
+from bananas.redis.keys import KeyLayout
 from bananas.redis.scripts import Call
 
 #: Jobs per script call in ``submit_many``; larger batches are split, then sent together.
@@ -75,6 +76,8 @@ class ClientCore:
     #: Migration mode (``"original"``, see ``bananas.core.compat``): jobs of the
     #: ``default`` routing key go to the legacy lists the original Go workers read.
     compat: str | None = None
+    #: The key names of the server (redis/keys.py), from the client's URL.
+    layout: KeyLayout = keys.STANDALONE
 
     def __post_init__(self) -> None:
         limit = self.max_payload_bytes
@@ -142,8 +145,10 @@ class ClientCore:
         if unique_key is not None or unique_for is not None:
             key, seconds = check_unique(unique_key, unique_for)
             job.extra["unique_key"] = key
-            return job.id, calls.submit_unique(job, job.to_record(), key, seconds)
-        return job.id, calls.submit(job, job.to_record(), queue=self._queue(routing_key, job.priority))
+            return job.id, calls.submit_unique(job, job.to_record(), key, seconds, layout=self.layout)
+        return job.id, calls.submit(
+            job, job.to_record(), layout=self.layout, queue=self._queue(routing_key, job.priority)
+        )
 
     def submit_workflow(
         self,
@@ -178,7 +183,7 @@ class ClientCore:
         created = format_time(to_datetime(self.clock.now()))
         first = [(job, job.to_record()) for job in plan.stages[0]]
         waiting = [(job.id, job.to_record()) for stage in plan.stages[1:] for job in stage]
-        return plan, calls.submit_workflow(plan.id, plan.spec(created), ttl, first, waiting)
+        return plan, calls.submit_workflow(plan.id, plan.spec(created), ttl, first, waiting, layout=self.layout)
 
     def submit_many(
         self,
@@ -237,7 +242,14 @@ class ClientCore:
             for start in range(0, len(group_ids), SUBMIT_MANY_CHUNK):
                 end = start + SUBMIT_MANY_CHUNK
                 batch.append(
-                    calls.submit_many(key, prio, group_ids[start:end], records[start:end], queue=self._queue(key, prio))
+                    calls.submit_many(
+                        key,
+                        prio,
+                        group_ids[start:end],
+                        records[start:end],
+                        layout=self.layout,
+                        queue=self._queue(key, prio),
+                    )
                 )
         return ids, batch
 
@@ -271,7 +283,7 @@ class ClientCore:
         _set_traceparent(job, traceparent)
         job.status = JobStatus.SCHEDULED
         job.scheduled_for = to_datetime(due)
-        return job.id, calls.schedule(job, job.to_record(), due)
+        return job.id, calls.schedule(job, job.to_record(), due, layout=self.layout)
 
     def expiry_fields(self, expires_in: float | timedelta | None) -> dict[str, Any]:
         """``{"expires_at": RFC 3339}`` for a job that must start within ``expires_in``
@@ -307,7 +319,13 @@ class ClientCore:
         mark_cancelled(job, to_datetime(now))
         fields = result_fields(job, status=CANCELLED, started=now, finished=now, worker="")
         return calls.cancel(
-            job, seen, job.to_record(), fields, record_ttl=DEFAULT_FAILED_TTL, result_ttl=DEFAULT_RESULT_FAILURE_TTL
+            job,
+            seen,
+            job.to_record(),
+            fields,
+            record_ttl=DEFAULT_FAILED_TTL,
+            result_ttl=DEFAULT_RESULT_FAILURE_TTL,
+            layout=self.layout,
         )
 
     def after_cancel(self, job_id: str, seen: bytes | str | None) -> Call | None:
@@ -319,7 +337,7 @@ class ClientCore:
             job = Job.from_record(seen, job_id=job_id)
         except MalformedJobError:
             return None
-        return calls.abandon_job(job, format_time(to_datetime(self.clock.now())))
+        return calls.abandon_job(job, format_time(to_datetime(self.clock.now())), layout=self.layout)
 
     def due_time(self, run_at: datetime | None, delay: float | timedelta | None) -> float:
         if run_at is not None and delay is not None:

@@ -12,6 +12,7 @@ import redis.exceptions
 
 from bananas.core.codec import decode_id
 from bananas.redis import calls, keys
+from bananas.redis.keys import STANDALONE, KeyLayout
 from bananas.redis.runner import AsyncRunner, Durability, pack
 from bananas.redis.scripts import Call
 
@@ -31,8 +32,12 @@ class KeyLook:
 
 
 class Broker:
-    def __init__(self, client: aioredis.Redis, *, durability: Durability | None = None) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, durability: Durability | None = None, layout: KeyLayout = STANDALONE
+    ) -> None:
         self.redis = client
+        #: The key names of the server this broker talks to (redis/keys.py).
+        self.layout = layout
         # ``durability``: acks, retries and buries wait for replicas (BANANAS_WAIT_REPLICAS).
         self.runner = AsyncRunner(client, durability=durability)
         # The two hot loops each keep a connection of their own (see AsyncRunner).

@@ -63,7 +63,7 @@ def fire_call(schedule: Schedule, step: Step, expected_cursor: int, now: float) 
             keys.schedule(schedule.id),
             keys.SCHEDULES,
             keys.job(job.id),
-            calls.ready_queue_of(job),
+            calls.ready_queue_of(job, keys.STANDALONE),
             keys.ROUTING_KEYS,
         ),
         (

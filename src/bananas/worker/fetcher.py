@@ -208,7 +208,7 @@ class Fetcher:
 
     async def _prune(self, parked_sets: Sequence[set[str]]) -> None:
         batch = [
-            calls.prune_parked(key, sorted(members))
+            calls.prune_parked(key, sorted(members), layout=self._broker.layout)
             for key, members in zip(self._settings.routing_keys, parked_sets, strict=True)
             if members
         ]
@@ -262,7 +262,10 @@ class Fetcher:
         """Activate the routing keys that have a non-empty list, woken or not."""
         if self._look is None:
             sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
-            self._look = (KeyLook([calls.source_key(s) for s in sources]), [s.ref.routing_key for s in sources])
+            self._look = (
+                KeyLook([calls.source_key(s, self._broker.layout) for s in sources]),
+                [s.ref.routing_key for s in sources],
+            )
         look, routes = self._look
         wakeups_before = self._wakeups
         found = {routes[index] for index in await self._broker.existing(look)}
@@ -304,13 +307,14 @@ class Fetcher:
             token=token,
             count=free,
             preferences=prefs,
+            layout=self._broker.layout,
         )
         wait_ms, taken, dropped = await self._broker.dequeue(call)
         for index, job_id in dropped:
             log.warning(
                 "job %s dropped from %s: it is already leased by another delivery (a duplicate entry; not run twice)",
                 display_id(job_id),
-                calls.source_key(plan.sources[index]),
+                calls.source_key(plan.sources[index], self._broker.layout),
             )
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))

@@ -59,8 +59,13 @@ class LeaseKeeper:
         held = list(self._held().items())
         now = self._clock.now()
         if held:
-            lost = await self._broker.run(calls.extend(int(self._lease * 1000), held))
-            for job_id in lost:
+            replies = await self._broker.run_many(
+                calls.extend(int(self._lease * 1000), held, layout=self._broker.layout)
+            )
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            for job_id in (job_id for reply in replies for job_id in reply):
                 name = decode_id(job_id)
                 log.debug("lease on job %s is no longer held by this worker", name)
                 self._on_lost(name)

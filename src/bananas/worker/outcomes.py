@@ -79,9 +79,9 @@ class Outcomes:
         writer keeps the start before the outcome."""
         mark_started(job, to_datetime(now))
         delivery.started = now
-        job_id, token = job.id, delivery.token
+        job_id, token, layout = job.id, delivery.token, self._writer.layout
         future = self._writer.send(
-            Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record()))
+            Deferred(ScriptName.START, job_id, lambda: calls.start(job_id, token, job.to_record(), layout=layout))
         )
         # Always a callback, so a failed start is said (with its job id) rather than left
         # as a "Future exception was never retrieved" traceback without one.
@@ -104,7 +104,9 @@ class Outcomes:
         call = self._handoff(
             job, delivery.token, record, self._settings.completed_ttl, COMPLETED, -1, result_ttl, fields,
             encoded_result, finished,
-        ) or calls.ack(job.id, delivery.token, record, self._settings.completed_ttl, result_ttl, fields)  # fmt: skip
+        ) or calls.ack(
+            job.id, delivery.token, record, self._settings.completed_ttl, result_ttl, fields, layout=self._writer.layout
+        )  # fmt: skip
         applied = await self._write(delivery, call)
         if not applied:
             log.warning("job %s finished after its lease was lost; its outcome was discarded", job.id)
@@ -120,7 +122,7 @@ class Outcomes:
         call: Call
         if decision.verdict is Verdict.RETRY:
             assert decision.due is not None
-            call = calls.retry(job.id, delivery.token, record, decision.due)
+            call = calls.retry(job.id, delivery.token, record, decision.due, layout=self._writer.layout)
             kind = EventKind.RETRYING
         else:
             result_ttl = job_result_ttl(job, self._settings.result_failure_ttl)
@@ -134,7 +136,7 @@ class Outcomes:
                 result_ttl, fields, None, now,
             ) or calls.bury(
                 job.id, delivery.token, record, self._settings.failed_ttl,
-                self._settings.dead_letter_cap, result_ttl, fields,
+                self._settings.dead_letter_cap, result_ttl, fields, layout=self._writer.layout,
             )  # fmt: skip
             kind = EventKind.DEAD
         applied = await self._write(delivery, call)
@@ -171,7 +173,9 @@ class Outcomes:
         record = job.to_record()
         call = self._handoff(
             job, delivery.token, record, self._settings.failed_ttl, status, -1, result_ttl, fields, None, now
-        ) or calls.ack(job.id, delivery.token, record, self._settings.failed_ttl, result_ttl, fields)
+        ) or calls.ack(
+            job.id, delivery.token, record, self._settings.failed_ttl, result_ttl, fields, layout=self._writer.layout
+        )
         return await self._write(delivery, call)
 
     def _handoff(
@@ -205,7 +209,7 @@ class Outcomes:
             )  # fmt: skip
         return calls.finish(
             job.id, token, record, record_ttl, status, dead_cap=dead_cap, result_ttl=result_ttl, result=fields,
-            unique_key=unique_key, step=step,
+            unique_key=unique_key, step=step, layout=self._writer.layout,
         )  # fmt: skip
 
     def progress_reporter(self, delivery: Delivery) -> ProgressReporter:
@@ -220,7 +224,9 @@ class Outcomes:
         now = self.clock.now()
         job.extra["parked"] = {"reason": reason, "by": self._worker_id, "at": format_time(to_datetime(now))}
         job.status = JobStatus.PENDING
-        applied = await self._write(delivery, calls.park(job, delivery.token, job.to_record()))
+        applied = await self._write(
+            delivery, calls.park(job, delivery.token, job.to_record(), layout=self._writer.layout)
+        )
         if not applied:
             log.warning("job %s could not be handed on: its lease was lost", job.id)
         self._emit(EventKind.PARKED, job, now, applied=applied, error=reason)
@@ -232,7 +238,7 @@ class Outcomes:
         key's ready list, untouched and unrun: it runs only where that key is consumed."""
         reason = f"names routing key {job.routing_key!r}; moved there from {found_in}"
         log.info("job %s %s", job.id, reason)
-        applied = await self._write(delivery, calls.reroute(job, delivery.token))
+        applied = await self._write(delivery, calls.reroute(job, delivery.token, layout=self._writer.layout))
         if not applied:
             log.warning("job %s could not be moved to its routing key: its lease was lost", job.id)
         self._emit(EventKind.PARKED, job, self.clock.now(), applied=applied, error=reason)
@@ -245,7 +251,7 @@ class Outcomes:
         if job is None or delivery.settled:
             return None
         mark_given_back(job, to_datetime(self.clock.now()))
-        return calls.release(job, delivery.token, job.to_record())
+        return calls.release(job, delivery.token, job.to_record(), layout=self._writer.layout)
 
     def given_back(self, delivery: Delivery, applied: bool) -> None:
         delivery.settled = True
@@ -267,7 +273,12 @@ class Outcomes:
         log.error("job %s has a malformed record (%s); moved to dead letters", delivery.job_id, reason)
         stub = stub_record(delivery.job_id, reason, raw, now)
         call = calls.bury(
-            delivery.job_id, delivery.token, stub, self._settings.failed_ttl, self._settings.dead_letter_cap
+            delivery.job_id,
+            delivery.token,
+            stub,
+            self._settings.failed_ttl,
+            self._settings.dead_letter_cap,
+            layout=self._writer.layout,
         )
         applied = await self._write(delivery, call)
         if self.listeners.wants(EventKind.DEAD):
@@ -283,22 +294,25 @@ class Outcomes:
     async def drop(self, delivery: Delivery, why: str) -> bool:
         """End a delivery that must not run (its record is already final: a duplicate
         entry in a ready list). The record is left as it is, so no event is emitted."""
-        where = calls.source_key(delivery.source)
+        where = calls.source_key(delivery.source, self._writer.layout)
         log.warning(
             "job %s dropped from %s: %s (a duplicate entry; not run again)", display_id(delivery.job_id), where, why
         )
-        return await self._write(delivery, calls.drop(delivery.job_id, delivery.token))
+        return await self._write(delivery, calls.drop(delivery.job_id, delivery.token, layout=self._writer.layout))
 
     async def drop_if_held(self, delivery: Delivery) -> bool:
         """End the delivery, unrun, when an original Go worker is running the same job
         (its id is in ``bananas:queue:processing``); False, and nothing changed, if not."""
-        if await self._writer.send(calls.drop_if_held(delivery.job_id, delivery.token)) != 1:
+        if (
+            await self._writer.send(calls.drop_if_held(delivery.job_id, delivery.token, layout=self._writer.layout))
+            != 1
+        ):
             return False
         delivery.settled = True
         log.warning(
             "job %s dropped from %s: an original Go worker is running it (a duplicate entry; not run here)",
             display_id(delivery.job_id),
-            calls.source_key(delivery.source),
+            calls.source_key(delivery.source, self._writer.layout),
         )
         return True
 

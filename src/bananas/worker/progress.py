@@ -81,7 +81,13 @@ class ProgressReporter:
         fraction, message, at = latest
         self.writes += 1
         call = calls.progress(
-            self._job_id, self._token, fraction, message or "", format_time(to_datetime(at)), PROGRESS_TTL
+            self._job_id,
+            self._token,
+            fraction,
+            message or "",
+            format_time(to_datetime(at)),
+            PROGRESS_TTL,
+            layout=self._writer.layout,
         )
         future = self._writer.send(call)
         future.add_done_callback(_ignore)

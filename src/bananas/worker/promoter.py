@@ -77,10 +77,14 @@ class Promoter:
             except MalformedJobError as exc:
                 log.error("scheduled job %s cannot be read (%s); moved to dead letters", job_id, exc.reason)
                 stub = stub_record(job_id, exc.reason, raw, now)
-                batch.append(calls.bury_scheduled(job_id, stub, self._failed_ttl, self._dead_cap))
+                batch.append(
+                    calls.bury_scheduled(job_id, stub, self._failed_ttl, self._dead_cap, layout=self._broker.layout)
+                )
                 continue
             mark_pending(job, to_datetime(now))
-            batch.append(calls.promote(job, job.to_record(), legacy_default=self._legacy_default))
+            batch.append(
+                calls.promote(job, job.to_record(), layout=self._broker.layout, legacy_default=self._legacy_default)
+            )
         if not batch:
             return 0
         return sum(1 for r in await self._broker.run_many(batch) if r == 1)

@@ -262,7 +262,7 @@ class Reconciler:
             return None
 
     async def _repair_inflight(self) -> list[Repair]:
-        reply = await self._broker.run(calls.repair_inflight())
+        reply = await self._broker.run(calls.repair_inflight(layout=self._broker.layout))
         items = [decode_id(v) for v in reply]
         out: list[Repair] = []
         i = 0
@@ -440,12 +440,13 @@ class Reconciler:
         except MalformedJobError as exc:
             stub = stub_record(job_id, exc.reason, raw, now)
             return _Home("dead", stub, why=f"record unreadable ({exc.reason}); parked")
-        queue = calls.ready_queue_of(job)
+        layout = self._broker.layout
+        queue = calls.ready_queue_of(job, layout)
         # A job may also sit in the list of its name (parked) and, on ``default``, in the
         # legacy list of its priority: look there too.
-        extra: tuple[str, ...] = (keys.parked_queue(job.routing_key, job.priority, job.name),)
-        if job.routing_key == DEFAULT_ROUTING_KEY:
-            extra += (keys.legacy_queue(job.priority),)
+        extra: tuple[str, ...] = (layout.parked_queue(job.routing_key, job.priority, job.name),)
+        if job.routing_key == DEFAULT_ROUTING_KEY and not layout.cluster:
+            extra += (layout.legacy_queue(job.priority),)
         status = job.status
         if status in (JobStatus.PENDING, JobStatus.PROCESSING):
             record = b""
@@ -454,7 +455,7 @@ class Reconciler:
                 mark_pending(job, to_datetime(now))
                 record = job.to_record()
                 why = "was processing with no lease; " + why
-            channel = keys.route_notify_channel(job.routing_key)
+            channel = layout.notify_channel(job.routing_key)
             return _Home("ready", record, channel=channel, queue=queue, extra=extra, why=why)
         if status is JobStatus.SCHEDULED:
             due = view.scheduled
@@ -491,7 +492,9 @@ class Reconciler:
         what: str = "",
     ) -> tuple[Repair, Call]:
         others = [*view.lists, *home.extra]
-        home_queue = home.queue or (others[0] if others else keys.route_queue(DEFAULT_ROUTING_KEY, Priority.NORMAL))
+        home_queue = home.queue or (
+            others[0] if others else self._broker.layout.queue(DEFAULT_ROUTING_KEY, Priority.NORMAL)
+        )
         call = calls.rehome(
             job_id,
             home.home,
@@ -504,6 +507,7 @@ class Reconciler:
             channel=home.channel,
             orphan=orphan,
             dead_cap=self._dead_cap,
+            layout=self._broker.layout,
         )
         detail = f"{what}; {home.why}" if what else home.why
         return Repair(kind, job_id, home.home, detail), call

@@ -104,7 +104,13 @@ class Recoverer:
         if raw is None:
             stub = stub_record(job_id, "record missing", None, now)
             call = calls.recover_to_dead(
-                job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
+                job_id,
+                token,
+                now_ms,
+                stub,
+                record_ttl=self._failed_ttl,
+                dead_cap=self._dead_cap,
+                layout=self._broker.layout,
             )
             return call, None
         try:
@@ -112,7 +118,13 @@ class Recoverer:
         except MalformedJobError as exc:
             stub = stub_record(job_id, exc.reason, raw, now)
             call = calls.recover_to_dead(
-                job_id, token, now_ms, stub, record_ttl=self._failed_ttl, dead_cap=self._dead_cap
+                job_id,
+                token,
+                now_ms,
+                stub,
+                record_ttl=self._failed_ttl,
+                dead_cap=self._dead_cap,
+                layout=self._broker.layout,
             )
             return call, None
         recoveries = job.recoveries + 1
@@ -136,13 +148,16 @@ class Recoverer:
                 fields,
                 record_ttl=self._failed_ttl,
                 dead_cap=self._dead_cap,
+                layout=self._broker.layout,
             )
-            handoff = calls.abandon_job(job, format_time(to_datetime(now)), status=FAILED, reason=job.error)
+            handoff = calls.abandon_job(
+                job, format_time(to_datetime(now)), status=FAILED, reason=job.error, layout=self._broker.layout
+            )
             if handoff is not None:
                 self._abandons[job_id] = handoff
             return call, event_of(EventKind.DEAD, job, self._worker_id, now, error=job.error)
         mark_pending(job, to_datetime(now))
-        call = calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()))
+        call = calls.recover_to_ready(job, token, now_ms, codec.dumps(job.to_dict()), layout=self._broker.layout)
         return call, event_of(EventKind.RECOVERED, job, self._worker_id, now)
 
     async def run(self) -> None:

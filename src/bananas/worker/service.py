@@ -161,7 +161,11 @@ class Worker:
                 await clock_sync.measure(client, self.clock)
                 self.started_at = self.clock.now()  # in the server's time, as the fleet reads it
         # A worker does not stop on too few replicas: the write is done; it is logged.
-        broker = Broker(client, durability=durability(self.settings.wait_replicas, strict=False))
+        broker = Broker(
+            client,
+            durability=durability(self.settings.wait_replicas, strict=False),
+            layout=keys.layout_for_url(self.settings.redis_url),
+        )
         if not await self._preflight(client, broker):
             return
         writer = Writer(broker, self._pressure)

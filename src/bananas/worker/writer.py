@@ -49,6 +49,8 @@ class Writer:
     def __init__(self, broker: Broker, pressure: MemoryPressure | None = None) -> None:
         self._pressure = pressure
         self._broker = broker
+        #: The key names the calls sent here are built with.
+        self.layout = broker.layout
         self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._closed = False
@@ -120,22 +122,28 @@ class Writer:
                 continue
             plan.append(call)
             answers.append([pending])
-        if len(acks) == 1:
-            plan.append(acks[0][0])
-            answers.append([acks[0][1]])
-        elif acks:
-            plan.append(calls.ack_many([call for call, _ in acks]))
-            answers.append([pending for _, pending in acks])
+        # Acks are merged per lease set: one group in the standalone layout, one per
+        # routing key in the cluster layout (a script runs in one slot).
+        groups: dict[str, list[tuple[Call, Pending]]] = {}
+        for ack in acks:
+            groups.setdefault(ack[0].keys[0], []).append(ack)
+        merged: list[tuple[int, list[tuple[Call, Pending]]]] = []
+        for group in groups.values():
+            if len(group) > 1:
+                merged.append((len(plan), group))
+            plan.append(group[0][0] if len(group) == 1 else calls.ack_many([call for call, _ in group]))
+            answers.append([pending for _, pending in group])
         if not plan:
             return []
         replies = await self._broker.write_many(plan)
-        last = replies[-1]
-        if len(acks) > 1 and isinstance(last, Exception) and not is_out_of_memory(last):
-            # The merged call failed as a whole: send each ack on its own, so one job's
-            # error stays that job's (a failed script wrote nothing; each ack checks its
-            # lease token, so one that did land is not applied twice).
-            answers[-1:] = [[pending] for _, pending in acks]
-            replies[-1:] = await self._broker.write_many([call for call, _ in acks])
+        for at, group in reversed(merged):
+            reply = replies[at]
+            if isinstance(reply, Exception) and not is_out_of_memory(reply):
+                # The merged call failed as a whole: send each ack on its own, so one
+                # job's error stays that job's (a failed script wrote nothing; each ack
+                # checks its lease token, so one that did land is not applied twice).
+                answers[at : at + 1] = [[pending] for _, pending in group]
+                replies[at : at + 1] = await self._broker.write_many([call for call, _ in group])
         refused: list[Pending] = []
         for entries, reply in zip(answers, replies, strict=True):
             if isinstance(reply, Exception) and is_out_of_memory(reply):
