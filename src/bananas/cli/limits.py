@@ -19,8 +19,12 @@ def limits() -> None:
 @limits.command("set")
 @click.argument("routing_key", required=False)
 @click.option("--job-name", default=None, help="Limit a job name instead of a routing key (rate only).")
-@click.option("--concurrency", default=None, metavar="INTEGER", help="At most N jobs of the routing key running fleet-wide.")
-@click.option("--rate", default=None, metavar="COUNT/UNIT", help="At most COUNT per UNIT fleet-wide: 100/m, 10/s, 5/h, 30/10s.")
+@click.option(
+    "--concurrency", default=None, metavar="INTEGER", help="At most N jobs of the routing key running fleet-wide."
+)
+@click.option(
+    "--rate", default=None, metavar="COUNT/UNIT", help="At most COUNT per UNIT fleet-wide: 100/m, 10/s, 5/h, 30/10s."
+)
 @redis_url_option
 def set_limit(
     routing_key: str | None, job_name: str | None, concurrency: str | None, rate: str | None, redis_url: str | None

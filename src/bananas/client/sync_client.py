@@ -219,7 +219,11 @@ class Client:
         self._measure_clock()
         with producer_span(name) as span:
             ids, batch = self._core.submit_many(
-                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                name,
+                payloads,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
                 expires_in=expires_in,
                 traceparent=span.traceparent,
             )

@@ -245,9 +245,7 @@ class Backend:
         for minute in range(current - minutes + 1, current + 1):
             pipe.hmget(keys.throughput(minute), list(routing_keys))
         replies = pipe.execute()
-        return {
-            key: [int(reply[i] or 0) for reply in replies] for i, key in enumerate(routing_keys)
-        }
+        return {key: [int(reply[i] or 0) for reply in replies] for i, key in enumerate(routing_keys)}
 
     def overview(self, offset: int, limit: int, search: str | None, problems_only: bool) -> dict[str, Any]:
         now = time.time()

@@ -22,7 +22,7 @@ from bananas.core.priority import Priority
 from bananas.core.routing import QueueRef
 from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base_order, boost, with_parked
 from bananas.errors import MalformedJobError
-from bananas.redis import calls, keys
+from bananas.redis import calls
 from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker, KeyLook
 
@@ -62,13 +62,16 @@ class Fetcher:
         self._settings = settings
         self._handled = handled
         self._clock = clock
-        legacy = settings.mode is not WorkerMode.SPECIALIZED
+        # The legacy unrouted lists exist on one server only (not in the cluster layout).
+        legacy = settings.mode is not WorkerMode.SPECIALIZED and not broker.layout.cluster
         self._order = base_order(settings.routing_keys, settings.priorities, settings.queue_selection, legacy=legacy)
         self._index_order()
         self.limits = FleetLimits()
         self._parked: dict[tuple[str, Priority], list[str]] = {}
         self._overdue: set[QueueRef] = set()
         self._plan: DequeuePlan | None = None
+        #: Redis Cluster: the plan of each routing key on its own (one slot per call).
+        self._slot_plans: dict[str, DequeuePlan] = {}
         self._next_refresh = 0.0
         self._next_prune = 0.0
         self._route_cap = dict(settings.route_concurrency)
@@ -106,6 +109,7 @@ class Fetcher:
         self._order = list(order)
         self._index_order()
         self._plan = None
+        self._slot_plans.clear()
         self._look = None
 
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
@@ -199,6 +203,7 @@ class Fetcher:
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
+            self._slot_plans.clear()
             self._look = None
             # A list new to the plan (a parked name, an opened limit) may hold jobs that a
             # dequeue on the old plan could not see: look at every list again, now.
@@ -236,9 +241,10 @@ class Fetcher:
         targets = [ref for ref in self._order if ref.routing_key in limits or ref.priority.value in limits]
         # A parked job waits in its name's list, not the main one: look there too (but not
         # at rate-limited names, whose jobs wait for their rate, not for a free worker).
-        lists = [(ref, keys.queue(ref)) for ref in targets]
+        layout = self._broker.layout
+        lists = [(ref, layout.ref_queue(ref)) for ref in targets]
         lists += [
-            (ref, keys.parked_queue(ref.routing_key, ref.priority, name))
+            (ref, layout.parked_queue(ref.routing_key, ref.priority, name))
             for ref in targets
             if not ref.legacy
             for name in parked.get((ref.routing_key, ref.priority), ())
@@ -262,8 +268,9 @@ class Fetcher:
         """Activate the routing keys that have a non-empty list, woken or not."""
         if self._look is None:
             sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
+            layout = self._broker.layout
             self._look = (
-                KeyLook([calls.source_key(s, self._broker.layout) for s in sources]),
+                KeyLook([calls.source_key(s, layout) for s in sources], by_slot=layout.cluster),
                 [s.ref.routing_key for s in sources],
             )
         look, routes = self._look
@@ -290,6 +297,8 @@ class Fetcher:
         routes = frozenset(self._active)
         if not routes:
             return 0.0, []
+        if self._broker.layout.cluster:
+            return await self._fetch_by_slot(routes, free, running_by_route, token)
         plan = self._plan_for(routes)
         wakeups_before = self._wakeups
         caps = [
@@ -319,3 +328,61 @@ class Fetcher:
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
         return wait_ms / 1000.0, [(plan.sources[index], job_id) for index, job_id in taken]
+
+    async def _fetch_by_slot(
+        self, routes: frozenset[str], free: int, running_by_route: Mapping[str, int], token: str
+    ) -> tuple[float, list[tuple[Source, str]]]:
+        """``fetch`` on Redis Cluster: a dequeue script runs in one slot, one routing key,
+        so the worker asks its active routing keys one call each, in its own order (the
+        weighted draw first with weighted selection), until its free slots are filled.
+        Within a key the script walks the priorities and applies the key's limits as on
+        one server; across keys the order is the order of the calls (ADR 0001)."""
+        layout = self._broker.layout
+        order = list(dict.fromkeys(ref.routing_key for ref in self._order if ref.routing_key in routes))
+        if self._wrr is not None:
+            drawn = [k for k in self._wrr.take(free) if k in routes]
+            order = list(dict.fromkeys([*drawn, *order]))
+        taken: list[tuple[Source, str]] = []
+        wait_ms = 0.0
+        for key in order:
+            left = free - len(taken)
+            if left <= 0:
+                break
+            plan = self._slot_plans.get(key)
+            if plan is None:
+                plan = self._slot_plans[key] = self._plan_alone(key)
+            if not plan.sources:
+                continue
+            wakeups_before = self._wakeups
+            caps = [
+                max(0, self._route_cap[k] - running_by_route.get(k, 0)) if k in self._route_cap else -1
+                for k in plan.groups
+            ]
+            call = calls.dequeue(
+                plan,
+                self.limits,
+                caps,
+                lease_ms=int(self._settings.lease_seconds * 1000),
+                token=token,
+                count=left,
+                layout=layout,
+            )
+            waits, got, dropped = await self._broker.dequeue(call)
+            for index, job_id in dropped:
+                log.warning(
+                    "job %s dropped from %s: it is already leased by another delivery (a duplicate entry; "
+                    "not run twice)",
+                    display_id(job_id),
+                    calls.source_key(plan.sources[index], layout),
+                )
+            if waits > 0:
+                wait_ms = waits if wait_ms == 0 else min(wait_ms, waits)
+            if self._unlimited(plan):
+                self._forget_empty(plan, got, left, wakeups_before, weighted=False)
+            taken += [(plan.sources[index], job_id) for index, job_id in got]
+        return wait_ms / 1000.0, taken
+
+    def _plan_alone(self, routing_key: str) -> DequeuePlan:
+        """The plan over the lists of one routing key (its parked lists included)."""
+        order = list(self._refs_of.get(routing_key, ()))
+        return DequeuePlan.build(boost(with_parked(order, self._parked), self._overdue), self.limits)
