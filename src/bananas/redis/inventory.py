@@ -3,6 +3,10 @@
 Kept in the redis package (the only one that talks to redis-py); the reconciler
 (bananas.worker.reconciler) decides what is broken from these reads and repairs with
 scripts.
+
+On Redis Cluster an inventory is scoped to one routing key's slot (``routing_key``): its
+lists, lease, scheduled and dead-letter sets share that slot, so the picture is still
+one MULTI/EXEC; the reconciler takes one per known routing key.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from bananas.core.codec import decode_id
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.redis import keys
+from bananas.redis.keys import STANDALONE, KeyLayout
 
 _CHUNK = 1000
 
@@ -46,36 +51,47 @@ class Picture:
 
 
 class Inventory:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, layout: KeyLayout = STANDALONE, routing_key: str = "") -> None:
+        """``routing_key``: the cluster layout's slot this inventory reads (ignored by the
+        standalone layout, whose sets are fleet-wide)."""
         self._redis = client
+        self._layout = layout
+        self._rk = routing_key
 
     async def ready_lists(self) -> list[str]:
         """Every ready list of the known routing keys (``bananas:routing_keys`` plus
-        ``default``): main lists, per-name (parked) lists, and the legacy lists."""
-        found = {decode_id(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
-        routing_keys = sorted(found | {DEFAULT_ROUTING_KEY})
+        ``default``): main lists, per-name (parked) lists, and the legacy lists. On the
+        cluster layout: those of this inventory's routing key."""
+        layout = self._layout
+        if layout.cluster:
+            routing_keys = [self._rk]
+        else:
+            found = {decode_id(k) for k in await self._redis.smembers(keys.ROUTING_KEYS)}
+            routing_keys = sorted(found | {DEFAULT_ROUTING_KEY})
         pipe = self._redis.pipeline(transaction=False)
         for key in routing_keys:
-            pipe.smembers(keys.parked_index(key))
+            pipe.smembers(layout.parked_index(key))
         parked = await pipe.execute()
-        queues = [keys.route_queue(k, p) for k in routing_keys for p in Priority]
+        queues = [layout.queue(k, p) for k in routing_keys for p in Priority]
         for key, members in zip(routing_keys, parked, strict=True):
             for member in sorted(decode_id(m) for m in members):
                 prio, sep, name = member.partition(":")
                 if sep and name:
                     with contextlib.suppress(ValueError):
-                        queues.append(keys.parked_queue(key, prio, name))
-        queues += [keys.legacy_queue(p) for p in Priority]
+                        queues.append(layout.parked_queue(key, prio, name))
+        if not layout.cluster:
+            queues += [layout.legacy_queue(p) for p in Priority]
         return queues
 
     async def sizes(self, lists: Sequence[str]) -> Sizes:
+        layout, rk = self._layout, self._rk
         pipe = self._redis.pipeline(transaction=False)
         for name in lists:
             pipe.llen(name)
-        pipe.llen(keys.DEAD)
-        pipe.zcard(keys.SCHEDULED)
-        pipe.zcard(keys.LEASES)
-        pipe.hlen(keys.LEASE_OWNERS)
+        pipe.llen(layout.dead(rk))
+        pipe.zcard(layout.scheduled(rk))
+        pipe.zcard(layout.leases(rk))
+        pipe.hlen(layout.lease_owners(rk))
         *lengths, dead, scheduled, leases, owners = await pipe.execute()
         return Sizes(dict(zip(lists, map(int, lengths), strict=True)), int(dead), int(scheduled), leases, owners)
 
@@ -85,16 +101,17 @@ class Inventory:
         """One MULTI/EXEC: an atomic picture, so a job moving from one place to another
         while we read is never seen in both (or in neither)."""
         pic = Picture()
+        layout, rk = self._layout, self._rk
         pipe = self._redis.pipeline(transaction=True)
         if with_leases:
-            pipe.zrange(keys.LEASES, 0, -1, withscores=True)
-            pipe.hgetall(keys.LEASE_OWNERS)
+            pipe.zrange(layout.leases(rk), 0, -1, withscores=True)
+            pipe.hgetall(layout.lease_owners(rk))
         if with_lists:
             for name in lists:
                 pipe.lrange(name, 0, -1)
-            pipe.lrange(keys.DEAD, 0, -1)
+            pipe.lrange(layout.dead(rk), 0, -1)
         if with_scheduled:
-            pipe.zrange(keys.SCHEDULED, 0, -1, withscores=True)
+            pipe.zrange(layout.scheduled(rk), 0, -1, withscores=True)
         if not len(pipe):
             return pic
         replies = list(await pipe.execute())
@@ -116,20 +133,24 @@ class Inventory:
             chunk = job_ids[start : start + _CHUNK]
             pipe = self._redis.pipeline(transaction=False)
             for job_id in chunk:
-                pipe.exists(keys.job(job_id))
+                pipe.exists(self._layout.job(job_id))
             for job_id, exists in zip(chunk, await pipe.execute(), strict=True):
                 if not exists:
                     missing.add(job_id)
         return missing
 
     async def scan_job_ids(self, cursor: int, count: int = _CHUNK) -> tuple[int, list[str]]:
-        """One SCAN step over ``bananas:job:*``: (next cursor, job ids)."""
-        prefix = keys.job("")
-        cursor, found = await self._redis.scan(cursor, match=keys.job("*"), count=count)
+        """One SCAN step over ``bananas:job:*``: (next cursor, job ids). Standalone
+        layout only (the reconciler does not search orphans on Redis Cluster yet)."""
+        prefix = self._layout.job("")
+        cursor, found = await self._redis.scan(cursor, match=self._layout.job("*"), count=count)
         return int(cursor), [decode_id(k)[len(prefix) :] for k in found]
 
     async def held_by_original(self) -> set[str]:
-        """Ids in ``bananas:queue:processing``: jobs original Go workers are running."""
+        """Ids in ``bananas:queue:processing``: jobs original Go workers are running
+        (none on Redis Cluster, where the original fleet does not run)."""
+        if self._layout.cluster:
+            return set()
         return {decode_id(m) for m in await self._redis.lrange(keys.ORIGINAL_PROCESSING, 0, -1)}
 
     async def worker_alive(self, worker_id: str) -> bool:

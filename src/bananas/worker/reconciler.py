@@ -200,7 +200,7 @@ class Reconciler:
         self.limits = limits or ReconcileLimits()
         self._lock_owner = owner or "reconciler"
         self._cursor = 0
-        self._inventory = Inventory(broker.redis)
+        self._inventory = Inventory(broker.redis, broker.layout)
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -211,9 +211,34 @@ class Reconciler:
         command); otherwise at most ``records_per_pass`` keys are visited, resuming where
         the previous pass stopped.
         """
+        if self._broker.layout.cluster:
+            return await self._reconcile_slots(dry_run=dry_run)
+        return await self._reconcile_pass(ReconcileReport(), dry_run=dry_run, full_sweep=full_sweep, orphans=True)
+
+    async def _reconcile_slots(self, *, dry_run: bool) -> ReconcileReport:
+        """Redis Cluster: one pass per routing key's slot (every known routing key), each
+        with its own atomic picture; orphans (records in no place) are not searched yet:
+        that needs a SCAN per master by slot."""
         report = ReconcileReport()
+        fleet = self._inventory
+        try:
+            for group in await self._broker.slot_groups(()):
+                self._inventory = Inventory(self._broker.redis, self._broker.layout, group[0])
+                await self._reconcile_pass(report, dry_run=dry_run, full_sweep=False, orphans=False, rk=group[0])
+        finally:
+            self._inventory = fleet
+        report.skipped.append("orphans: not searched on Redis Cluster (records in no queue are not looked for)")
+        return report
+
+    async def _reconcile_pass(
+        self, report: ReconcileReport, *, dry_run: bool, full_sweep: bool, orphans: bool, rk: str = ""
+    ) -> ReconcileReport:
         now = self._clock.now()
+        sizes_before = (report.leases, report.list_entries, report.scheduled)
         snap = await self._snapshot(report)
+        report.leases += sizes_before[0]
+        report.list_entries += sizes_before[1]
+        report.scheduled += sizes_before[2]
         suspects = self._suspects(snap)
         missing_scheduled = await self._scheduled_without_record(snap)
         suspects.update(missing_scheduled)
@@ -230,12 +255,15 @@ class Reconciler:
                 plan = await self._plan_one(report, job_id, raw, snap.views[job_id], now, orphan=False)
                 if plan is not None:
                     plans.append(plan)
-        plans.extend(await self._orphans(snap, report, now, full_sweep, held))
+        if orphans:
+            plans.extend(await self._orphans(snap, report, now, full_sweep, held))
         if dry_run:
             report.repairs.extend(repair for repair, _ in plans)
-            report.skipped.append("fleet concurrency counts: repaired in place, so not checked in a dry run")
+            note = "fleet concurrency counts: repaired in place, so not checked in a dry run"
+            if note not in report.skipped:
+                report.skipped.append(note)
             return report
-        report.repairs.extend(await self._repair_inflight())
+        report.repairs.extend(await self._repair_inflight(rk))
         for start in range(0, len(plans), _CHUNK):
             chunk_plans = plans[start : start + _CHUNK]
             replies = await self._broker.run_many([call for _, call in chunk_plans])
@@ -261,8 +289,8 @@ class Reconciler:
             report.skipped.append(f"job {job_id!r}: could not be checked ({exc})")
             return None
 
-    async def _repair_inflight(self) -> list[Repair]:
-        reply = await self._broker.run(calls.repair_inflight(layout=self._broker.layout))
+    async def _repair_inflight(self, rk: str = "") -> list[Repair]:
+        reply = await self._broker.run(calls.repair_inflight(layout=self._broker.layout, routing_key=rk))
         items = [decode_id(v) for v in reply]
         out: list[Repair] = []
         i = 0
