@@ -43,7 +43,10 @@ def test_text_log_start_line_is_readable_and_names_cannot_forge_lines(
         env={"BANANAS_LOG_FORMAT": "text", "WORKER_UNKNOWN_JOBS": "fail"},
     )  # fmt: skip
     cli.wait_ready(proc)
-    assert "consuming gpu > default, high > normal > low, concurrency 3" in cli.output(proc)
+    # The worker announces itself in Redis and logs its start line side by side: wait
+    # for the line rather than assume it is written first.
+    start_line = "consuming gpu > default, high > normal > low, concurrency 3"
+    wait_until(lambda: start_line in cli.output(proc), what="the start line")
     assert "bananas:route" not in cli.output(proc)
     client.submit_job("evil\nINFO bananas.worker: forged line", None, max_retries=0)
     wait_until(lambda: "failed" in cli.output(proc), what="the failure line")
