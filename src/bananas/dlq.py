@@ -25,12 +25,13 @@ from typing import Any
 import redis
 
 from bananas.client import Client
+from bananas.client.core import layout_of_client
 from bananas.client.inspect import record_reads, records_of, set_owners
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.errors import MalformedJobError
-from bananas.redis import calls, connection, keys
+from bananas.redis import calls, keys
 from bananas.redis.keys import KeyLayout
 from bananas.redis.runner import SyncRunner
 from bananas.redis.scripts import Call
@@ -469,11 +470,6 @@ class DeadLetters:
         for command in record_reads(job_ids, self.layout):
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]
         return records_of(job_ids, self.layout, pipe.execute())
-
-
-def layout_of_client(client: object) -> KeyLayout:
-    """The layout of the server a redis-py client talks to (a cluster client: Cluster)."""
-    return keys.CLUSTER if connection.is_cluster_client(client) else keys.STANDALONE
 
 
 def reset_for_retry(job: Job, now: float) -> None:

@@ -77,10 +77,11 @@ class AsyncClient:
         # Due times and record times are the server's (see ServerClock); a given clock
         # is used as it is (tests).
         self._clock = clock if clock is not None else ServerClock()
-        self.redis = redis_client or connection.async_client(self.redis_url)
         # The key names of the server: the cluster layout for a redis+cluster:// URL (or a
         # cluster client given), the standalone one otherwise (redis/keys.py).
-        self.layout = keys.CLUSTER if connection.is_cluster_client(self.redis) else keys.layout_for_url(self.redis_url)
+        self.layout = (
+            keys.CLUSTER if connection.is_cluster_client(redis_client) else keys.layout_for_url(self.redis_url)
+        )
         self._core = ClientCore(
             max_payload_bytes=max_payload_bytes,
             clock=self._clock,
@@ -90,6 +91,7 @@ class AsyncClient:
         )
         #: Routing keys this client added to the fleet-wide registry (Cluster only).
         self._registered: set[str] = set()
+        self.redis = redis_client or connection.async_client(self.redis_url)
         self._runner = AsyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: ResultWaiter | None = None
 

@@ -49,7 +49,7 @@ from bananas.core.workflow import (
     stages_of,
 )
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
-from bananas.redis import calls, keys
+from bananas.redis import calls, connection, keys
 from bananas.redis.keys import KeyLayout
 from bananas.redis.scripts import Call
 
@@ -68,6 +68,12 @@ ROUTES_ENV = "BANANAS_ROUTES"
 CLUSTER_WORKFLOW_ONE_KEY = (
     "on Redis Cluster every step of a workflow must use one routing key (docs/WORKFLOWS.md)"
 )
+
+
+def layout_of_client(client: object) -> KeyLayout:
+    """The key layout of the server a redis-py client talks to: a cluster client's is
+    the cluster layout, any other's the standalone one."""
+    return keys.CLUSTER if connection.is_cluster_client(client) else keys.STANDALONE
 
 
 def router_from_environment(environ: Mapping[str, str]) -> Router | None:
