@@ -49,3 +49,22 @@ async def slow(job: Job) -> None:
 def entries(r: redis.Redis, key: str = "test:ran") -> list[list[str]]:
     """The entries of ``key``, each split on ``|``."""
     return [str(e).split("|") for e in r.lrange(key, 0, -1)]
+
+
+#: Three ``bananas scheduler`` processes share this every-second schedule; a worker runs
+#: its ticks and records each one (``test:ticks``: ``schedule tick|job id``).
+periodic = Registry()
+periodic.periodic(
+    "* * * * * *",
+    "tick",
+    {"source": "cluster"},
+    schedule_id="cluster-every-second",
+    routing_key="delta",
+    priority="high",
+    grace=60.0,
+)
+
+
+@periodic.handler("tick")
+def tick(job: Job) -> None:
+    store().rpush("test:ticks", f"{job.extra['schedule_tick']}|{job.id}")

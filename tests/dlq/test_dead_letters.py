@@ -155,7 +155,7 @@ def bury_directly(r: redis.Redis, job: Job, *, cap: int = 0) -> None:
     job.status = JobStatus.FAILED
     job.error = job.error or "ValueError: boom\nTraceback (most recent call last):\n  File x"
     r.hset("bananas:lease:owners", job.id, "tok")
-    SyncRunner(r).run(calls.bury(job.id, "tok", job.to_record(), 3600, cap))
+    SyncRunner(r).run(calls.bury(job.id, "tok", job.to_record(), 3600, cap, layout=keys.STANDALONE))
 
 
 def dead_job(name: str = "task", routing_key: str = "default", priority: Priority = Priority.NORMAL) -> Job:
@@ -208,11 +208,11 @@ def test_retry_script_refuses_a_record_that_changed_since_it_was_read(redis_url:
     runner = SyncRunner(r)
     fresh = Job.from_record(seen)
     fresh.status = JobStatus.PENDING
-    assert runner.run(calls.dlq_retry(fresh, b'{"stale": true}', fresh.to_record())) == -1
+    assert runner.run(calls.dlq_retry(fresh, b'{"stale": true}', fresh.to_record(), layout=keys.STANDALONE)) == -1
     assert r.lrange(DEAD, 0, -1) == [job.id.encode()] and r.get(f"bananas:job:{job.id}") == seen
     # Two operators racing: exactly one retry wins, the other finds it gone.
-    assert runner.run(calls.dlq_retry(fresh, seen, fresh.to_record())) == 1
-    assert runner.run(calls.dlq_retry(fresh, fresh.to_record(), fresh.to_record())) == 0
+    assert runner.run(calls.dlq_retry(fresh, seen, fresh.to_record(), layout=keys.STANDALONE)) == 1
+    assert runner.run(calls.dlq_retry(fresh, fresh.to_record(), fresh.to_record(), layout=keys.STANDALONE)) == 0
     assert r.lrange("bananas:route:default:queue:normal", 0, -1) == [job.id.encode()]
 
 
@@ -265,7 +265,7 @@ def test_purge_keeps_the_record_of_a_job_retried_meanwhile(redis_url: str, r: re
     bury_directly(r, job)
     assert DeadLetters(r).retry(job.id).outcome is RetryOutcome.RETRIED
     # A purge that read the list before the retry still names the id: it must not delete.
-    assert SyncRunner(r).run(calls.dlq_purge([job.id])) == 0
+    assert SyncRunner(r).run(calls.dlq_purge([job.id], layout=keys.STANDALONE)) == 0
     assert record(r, job.id)["status"] == "pending"
 
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from bananas.cli.main import cli
 from bananas.core.job import Job, JobStatus, new_job
 from bananas.core.priority import Priority
-from bananas.redis import calls
+from bananas.redis import calls, keys
 from bananas.redis.runner import SyncRunner
 
 DEAD = "bananas:queue:dead"
@@ -26,7 +26,7 @@ def bury(r: redis.Redis, name: str, routing_key: str, priority: Priority, error:
     job.attempts, job.status, job.error = 4, JobStatus.FAILED, error
     job.extra.update(extra)
     r.hset("bananas:lease:owners", job.id, "tok")
-    SyncRunner(r).run(calls.bury(job.id, "tok", job.to_record(), 3600, 0))
+    SyncRunner(r).run(calls.bury(job.id, "tok", job.to_record(), 3600, 0, layout=keys.STANDALONE))
     return job
 
 

@@ -283,7 +283,9 @@ def test_a_repair_is_refused_when_the_job_changed(r: redis.Redis, client: Client
     runner = SyncRunner(r)
 
     def repair(sha: str, owner: str = "") -> int:
-        call = calls.rehome(job_id, "ready", home_queue=alpha, seen_record_sha1=sha, seen_owner=owner, channel=channel)
+        call = calls.rehome(job_id, "ready", home_queue=alpha, seen_record_sha1=sha, seen_owner=owner, channel=channel,
+            layout=keys.STANDALONE,
+        )
         return int(runner.run(call))
 
     _set(r, job_id, description="changed by someone else")

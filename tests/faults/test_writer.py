@@ -55,9 +55,11 @@ async def test_writer_resends_a_batch_after_a_connection_error(redis_url: str, r
         outcomes = []
         for job in jobs:
             mark_started(job, to_datetime(time.time()))
-            writer.send(calls.start(job.id, tokens[job.id], job.to_record()))
+            writer.send(calls.start(job.id, tokens[job.id], job.to_record(), layout=keys.STANDALONE))
             mark_completed(job, to_datetime(time.time()))
-            outcomes.append(writer.send(calls.ack(job.id, tokens[job.id], job.to_record(), 3600)))
+            outcomes.append(
+                writer.send(calls.ack(job.id, tokens[job.id], job.to_record(), 3600, layout=keys.STANDALONE))
+            )
         replies = await asyncio.wait_for(asyncio.gather(*outcomes), 20)
         assert replies == [1, 1, 1]
     finally:

@@ -65,9 +65,9 @@ def test_ack_many_applies_the_others_when_one_job_has_a_bad_ttl(r: redis.Redis) 
     fields = ["status", "completed", "result", "1"]
     merged = calls.ack_many(
         [
-            calls.ack("a", "t-a", _done("a"), 0, 60, fields),
-            calls.ack("bad", "t-bad", _done("bad"), 0, HUGE, fields),
-            calls.ack("c", "t-c", _done("c"), 0, 60, fields),
+            calls.ack("a", "t-a", _done("a"), 0, 60, fields, layout=keys.STANDALONE),
+            calls.ack("bad", "t-bad", _done("bad"), 0, HUGE, fields, layout=keys.STANDALONE),
+            calls.ack("c", "t-c", _done("c"), 0, 60, fields, layout=keys.STANDALONE),
         ]
     )
     runner = SyncRunner(r)
@@ -78,7 +78,7 @@ def test_ack_many_applies_the_others_when_one_job_has_a_bad_ttl(r: redis.Redis) 
     assert json.loads(r.get(keys.job("c")))["status"] == "completed"  # type: ignore[arg-type]
     # The single-job script refuses the same values before writing anything.
     with pytest.raises(redis.ResponseError, match="TTL out of range"):
-        runner.run(calls.ack("bad", "t-bad", _done("bad"), HUGE, 0))
+        runner.run(calls.ack("bad", "t-bad", _done("bad"), HUGE, 0, layout=keys.STANDALONE))
     assert r.hget(keys.LEASE_OWNERS, "bad") == b"t-bad" and r.get(keys.job("bad")) == before_bad
 
 
@@ -91,7 +91,9 @@ async def test_the_writer_keeps_one_bad_ack_from_failing_its_batch(redis_url: st
     writer = Writer(broker)
     try:
         futures = [
-            writer.send(calls.ack(job_id, f"t-{job_id}", _done(job_id), HUGE if job_id == "w3" else 0))
+            writer.send(
+                calls.ack(job_id, f"t-{job_id}", _done(job_id), HUGE if job_id == "w3" else 0, layout=keys.STANDALONE)
+            )
             for job_id in ids
         ]
         runner = asyncio.create_task(writer.run())

@@ -34,7 +34,7 @@ async def _eventually(predicate, timeout: float = 10.0, what: str = "condition")
 
 def _dequeue(r: redis.Redis, token: str, count: int = 10) -> list[object]:
     plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
-    call = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token=token, count=count)
+    call = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token=token, count=count, layout=keys.STANDALONE)
     return list(SyncRunner(r).run(call))
 
 

@@ -496,7 +496,7 @@ def test_orphan_repair_refuses_an_id_an_original_worker_took_meanwhile(r: redis.
     home = keys.route_queue("default", "normal")
     call = calls.rehome(
         job_id, "ready", home_queue=home, seen_record_sha1=hashlib.sha1(record).hexdigest(),
-        channel=keys.route_notify_channel("default"), orphan=True,
+        channel=keys.route_notify_channel("default"), orphan=True, layout=keys.STANDALONE,
     )  # fmt: skip
     assert SyncRunner(r).run(call) == 0
     assert r.llen(home) == 0

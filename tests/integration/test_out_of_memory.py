@@ -58,10 +58,13 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             r.set("probe", "x")
         assert not await broker.memory_available()
-        started = writer.send(calls.start("j1", "tok", record.replace("processing", "processing ").encode()))
+        started = writer.send(
+            calls.start("j1", "tok", record.replace("processing", "processing ").encode(), layout=keys.STANDALONE)
+        )
         await asyncio.sleep(1.5)
         assert not started.done(), "a refused write must be kept, not failed"
         assert pressure.full
+
         # The lease is still extended (to the server's time + the lease length), by the
         # flagged script and by its flag-less form (what a server without script flags runs).
         def server_ms() -> int:
@@ -69,7 +72,7 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
             return seconds * 1000 + micros // 1000
 
         before = server_ms()
-        assert await broker.run(calls.extend(30_000, [("j1", "tok")])) == []
+        assert await broker.run(calls.extend(30_000, [("j1", "tok")], layout=keys.STANDALONE)[0]) == []
         deadline = r.zscore(keys.LEASES, "j1")
         assert deadline is not None and 0 <= deadline - (before + 30_000) < 2000
         compat = SyncRunner(r)
@@ -77,13 +80,13 @@ async def test_a_full_redis_refuses_deliveries_keeps_leases_and_writes_are_retri
         for source in compat_sources():
             r.script_load(source)
         before = server_ms()
-        assert compat.run(calls.extend(60_000, [("j1", "tok"), ("gone", "x")])) == [b"gone"]
+        assert compat.run(calls.extend(60_000, [("j1", "tok"), ("gone", "x")], layout=keys.STANDALONE)[0]) == [b"gone"]
         deadline = r.zscore(keys.LEASES, "j1")
         assert deadline is not None and 0 <= deadline - (before + 60_000) < 2000
         assert r.zscore(keys.LEASES, "gone") is None
         # A dequeue is refused whole: nothing popped, nothing leased.
         plan = DequeuePlan.build([Source(QueueRef("default", Priority.NORMAL))], FleetLimits())
-        take = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token="t2", count=5)
+        take = calls.dequeue(plan, FleetLimits(), [-1], lease_ms=30_000, token="t2", count=5, layout=keys.STANDALONE)
         with pytest.raises(redis.exceptions.OutOfMemoryError):
             await broker.dequeue(take)
         assert r.lrange(queue, 0, -1) == [b"waiting"] and r.hget(keys.LEASE_OWNERS, "waiting") is None

@@ -38,7 +38,8 @@ def end(r: redis.Redis, job_id: str, token: str, result: object, status: str = "
         "boom" if status != "completed" else "", 3600, datetime.now(UTC).isoformat(),
     )  # fmt: skip
     call = calls.finish(
-        job_id, token, job.to_record(), 0, status, dead_cap=-1 if status == "completed" else 0, step=step
+        job_id, token, job.to_record(), 0, status, dead_cap=-1 if status == "completed" else 0, step=step,
+        layout=keys.STANDALONE,
     )
     return int(SyncRunner(r).run(call))
 

@@ -179,7 +179,8 @@ class Worker:
             handled=self._handled, limits=lambda: fetcher.limits, run_alone=self._alone,
         )  # fmt: skip
         promote_wakeup = asyncio.Event()
-        self._route_channels = {keys.route_notify_channel(k): k for k in self.settings.routing_keys}
+        layout = broker.layout
+        self._route_channels = {layout.notify_channel(k): k for k in self.settings.routing_keys}
         channels = {channel: self._work_ready for channel in self._route_channels}
         channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
         cancels = CancelWatcher(broker, held=self._held_ids, on_cancel=self._cancel_requested)
@@ -216,6 +217,8 @@ class Worker:
                     on_message=lambda channel: self._on_wakeup(fetcher, channel),
                     on_data={keys.CANCEL_CHANNEL: cancels.heard},
                     on_subscribed=self._subscribed.set,
+                    # Cluster: the routing keys' channels are shard channels (SSUBSCRIBE).
+                    shard_channels=self._route_channels if layout.cluster else (),
                 ).run(),
                 name="bananas-wakeup",
             ),

@@ -4,14 +4,14 @@
 -- KEYS[2]  lease owners  bananas:lease:owners
 -- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
 -- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
--- KEYS[5]  job record    bananas:job:{id}
--- KEYS[6]  result        bananas:result:{id} (hash)
+-- KEYS[5]  job record    bananas:job:<id>
+-- KEYS[6]  result        bananas:result:<id> (hash)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "completed")
 -- ARGV[4]  record TTL in seconds (0 keeps it forever)
 -- ARGV[5]  result TTL in seconds (0 stores no result)
--- ARGV[6]  result channel        bananas:result:notify:{id} (message 'ready', the
+-- ARGV[6]  result channel        bananas:result:notify:<id> (message 'ready', the
 --          only one the original Go and SDK waiters accept)
 -- ARGV[7..]  result hash fields and values: field_1, value_1, field_2, value_2, ...
 --

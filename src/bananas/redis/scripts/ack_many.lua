@@ -4,8 +4,8 @@
 -- KEYS[2]          lease owners  bananas:lease:owners
 -- KEYS[3]          lease routes  bananas:lease:routes
 -- KEYS[4]          in flight     bananas:limits:inflight
--- KEYS[4+2i-1]     job record    bananas:job:{id_i}     for i = 1..N
--- KEYS[4+2i]       result        bananas:result:{id_i}
+-- KEYS[4+2i-1]     job record    bananas:job:<id_i>     for i = 1..N
+-- KEYS[4+2i]       result        bananas:result:<id_i>
 -- ARGV, per job i in order, a header of 7 values and then its result fields:
 --   id, lease token, job record (JSON, "completed"), record TTL (0 = forever),
 --   result TTL (0 = no result), result channel (message 'ready'), F = number of result field/value

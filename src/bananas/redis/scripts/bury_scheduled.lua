@@ -2,7 +2,7 @@
 -- dead letters, keeping whatever data there was in a stand-in record.
 --
 -- KEYS[1]  scheduled set   bananas:queue:scheduled
--- KEYS[2]  job record      bananas:job:{id}
+-- KEYS[2]  job record      bananas:job:<id>
 -- KEYS[3]  dead letters    bananas:queue:dead
 -- ARGV[1]  job id
 -- ARGV[2]  stand-in record (JSON, status "failed", the reason in "error")

@@ -9,8 +9,8 @@
 -- KEYS[5 .. 4+Q]        the Q ready lists, in the order the worker prefers them
 -- KEYS[5+Q .. 4+Q+G]    rate state of each of the G routing-key groups (GCRA, ms)
 -- KEYS[5+Q+G .. +T]     rate state of each of the T job-name gates
--- KEYS[#KEYS]           paused        bananas:paused (hash: {routing key} or
---                       {routing key}:{priority} -> when paused); always the last key
+-- KEYS[#KEYS]           paused        bananas:paused (hash: <routing key> or
+--                       <routing key>:<priority> -> when paused); always the last key
 -- ARGV[1]  lease length, ms
 -- ARGV[2]  lease token for this delivery
 -- ARGV[3]  COUNT, the most ids to take (the worker's free slots)

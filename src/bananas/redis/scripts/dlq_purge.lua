@@ -1,8 +1,8 @@
 -- dlq_purge: delete dead-letter entries with their records and results, atomically.
 --
 -- KEYS[1]          dead letters   bananas:queue:dead
--- KEYS[2..N+1]     job records    bananas:job:{id}, in the order of the ids
--- KEYS[N+2..2N+1]  results        bananas:result:{id}, in the order of the ids
+-- KEYS[2..N+1]     job records    bananas:job:<id>, in the order of the ids
+-- KEYS[N+2..2N+1]  results        bananas:result:<id>, in the order of the ids
 -- ARGV[1..N]       job ids
 --
 -- Returns how many ids were removed from the dead letters. A record is deleted only

@@ -1,15 +1,15 @@
 -- dlq_retry: take one job out of the dead letters and make it ready again, atomically.
 --
 -- KEYS[1]  dead letters          bananas:queue:dead
--- KEYS[2]  job record            bananas:job:{id}
--- KEYS[3]  ready queue           bananas:route:{job's routing_key}:queue:{job's priority}
+-- KEYS[2]  job record            bananas:job:<id>
+-- KEYS[3]  ready queue           bananas:route:<job's routing_key>:queue:<job's priority>
 -- KEYS[4]  routing-key registry  bananas:routing_keys
--- KEYS[5]  result                bananas:result:{id} (the failed outcome is dropped)
+-- KEYS[5]  result                bananas:result:<id> (the failed outcome is dropped)
 -- ARGV[1]  job id
 -- ARGV[2]  job record as the caller read it (compare-and-set guard)
 -- ARGV[3]  new job record (JSON, status "pending", attempts 0); stored without a TTL
 -- ARGV[4]  routing key
--- ARGV[5]  wake-up channel of the routing key   bananas:route:{routing_key}:notify
+-- ARGV[5]  wake-up channel of the routing key   bananas:route:<routing_key>:notify
 --
 -- Returns 1 when the job was moved; 0 when the id is not in the dead letters (already
 -- retried or purged by someone else); -1 when the record changed or expired since the

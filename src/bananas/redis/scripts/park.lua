@@ -10,13 +10,13 @@
 -- KEYS[2]  lease owners  bananas:lease:owners
 -- KEYS[3]  lease routes  bananas:lease:routes
 -- KEYS[4]  in flight     bananas:limits:inflight
--- KEYS[5]  job record    bananas:job:{id}
--- KEYS[6]  parked list   bananas:route:{routing_key}:queue:{priority}:job:{name}
--- KEYS[7]  parked index  bananas:route:{routing_key}:parked (set)
+-- KEYS[5]  job record    bananas:job:<id>
+-- KEYS[6]  parked list   bananas:route:<routing_key>:queue:<priority>:job:<name>
+-- KEYS[7]  parked index  bananas:route:<routing_key>:parked (set)
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON, status "pending", with the reason in "parked")
--- ARGV[4]  index member  "{priority}:{name}"
+-- ARGV[4]  index member  "<priority>:<name>"
 -- ARGV[5]  wake-up channel of the job's routing key
 --
 -- Returns 1, or 0 when the caller no longer holds the lease (nothing written).

@@ -1,6 +1,6 @@
 -- periodic_advance: move a periodic schedule's cursor without enqueuing a job.
 --
--- KEYS[1]  schedule state   bananas:schedule:{id} (hash)
+-- KEYS[1]  schedule state   bananas:schedule:<id> (hash)
 -- KEYS[2]  schedule index   bananas:schedules (zset, score = next run)
 -- ARGV[1]  schedule id
 -- ARGV[2]  expected cursor

@@ -1,9 +1,9 @@
 -- periodic_fire: claim one tick of a periodic schedule and enqueue its job, atomically.
 --
--- KEYS[1]  schedule state        bananas:schedule:{id} (hash)
+-- KEYS[1]  schedule state        bananas:schedule:<id> (hash)
 -- KEYS[2]  schedule index        bananas:schedules (zset, score = next run)
--- KEYS[3]  job record            bananas:job:{job id}
--- KEYS[4]  ready queue           bananas:route:{routing_key}:queue:{priority}
+-- KEYS[3]  job record            bananas:job:<job id>
+-- KEYS[4]  ready queue           bananas:route:<routing_key>:queue:<priority>
 -- KEYS[5]  routing-key registry  bananas:routing_keys (set)
 -- ARGV[1]  schedule id
 -- ARGV[2]  expected cursor: the cursor the caller computed this tick from
@@ -11,7 +11,7 @@
 -- ARGV[4]  job id (derived from schedule id and tick)
 -- ARGV[5]  job record (JSON, status "pending"), as the submit script stores it
 -- ARGV[6]  routing key
--- ARGV[7]  wake-up channel       bananas:route:{routing_key}:notify
+-- ARGV[7]  wake-up channel       bananas:route:<routing_key>:notify
 -- ARGV[8]  next run after the tick, Unix seconds, or '' if none
 -- ARGV[9]  now, Unix seconds
 -- ARGV[10] '1' if this run collapses missed ticks (catch-up), else '0'

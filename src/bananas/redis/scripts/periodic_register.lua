@@ -1,6 +1,6 @@
 -- periodic_register: record a periodic schedule's definition; give it a cursor if new.
 --
--- KEYS[1]  schedule state   bananas:schedule:{id} (hash)
+-- KEYS[1]  schedule state   bananas:schedule:<id> (hash)
 -- KEYS[2]  schedule index   bananas:schedules (zset, member id, score = next run)
 -- ARGV[1]  schedule id
 -- ARGV[2]  initial cursor, Unix seconds (ticks at or before it never run)

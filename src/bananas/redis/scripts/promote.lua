@@ -1,8 +1,8 @@
 -- promote: move one due scheduled job to the ready queue of its own routing key.
 --
 -- KEYS[1]  scheduled set   bananas:queue:scheduled
--- KEYS[2]  ready queue     bananas:route:{job's routing_key}:queue:{job's priority}
--- KEYS[3]  job record      bananas:job:{id}
+-- KEYS[2]  ready queue     bananas:route:<job's routing_key>:queue:<job's priority>
+-- KEYS[3]  job record      bananas:job:<id>
 -- ARGV[1]  job id
 -- ARGV[2]  job record (JSON, status "pending")
 -- ARGV[3]  wake-up channel of the job's routing key

@@ -2,14 +2,14 @@
 -- list and mark each removed job cancelled, as ``cancel`` does for a waiting job
 -- (``bananas purge``).
 --
--- KEYS[1]             the list: bananas:route:{rk}:queue:{p}[:job:{name}] or bananas:queue:{p}
--- KEYS[2..N+1]        the job records  bananas:job:{id}, in the order of the ids below
--- KEYS[N+2..2N+1]     their results    bananas:result:{id} (hash), same order
+-- KEYS[1]             the list: bananas:route:<rk>:queue:<p>[:job:<name>] or bananas:queue:<p>
+-- KEYS[2..N+1]        the job records  bananas:job:<id>, in the order of the ids below
+-- KEYS[N+2..2N+1]     their results    bananas:result:<id> (hash), same order
 -- ARGV[1]  seconds a cancelled record is kept (its expiry)
 -- ARGV[2]  seconds the "cancelled" result is kept (0 stores none)
 -- ARGV[3..]  per id, in order: id, record marked cancelled ("" leaves a record that could
 --            not be read as it is, and stores no result), result channel
---            bananas:result:notify:{id}, F (number of result hash values), then F
+--            bananas:result:notify:<id>, F (number of result hash values), then F
 --            field/value items
 --            The ids are those the caller read from the list's right end, rightmost first.
 --

@@ -4,9 +4,9 @@
 -- KEYS[2]  lease owners  bananas:lease:owners
 -- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
 -- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
--- KEYS[5]  job record    bananas:job:{id}
+-- KEYS[5]  job record    bananas:job:<id>
 -- KEYS[6]  destination   the job's ready queue, or the dead letter list
--- KEYS[7]  result        bananas:result:{id} (hash; written with 'dead' only)
+-- KEYS[7]  result        bananas:result:<id> (hash; written with 'dead' only)
 -- KEYS[8]  held list     bananas:queue:processing, where original Go workers keep the
 --          jobs they run: with 'ready', an id found there is not queued again (the
 --          lease is dropped, the original worker runs the job)
@@ -19,7 +19,7 @@
 -- ARGV[5]  'ready' (back to the queue, next in line) or 'dead'
 -- ARGV[6]  wake-up channel of the job's routing key (used with 'ready')
 -- ARGV[7]  result TTL in seconds (with 'dead'; 0 stores no result)
--- ARGV[8]  result channel        bananas:result:notify:{id} (message 'ready')
+-- ARGV[8]  result channel        bananas:result:notify:<id> (message 'ready')
 -- ARGV[9]  record TTL in seconds with 'dead' (0 keeps it forever)
 -- ARGV[10] dead letter list cap with 'dead' (0 = unbounded)
 -- ARGV[11..]  result hash fields and values (with 'dead')

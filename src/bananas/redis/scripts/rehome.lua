@@ -5,7 +5,7 @@
 -- KEYS[2]    lease owners    bananas:lease:owners
 -- KEYS[3]    lease routes    bananas:lease:routes (id -> routing key, for limited keys)
 -- KEYS[4]    in flight       bananas:limits:inflight (routing key -> jobs in flight)
--- KEYS[5]    job record      bananas:job:{id}
+-- KEYS[5]    job record      bananas:job:<id>
 -- KEYS[6]    scheduled set   bananas:queue:scheduled
 -- KEYS[7]    dead letters    bananas:queue:dead
 -- KEYS[8]    home queue      the job's own ready queue (routing key and priority)

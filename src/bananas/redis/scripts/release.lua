@@ -4,7 +4,7 @@
 -- KEYS[2]  lease owners  bananas:lease:owners
 -- KEYS[3]  lease routes  bananas:lease:routes (id -> routing key, for limited keys)
 -- KEYS[4]  in flight     bananas:limits:inflight (routing key -> jobs in flight)
--- KEYS[5]  job record    bananas:job:{id}
+-- KEYS[5]  job record    bananas:job:<id>
 -- KEYS[6]  ready queue   the job's own routing key and priority
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds

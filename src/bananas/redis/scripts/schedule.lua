@@ -1,6 +1,6 @@
 -- schedule: store a new job record due at a later time, atomically.
 --
--- KEYS[1]  job record            bananas:job:{id}
+-- KEYS[1]  job record            bananas:job:<id>
 -- KEYS[2]  scheduled set         bananas:queue:scheduled (score = due, Unix seconds)
 -- KEYS[3]  routing-key registry  bananas:routing_keys
 -- ARGV[1]  job id

@@ -1,7 +1,7 @@
 -- start: record that a leased job has started (status "processing", attempts + 1).
 --
 -- KEYS[1]  lease owners  bananas:lease:owners
--- KEYS[2]  job record    bananas:job:{id}
+-- KEYS[2]  job record    bananas:job:<id>
 -- ARGV[1]  job id
 -- ARGV[2]  lease token the caller holds
 -- ARGV[3]  job record (JSON) to store

@@ -1,12 +1,12 @@
 -- submit: store a new job record and make it ready on its routing key, atomically.
 --
--- KEYS[1]  job record            bananas:job:{id}
--- KEYS[2]  ready queue           bananas:route:{routing_key}:queue:{priority}
+-- KEYS[1]  job record            bananas:job:<id>
+-- KEYS[2]  ready queue           bananas:route:<routing_key>:queue:<priority>
 -- KEYS[3]  routing-key registry  bananas:routing_keys (set)
 -- ARGV[1]  job id
 -- ARGV[2]  job record (JSON, status "pending")
 -- ARGV[3]  routing key
--- ARGV[4]  wake-up channel       bananas:route:{routing_key}:notify
+-- ARGV[4]  wake-up channel       bananas:route:<routing_key>:notify
 --
 -- Returns 1, or 0 when a record with this id already exists (nothing is written): a
 -- submit retried after a lost reply never queues the job twice.

@@ -1,7 +1,7 @@
 -- submit_many: store N new job records for one routing key and priority, atomically.
 --
--- KEYS[1..N]  job records        bananas:job:{id}, in the same order as the ids
--- KEYS[N+1]   ready queue        bananas:route:{routing_key}:queue:{priority}
+-- KEYS[1..N]  job records        bananas:job:<id>, in the same order as the ids
+-- KEYS[N+1]   ready queue        bananas:route:<routing_key>:queue:<priority>
 -- KEYS[N+2]   routing-key registry
 -- ARGV[1]     routing key
 -- ARGV[2]     wake-up channel
