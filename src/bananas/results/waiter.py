@@ -160,6 +160,10 @@ class ResultWaiter:
                 confirmation = asyncio.get_running_loop().create_future()
                 self._confirmations[channel] = confirmation
                 if self._pubsub is None:
+                    if self._sharded:
+                        # The cluster client reads the slot map on its first command;
+                        # SSUBSCRIBE needs it first (a fresh client has sent none yet).
+                        await self.client.initialize()  # type: ignore[attr-defined]
                     self._pubsub = self.client.pubsub()
                 if self._sharded:
                     await self._pubsub.ssubscribe(channel)
@@ -266,7 +270,11 @@ async def _listen_sharded(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None
             nodes_changed = waiter._nodes_changed
             nodes_changed.clear()
             del waiter
-            current = list(pubsub.node_pubsub_mapping.values())
+            # A node's connection is readable once its first SSUBSCRIBE went out (it is in
+            # the mapping a moment before) and while it holds a subscription.
+            current = [
+                p for p in pubsub.node_pubsub_mapping.values() if p.connection is not None and p.subscribed
+            ]
             for node_pubsub in current:
                 if node_pubsub not in reads:
                     reads[node_pubsub] = asyncio.ensure_future(node_pubsub.get_message(timeout=None))
@@ -280,8 +288,11 @@ async def _listen_sharded(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None
                 if task not in done:
                     continue
                 del reads[node_pubsub]
-                if task.exception() is not None:
-                    failed = task.exception()
+                error = task.exception()
+                if isinstance(error, RuntimeError):
+                    continue  # its connection was let go meanwhile (no subscription left)
+                if error is not None:
+                    failed = error
                     continue
                 message = task.result()
                 waiter = owner()
