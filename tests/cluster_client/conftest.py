@@ -8,9 +8,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from cluster.group import ClusterGroup
 
 from bananas import Client
-from cluster.group import ClusterGroup
 
 
 @pytest.fixture(scope="module")

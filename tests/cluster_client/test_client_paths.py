@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+from cluster.group import ClusterGroup, master_index
 
 from bananas import AsyncClient, Client, chain, sig
 from bananas.client.inspect import read_running
@@ -33,7 +34,6 @@ from bananas.redis.runner import SyncRunner
 from bananas.scheduler.definition import Schedule
 from bananas.scheduler.policy import next_step
 from bananas.scheduler.store import FireResult, ScheduleStore, forget, read_states, schedule_index
-from cluster.group import ClusterGroup, master_index
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -208,7 +208,9 @@ async def test_results_and_progress_arrive_by_ssubscribe(cluster: ClusterGroup) 
         job_id = await client.submit_job("slow", None, routing_key="delta")
         job = take(r, job_id)
         seen: list[float] = []
-        waiting = asyncio.create_task(client.get_result(job_id, timeout=20, on_progress=lambda p: seen.append(float(p))))
+        waiting = asyncio.create_task(
+            client.get_result(job_id, timeout=20, on_progress=lambda p: seen.append(float(p)))
+        )
         await asyncio.sleep(0.3)
         runner = SyncRunner(r)
         runner.run(calls.progress(job_id, "tok", 0.5, "half", format_time(to_datetime(time.time())), 60, layout=LAYOUT))

@@ -163,7 +163,7 @@ class ResultWaiter:
                     if self._sharded:
                         # The cluster client reads the slot map on its first command;
                         # SSUBSCRIBE needs it first (a fresh client has sent none yet).
-                        await self.client.initialize()  # type: ignore[attr-defined]
+                        await self.client.initialize()
                     self._pubsub = self.client.pubsub()
                 if self._sharded:
                     await self._pubsub.ssubscribe(channel)
