@@ -72,7 +72,10 @@ def list_limits(as_json: bool, redis_url: str | None) -> None:
                         }
                         for key in sorted(set(lim.route_concurrency) | set(lim.route_rate))
                     },
-                    "jobs": {name: {"rate": str(rate)} for name, rate in sorted(lim.job_rate.items())},
+                    "jobs": {
+                        name: {"rate": str(rate), **({"scope": "routing_key"} if view.per_routing_key else {})}
+                        for name, rate in sorted(lim.job_rate.items())
+                    },
                 },
                 indent=2,
             )
@@ -88,8 +91,10 @@ def list_limits(as_json: bool, redis_url: str | None) -> None:
         if key in lim.route_rate:
             parts.append(f"rate {lim.route_rate[key]}")
         click.echo(f"routing key {key}: {', '.join(parts)}")
+    # Redis Cluster: a job name's gate lives in each routing key's slot (ADR 0001).
+    scope = " per routing key (Redis Cluster)" if view.per_routing_key else ""
     for name, rate in sorted(lim.job_rate.items()):
-        click.echo(f"job {name}: rate {rate}")
+        click.echo(f"job {name}: rate {rate}{scope}")
 
 
 @limits.command("clear")

@@ -6,6 +6,11 @@ channel, waits for the server to confirm the subscription, and only then reads t
 result hash: a result stored before the confirmation is found by the read, one stored
 after it is announced on the channel. Either way it is seen.
 
+On Redis Cluster (``layout.cluster``) the channels are shard channels of the job's
+routing key's slot: the waiter subscribes with ``SSUBSCRIBE`` through redis-py's
+``ClusterPubSub``, which keeps one connection per node that holds a watched channel;
+the listener reads all of them at once.
+
 A client that is garbage collected, or left open when the program ends, cleans up
 without a word: the listener task holds its waiter only weakly and is kept alive by
 ``_LISTENERS`` (asyncio keeps only weak references to tasks), so it is never destroyed
@@ -30,6 +35,7 @@ from bananas.core.result import JobResult
 from bananas.errors import JobTimeoutError
 from bananas.redis import keys
 from bananas.redis.backoff import Backoff, is_connection_error
+from bananas.redis.keys import KeyLayout
 from bananas.redis.runner import AsyncRunner
 from bananas.redis.scripts import Call
 
@@ -40,8 +46,12 @@ log = logging.getLogger("bananas.results")
 _LISTENERS: set[asyncio.Task[None]] = set()
 
 
-async def fetch_result(client: aioredis.Redis, job_id: str) -> JobResult | None:
-    data = await client.hgetall(keys.result(job_id))
+async def fetch_result(
+    client: aioredis.Redis, job_id: str, layout: KeyLayout = keys.STANDALONE
+) -> JobResult | None:
+    if layout.cluster and layout.routing_key_of(job_id) is None:
+        return None  # an id without a routing key names no job on Cluster
+    data = await client.hgetall(layout.result(job_id))
     return JobResult.from_hash(job_id, data) if data else None
 
 
@@ -55,7 +65,7 @@ class Watch:
 
     async def result(self, timeout: float | None) -> JobResult:
         """The stored result, waiting up to ``timeout`` seconds (None: forever)."""
-        found = await fetch_result(self._waiter.client, self.job_id)
+        found = await fetch_result(self._waiter.client, self.job_id, self._waiter.layout)
         if found is not None:
             return found
         loop = asyncio.get_running_loop()
@@ -66,7 +76,7 @@ class Watch:
                 await within(asyncio.shield(self._notified), remaining)
             except TimeoutError:
                 raise JobTimeoutError(self.job_id, timeout or 0.0) from None
-            found = await fetch_result(self._waiter.client, self.job_id)
+            found = await fetch_result(self._waiter.client, self.job_id, self._waiter.layout)
             if found is not None:
                 return found
             # Notified but the hash is gone (zero TTL or deleted): keep waiting for a
@@ -75,8 +85,14 @@ class Watch:
 
 
 class ResultWaiter:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, layout: KeyLayout = keys.STANDALONE) -> None:
         self.client = client
+        self.layout = layout
+        #: Cluster: subscriptions are to shard channels (SSUBSCRIBE), one connection per node.
+        self._sharded = layout.cluster
+        #: Set when a subscription may have opened a connection to another node (Cluster):
+        #: the listener starts reading it.
+        self._nodes_changed = asyncio.Event()
         self._pubsub: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -87,7 +103,7 @@ class ResultWaiter:
     @contextlib.asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[Watch]:
         """Subscribe to ``job_id``'s result; the subscription is live inside the block."""
-        channel = keys.result_notify_channel(job_id)
+        channel = self.layout.result_channel(job_id)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
             # Inside the ``try``: a wait cancelled while its subscription is being confirmed
@@ -126,7 +142,7 @@ class ResultWaiter:
     # -- subscription bookkeeping ----------------------------------------------------
 
     def _renew(self, job_id: str, old: asyncio.Future[None]) -> asyncio.Future[None]:
-        channel = keys.result_notify_channel(job_id)
+        channel = self.layout.result_channel(job_id)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waiters = self._waiters.setdefault(channel, [])
         if old in waiters:
@@ -144,8 +160,16 @@ class ResultWaiter:
                 confirmation = asyncio.get_running_loop().create_future()
                 self._confirmations[channel] = confirmation
                 if self._pubsub is None:
+                    if self._sharded:
+                        # The cluster client reads the slot map on its first command;
+                        # SSUBSCRIBE needs it first (a fresh client has sent none yet).
+                        await self.client.initialize()
                     self._pubsub = self.client.pubsub()
-                await self._pubsub.subscribe(channel)
+                if self._sharded:
+                    await self._pubsub.ssubscribe(channel)
+                    self._nodes_changed.set()
+                else:
+                    await self._pubsub.subscribe(channel)
                 if self._reader is None or self._reader.done():
                     self._start_listener()
         if confirmation is not None:
@@ -161,12 +185,16 @@ class ResultWaiter:
                 self._confirmations.pop(channel, None)
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await self._pubsub.unsubscribe(channel)
+                        if self._sharded:
+                            await self._pubsub.sunsubscribe(channel)
+                        else:
+                            await self._pubsub.unsubscribe(channel)
 
     def _start_listener(self) -> None:
         if self._stop_listener is not None:
             self._stop_listener.detach()
-        task = asyncio.create_task(_listen(weakref.ref(self), self._pubsub), name="bananas-results")
+        listen = _listen_sharded if self._sharded else _listen
+        task = asyncio.create_task(listen(weakref.ref(self), self._pubsub), name="bananas-results")
         _LISTENERS.add(task)
         task.add_done_callback(_LISTENERS.discard)
         self._reader = task
@@ -181,12 +209,12 @@ class ResultWaiter:
     def _on_message(self, message: dict[str, Any]) -> None:
         raw = message.get("channel")
         channel = decode_id(raw)
-        kind = message.get("type")
-        if kind == "subscribe":
+        kind = decode_id(message.get("type"))
+        if kind in ("subscribe", "ssubscribe"):
             confirmation = self._confirmations.get(channel)
             if confirmation is not None and not confirmation.done():
                 confirmation.set_result(None)
-        elif kind == "message":
+        elif kind in ("message", "smessage"):
             for future in self._waiters.get(channel, []):
                 if not future.done():
                     future.set_result(None)
@@ -222,6 +250,78 @@ async def _listen(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None:
                 waiter._on_message(message)
             del waiter
     finally:
+        if owner() is None:  # collected: nobody else will close the subscription
+            with contextlib.suppress(BaseException):
+                await pubsub.aclose()
+
+
+async def _listen_sharded(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None:
+    """``_listen`` for a ``ClusterPubSub``: it holds one subscription connection per node
+    (``node_pubsub_mapping``); this reads every one of them at once, and picks up the
+    connections that later subscriptions open (``_nodes_changed``)."""
+    backoff = Backoff()
+    reads: dict[Any, asyncio.Task[Any]] = {}
+    changed: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            waiter = owner()
+            if waiter is None:
+                return
+            nodes_changed = waiter._nodes_changed
+            nodes_changed.clear()
+            del waiter
+            # A node's connection is readable once its first SSUBSCRIBE went out (it is in
+            # the mapping a moment before) and while it holds a subscription.
+            current = [
+                p for p in pubsub.node_pubsub_mapping.values() if p.connection is not None and p.subscribed
+            ]
+            for node_pubsub in current:
+                if node_pubsub not in reads:
+                    reads[node_pubsub] = asyncio.ensure_future(node_pubsub.get_message(timeout=None))
+            for gone in [p for p in reads if p not in current]:
+                reads.pop(gone).cancel()
+            if changed is None or changed.done():
+                changed = asyncio.ensure_future(nodes_changed.wait())
+            done, _ = await asyncio.wait([*reads.values(), changed], return_when=asyncio.FIRST_COMPLETED)
+            failed: BaseException | None = None
+            for node_pubsub, task in list(reads.items()):
+                if task not in done:
+                    continue
+                del reads[node_pubsub]
+                error = task.exception()
+                if isinstance(error, RuntimeError):
+                    continue  # its connection was let go meanwhile (no subscription left)
+                if error is not None:
+                    failed = error
+                    continue
+                message = task.result()
+                waiter = owner()
+                if waiter is None:
+                    return
+                if message is not None:
+                    waiter._on_message(message)
+                del waiter
+            if failed is None:
+                backoff.reset()
+                continue
+            if not is_connection_error(failed):
+                log.error("result listener failed: %r", failed)
+            await backoff.sleep()
+            waiter = owner()
+            if waiter is None:
+                return
+            # A node went away (failover, slot moved): subscribe again where each channel
+            # lives now, and wake every waiter to read its hash (nothing was announced
+            # to us meanwhile).
+            channels = list(waiter._waiters)
+            waiter._wake_all()
+            del waiter
+            if channels:
+                with contextlib.suppress(Exception):
+                    await pubsub.ssubscribe(*channels)
+    finally:
+        for task in [*reads.values(), *([changed] if changed is not None else [])]:
+            task.cancel()
         if owner() is None:  # collected: nobody else will close the subscription
             with contextlib.suppress(BaseException):
                 await pubsub.aclose()
