@@ -19,14 +19,16 @@ import pytest
 import redis
 from integration.support import Recorder, Workers, eventually
 
-from bananas.core.clock import to_datetime
+from bananas.core.clock import SYSTEM_CLOCK, to_datetime
 from bananas.core.job import Job, new_job
 from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
 from bananas.core.selection import DequeuePlan, Source, base_order
 from bananas.redis import calls, connection, keys
+from bananas.redis.broker import Broker
 from bananas.redis.cluster_runner import AsyncClusterRunner, CrossSlotTransactionError, SyncClusterRunner
 from bananas.redis.runner import AsyncRunner, Durability, SyncRunner
+from bananas.worker.reconciler import ReconcileLimits, reconcile
 from bananas.worker.wakeup import WakeupListener
 from cluster.group import ClusterGroup, master_index, spread_keys
 
@@ -252,3 +254,29 @@ def test_a_cluster_node_refusing_scripts_would_show(cluster: ClusterGroup) -> No
                 c.eval("return redis.call('EXISTS', KEYS[1])", 1, L.queue(owned, "high"))
             except redis.exceptions.ResponseError as exc:  # pragma: no cover - the failure shown
                 pytest.fail(f"master {node.port} refuses scripts: {exc}")
+
+
+async def test_reconciler_repairs_each_known_slot(cluster: ClusterGroup) -> None:
+    """A lease nobody owns and a job queued twice, on two masters: one pass per known
+    routing key's slot repairs both (each job back in exactly one ready list)."""
+    leased, doubled = make_job(KEYS[0]), make_job(KEYS[1])
+    async with async_runner(cluster) as runner:
+        await submit_raw(runner, [leased, doubled])
+        await runner.send(
+            [
+                ("RPOP", L.queue(KEYS[0], "normal")),
+                ("ZADD", L.leases(KEYS[0]), int(time.time() * 1000) - 1000, leased.id),
+                ("LPUSH", L.queue(KEYS[1], "normal"), doubled.id),
+            ]
+        )
+        report = await reconcile(
+            Broker(runner.client, layout=L), SYSTEM_CLOCK, lease_seconds=1.0, limits=ReconcileLimits(orphan_min_age=0)
+        )
+    assert {(r.kind, r.job_id) for r in report.repairs if r.applied} == {
+        ("lease_without_owner", leased.id),
+        ("duplicate_placement", doubled.id),
+    }, report.summary()
+    with contextlib.closing(cluster.client()) as c:
+        assert c.lrange(L.queue(KEYS[0], "normal"), 0, -1) == [leased.id]
+        assert c.lrange(L.queue(KEYS[1], "normal"), 0, -1) == [doubled.id]
+        assert c.zcard(L.leases(KEYS[0])) == 0
