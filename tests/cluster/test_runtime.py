@@ -257,16 +257,18 @@ def test_a_cluster_node_refusing_scripts_would_show(cluster: ClusterGroup) -> No
 
 
 async def test_reconciler_repairs_each_known_slot(cluster: ClusterGroup) -> None:
-    """A lease nobody owns and a job queued twice, on two masters: one pass per known
-    routing key's slot repairs both (each job back in exactly one ready list)."""
-    leased, doubled = make_job(KEYS[0]), make_job(KEYS[1])
+    """A lease nobody owns, a job queued twice and a job in no queue (an orphan), on
+    three masters: one pass per known routing key's slot and an orphan sweep over every
+    master repair them all (each job back in exactly one ready list)."""
+    leased, doubled, orphan = make_job(KEYS[0]), make_job(KEYS[1]), make_job(KEYS[2])
     async with async_runner(cluster) as runner:
-        await submit_raw(runner, [leased, doubled])
+        await submit_raw(runner, [leased, doubled, orphan])
         await runner.send(
             [
                 ("RPOP", L.queue(KEYS[0], "normal")),
                 ("ZADD", L.leases(KEYS[0]), int(time.time() * 1000) - 1000, leased.id),
                 ("LPUSH", L.queue(KEYS[1], "normal"), doubled.id),
+                ("RPOP", L.queue(KEYS[2], "normal")),
             ]
         )
         report = await reconcile(
@@ -275,8 +277,11 @@ async def test_reconciler_repairs_each_known_slot(cluster: ClusterGroup) -> None
     assert {(r.kind, r.job_id) for r in report.repairs if r.applied} == {
         ("lease_without_owner", leased.id),
         ("duplicate_placement", doubled.id),
+        ("orphan", orphan.id),
     }, report.summary()
+    assert report.sweep_complete
     with contextlib.closing(cluster.client()) as c:
         assert c.lrange(L.queue(KEYS[0], "normal"), 0, -1) == [leased.id]
         assert c.lrange(L.queue(KEYS[1], "normal"), 0, -1) == [doubled.id]
+        assert c.lrange(L.queue(KEYS[2], "normal"), 0, -1) == [orphan.id]
         assert c.zcard(L.leases(KEYS[0])) == 0
