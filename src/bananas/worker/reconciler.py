@@ -470,7 +470,7 @@ class Reconciler:
                 home = _Home("dead", stub, why="record missing, holder gone; parked with a stand-in record")
                 return self._rehome(LEASE_WITHOUT_RECORD, job_id, view, "", home, seen_owner=view.owner)
             if view.placements:
-                detail = f"leased and also in {_places(view)}; the other copies were removed"
+                detail = f"leased and also in {self._places(job_id, view)}; the other copies were removed"
                 return self._keep_lease(LEASED_AND_QUEUED, job_id, view, seen_sha, view.lease, detail)
             return None
         if view.lease is not None:
@@ -481,16 +481,27 @@ class Reconciler:
             if view.scheduled is None and view.placements < 2:
                 return None  # a lone ready id without a record: the worker parks it when it gets there
             kind = SCHEDULED_WITHOUT_RECORD if view.scheduled is not None else DUPLICATE_PLACEMENT
-            stub = stub_record(job_id, f"record missing (found in {_places(view)})", None, now)
+            stub = stub_record(job_id, f"record missing (found in {self._places(job_id, view)})", None, now)
             home = _Home("dead", stub, why="record missing; parked with a stand-in record")
-            return self._rehome(kind, job_id, view, "", home, what=f"in {_places(view)}")
+            return self._rehome(kind, job_id, view, "", home, what=f"in {self._places(job_id, view)}")
         if orphan:
             home = self._home(job_id, raw, view, now)
             return self._rehome(ORPHAN, job_id, view, seen_sha, home, orphan=True, what="in no queue, set or lease")
         if view.placements >= 2:
             home = self._home(job_id, raw, view, now)
-            return self._rehome(DUPLICATE_PLACEMENT, job_id, view, seen_sha, home, what=f"in {_places(view)}")
+            return self._rehome(
+                DUPLICATE_PLACEMENT, job_id, view, seen_sha, home, what=f"in {self._places(job_id, view)}"
+            )
         return None
+
+    def _places(self, job_id: str, view: _View) -> str:
+        layout = self._broker.layout
+        rk = calls.route_of(job_id, layout)
+        parts: list[str] = [*view.lists]
+        parts += [layout.dead(rk)] * view.dead
+        if view.scheduled is not None:
+            parts.append(layout.scheduled(rk))
+        return ", ".join(parts) or "nowhere"
 
     def _home(self, job_id: str, raw: bytes | None, view: _View, now: float) -> _Home:
         """Where the record's status says the job belongs."""
@@ -610,14 +621,6 @@ class Reconciler:
 
 def _applied(repair: Repair) -> Repair:
     return Repair(repair.kind, repair.job_id, repair.home, repair.detail, applied=True)
-
-
-def _places(view: _View) -> str:
-    parts: list[str] = [*view.lists]
-    parts += [keys.DEAD] * view.dead
-    if view.scheduled is not None:
-        parts.append(keys.SCHEDULED)
-    return ", ".join(parts) or "nowhere"
 
 
 async def reconcile(
