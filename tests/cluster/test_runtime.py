@@ -25,12 +25,13 @@ from bananas.core.limits import FleetLimits
 from bananas.core.priority import Priority
 from bananas.core.selection import DequeuePlan, Source, base_order
 from bananas.redis import calls, connection, keys
+from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.cluster_runner import AsyncClusterRunner, CrossSlotTransactionError, SyncClusterRunner
 from bananas.redis.runner import AsyncRunner, Durability, SyncRunner
 from bananas.worker.reconciler import ReconcileLimits, reconcile
 from bananas.worker.wakeup import WakeupListener
-from cluster.group import ClusterGroup, master_index, spread_keys
+from cluster.group import ClusterGroup, master_index, slot_of, spread_keys
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -285,3 +286,30 @@ async def test_reconciler_repairs_each_known_slot(cluster: ClusterGroup) -> None
         assert c.lrange(L.queue(KEYS[1], "normal"), 0, -1) == [doubled.id]
         assert c.lrange(L.queue(KEYS[2], "normal"), 0, -1) == [orphan.id]
         assert c.zcard(L.leases(KEYS[0])) == 0
+
+
+async def test_a_slot_moving_to_another_master_is_followed(cluster: ClusterGroup) -> None:
+    """Resharding: while a routing key's slot migrates, a script on it is refused
+    (ASK on the old master, then TRYAGAIN on the new one: a multi-key call waits for the
+    slot to settle); the runner tries again briefly, then raises a retryable error, and
+    wrote nothing. Once the slot has moved, it follows MOVED to the new owner."""
+    key = KEYS[0]
+    slot = slot_of(key)
+    source = cluster.master_of(key)
+    target = next(n for n in cluster.masters() if n.port != source.port)
+    async with async_runner(cluster) as runner:
+        first = make_job(key)
+        with contextlib.closing(target.client()) as t, contextlib.closing(source.client()) as s:
+            t.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source.node_id)
+            s.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target.node_id)
+            started = time.monotonic()
+            with pytest.raises(redis.exceptions.TryAgainError) as info:
+                await runner.run(calls.submit(first, first.to_record(), layout=L))
+            assert time.monotonic() - started < 3
+            assert is_connection_error(info.value)  # the worker's loops back off and retry
+            for node in cluster.masters():
+                with contextlib.closing(node.client()) as c:
+                    c.execute_command("CLUSTER SETSLOT", slot, "NODE", target.node_id)
+        assert await submit_raw(runner, [first]) == [1]  # MOVED: the slot map is read again
+        with contextlib.closing(target.client()) as t:
+            assert t.lrange(L.queue(key, "normal"), 0, -1) == [first.id]

@@ -98,3 +98,11 @@ def test_the_riskiest_eviction_policy_of_the_masters_wins() -> None:
     assert eviction.worst(["noeviction", None, "allkeys-lru"]) == "allkeys-lru"
     assert eviction.worst(["noeviction", None]) is None
     assert eviction.worst([]) == "noeviction"
+
+
+def test_calls_sent_after_an_ask_each_follow_asking() -> None:
+    calls = [Call(ScriptName.SUBMIT, ("bananas:route:{a}:job:a~1",), ("x",)) for _ in range(2)]
+    unit = _unit(calls, False, False, Durability(1), asking=True)
+    assert [c[0] for c in unit] == ["ASKING", "EVALSHA", "ASKING", "EVALSHA", "WAIT"]
+    replies, wait = _unit_replies([b"OK", 1, b"OK", 0, 1], 2, False, Durability(1), asking=True)
+    assert (replies, wait) == ([1, 0], 1)
