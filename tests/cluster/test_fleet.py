@@ -94,10 +94,13 @@ async def test_dead_letters_across_masters_and_dlq_cli(
 
 
 class Probe:
-    """Counts jobs running at once per routing key and records start times."""
+    """Counts jobs running at once per routing key and records start times; jobs of a
+    routing key in ``held`` wait until ``release()``."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, held: tuple[str, ...] = ()) -> None:
         self.seconds = seconds
+        self.held = held
+        self.gate = asyncio.Event()
         self.now: dict[str, int] = defaultdict(int)
         self.peak: dict[str, int] = defaultdict(int)
         self.starts: dict[str, list[float]] = defaultdict(list)
@@ -109,6 +112,8 @@ class Probe:
         self.starts[key].append(time.monotonic())
         self.now[key] += 1
         self.peak[key] = max(self.peak[key], self.now[key])
+        if key in self.held:
+            await self.gate.wait()
         await asyncio.sleep(self.seconds)
         self.now[key] -= 1
 
@@ -117,7 +122,7 @@ async def test_fleet_limits_hold_across_workers(client: Client, workers: Workers
     out = await cli(cluster_env, "limits", "set", "gpu", "--concurrency", "2")
     assert out.strip() == "routing key gpu: concurrency 2"
     await cli(cluster_env, "limits", "set", "email", "--rate", "20/s")
-    probe = Probe(0.2)
+    probe = Probe(0.1, held=("gpu",))
     gpu = client.submit_many("task", [None] * 10, routing_key="gpu")
     email = client.submit_many("task", [None] * 30, routing_key="email")
     free = client.submit_many("task", [None] * 8, routing_key=M0)
@@ -127,6 +132,9 @@ async def test_fleet_limits_hold_across_workers(client: Client, workers: Workers
     listed = await cli(cluster_env, "limits", "list")
     assert "routing key gpu: concurrency 2 (in flight 2)" in listed.splitlines(), listed
     assert "routing key email: rate 20/1s" in listed.splitlines(), listed
+    await asyncio.sleep(0.3)
+    assert probe.peak["gpu"] == 2 and len(probe.starts["gpu"]) == 2, "a third gpu job started"
+    probe.gate.set()
     ids = gpu + email + free
     await eventually(lambda: all(status(client, i) == "completed" for i in ids), timeout=20, what="every job")
     starts = sorted(probe.starts["email"])

@@ -16,6 +16,7 @@ _CONNECTION_ERRORS = (
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
     redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.AskError,  # and MovedError: a slot on its way to another master
 )
 
 

@@ -73,10 +73,12 @@ def _evalsha(call: Call, compat: bool) -> tuple[object, ...]:
 
 
 def _unit_replies(
-    replies: list[Any], count: int, transaction: bool, durability: Durability | None
+    replies: list[Any], count: int, transaction: bool, durability: Durability | None, asking: bool = False
 ) -> tuple[list[Any], Any]:
     """Split one node's raw replies into the calls' replies and the WAIT reply (or None)."""
     wait = replies.pop() if durability is not None else None
+    if asking:
+        replies = replies[1::2]  # each call's ASKING said OK
     if not transaction:
         return replies, wait
     executed = replies[-1]
@@ -88,14 +90,29 @@ def _unit_replies(
 
 
 def _unit(
-    calls: Sequence[Call], compat: bool, transaction: bool, durability: Durability | None
+    calls: Sequence[Call], compat: bool, transaction: bool, durability: Durability | None, asking: bool = False
 ) -> list[tuple[object, ...]]:
-    commands = [_evalsha(call, compat) for call in calls]
+    """One node's commands: the calls (each after ASKING when the slot is being moved
+    to that node), in MULTI/EXEC for a transaction, then WAIT."""
+    if asking:
+        commands = [command for call in calls for command in (("ASKING",), _evalsha(call, compat))]
+    else:
+        commands = [_evalsha(call, compat) for call in calls]
     if transaction:
         commands = [("MULTI",), *commands, ("EXEC",)]
     if durability is not None:
         commands.append(durability.command())
     return commands
+
+
+def _target(client: Any, call: Call, last: object, transaction: bool) -> tuple[Any, bool]:
+    """Where a call goes: the master of its slot, or, after an ASK (its slot is being
+    moved), the node that asked, with ASKING (not in a transaction: sent again later)."""
+    if isinstance(last, AskError) and not isinstance(last, MovedError) and not transaction:
+        node = client.nodes_manager.get_node(host=last.host, port=last.port)
+        if node is not None:
+            return node, True
+    return client.nodes_manager.get_node_from_slot(_call_slot(call)), False
 
 
 def _one_slot(calls: Sequence[Call]) -> None:
@@ -133,6 +150,9 @@ class AsyncClusterRunner(AsyncRunner):
         if slot is None:
             return self.client.get_default_node()
         return self.client.nodes_manager.get_node_from_slot(slot)
+
+    def _target(self, call: Call, last: object, transaction: bool) -> tuple[Any, bool]:
+        return _target(self.client, call, last, transaction)
 
     async def _exchange(self, node: Any, commands: Sequence[tuple[object, ...]]) -> list[Any]:
         """Commands in one round trip on one connection of ``node``; error replies in place."""
@@ -222,9 +242,9 @@ class AsyncClusterRunner(AsyncRunner):
         todo = list(range(len(calls)))
         loaded = False
         for attempt in range(1, ATTEMPTS + 1):
-            groups: dict[Any, list[int]] = {}
+            groups: dict[tuple[Any, bool], list[int]] = {}
             for i in todo:
-                groups.setdefault(self._node(_call_slot(calls[i])), []).append(i)
+                groups.setdefault(self._target(calls[i], replies[i], transaction), []).append(i)
             todo, lost = await self._run_groups(groups, calls, transaction, durability, replies)
             missing = [i for i in range(len(calls)) if _is_noscript(replies[i])]
             if missing and not loaded:
@@ -235,33 +255,36 @@ class AsyncClusterRunner(AsyncRunner):
                 return replies
             await self._settle(attempt, lost)
         for reply in replies:
-            if isinstance(reply, _LOST | redis.exceptions.ClusterDownError | TryAgainError):
-                raise reply
+            if isinstance(reply, (*_LOST, *_REDIRECTED)):
+                raise reply  # the cluster is still moving: the caller backs off
         return replies
 
     def _unit_of(
-        self, group: Sequence[Call], transaction: bool, durability: Durability | None
+        self, group: Sequence[Call], transaction: bool, durability: Durability | None, asking: bool
     ) -> list[tuple[object, ...]]:
         wanted = durability if durability is not None and durability.wanted(group) else None
-        return _unit(group, self.compat, transaction, wanted)
+        return _unit(group, self.compat, transaction, wanted, asking)
 
     async def _run_groups(
         self,
-        groups: dict[Any, list[int]],
+        groups: dict[tuple[Any, bool], list[int]],
         calls: Sequence[Call],
         transaction: bool,
         durability: Durability | None,
         replies: list[Any],
     ) -> tuple[list[int], Any]:
-        nodes = list(groups)
-        units = [self._unit_of([calls[i] for i in groups[node]], transaction, durability) for node in nodes]
+        targets = list(groups)
+        units = [
+            self._unit_of([calls[i] for i in groups[target]], transaction, durability, target[1]) for target in targets
+        ]
         answers = await asyncio.gather(
-            *(self._exchange(node, unit) for node, unit in zip(nodes, units, strict=True)), return_exceptions=True
+            *(self._exchange(node, unit) for (node, _), unit in zip(targets, units, strict=True)),
+            return_exceptions=True,
         )
         again: list[int] = []
         lost = None
-        for node, unit, answer in zip(nodes, units, answers, strict=True):
-            indexes = groups[node]
+        for (node, asking), unit, answer in zip(targets, units, answers, strict=True):
+            indexes = groups[node, asking]
             if isinstance(answer, _LOST):
                 lost = node
                 for i in indexes:
@@ -271,7 +294,7 @@ class AsyncClusterRunner(AsyncRunner):
             if isinstance(answer, BaseException):
                 raise answer
             waited = durability if unit[-1][0] == "WAIT" else None
-            got, wait = _unit_replies(answer, len(indexes), transaction, waited)
+            got, wait = _unit_replies(answer, len(indexes), transaction, waited, asking)
             redirected = False
             for i, reply in zip(indexes, got, strict=True):
                 replies[i] = reply
@@ -369,15 +392,15 @@ class SyncClusterRunner(SyncRunner):
         todo = list(range(len(calls)))
         loaded = False
         for attempt in range(1, ATTEMPTS + 1):
-            groups: dict[Any, list[int]] = {}
+            groups: dict[tuple[Any, bool], list[int]] = {}
             for i in todo:
-                groups.setdefault(self._node(_call_slot(calls[i])), []).append(i)
+                groups.setdefault(_target(self.client, calls[i], replies[i], transaction), []).append(i)
             again: list[int] = []
             lost = None
-            for node, indexes in groups.items():
+            for (node, asking), indexes in groups.items():
                 group = [calls[i] for i in indexes]
                 wanted = durability if durability is not None and durability.wanted(group) else None
-                unit = _unit(group, self.compat, transaction, wanted)
+                unit = _unit(group, self.compat, transaction, wanted, asking)
                 try:
                     answer = self._exchange(node, unit)
                 except _LOST as exc:
@@ -386,7 +409,7 @@ class SyncClusterRunner(SyncRunner):
                         replies[i] = exc
                     again += indexes
                     continue
-                got, wait = _unit_replies(answer, len(indexes), transaction, wanted)
+                got, wait = _unit_replies(answer, len(indexes), transaction, wanted, asking)
                 redirected = False
                 for i, reply in zip(indexes, got, strict=True):
                     replies[i] = reply
@@ -408,8 +431,8 @@ class SyncClusterRunner(SyncRunner):
                     time.sleep(SETTLE_SECONDS * attempt)
                 self._refresh(lost)
         for reply in replies:
-            if isinstance(reply, _LOST | redis.exceptions.ClusterDownError | TryAgainError):
-                raise reply
+            if isinstance(reply, (*_LOST, *_REDIRECTED)):
+                raise reply  # the cluster is still moving: the caller backs off
         return replies
 
 

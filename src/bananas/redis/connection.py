@@ -389,7 +389,7 @@ CLUSTER_MAX_CONNECTIONS = 4 * MAX_CONNECTIONS
 
 def _sync_cluster(url: str, overrides: dict[str, Any]) -> redis.Redis:
     target = parse_cluster_url(url)
-    options = {k: v for k, v in _options().items() if k != "retry"}
+    options = {k: v for k, v in _options().items() if k not in ("retry", "retry_on_timeout")}
     client = redis.cluster.RedisCluster(
         startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call]
         # The cluster client retries a command on a fresh slot map after a connection

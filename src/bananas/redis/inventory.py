@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -57,6 +58,8 @@ class Inventory:
         self._redis = client
         self._layout = layout
         self._rk = routing_key
+        #: Cluster orphan sweep: (masters by name, which one, its SCAN cursor).
+        self._scan: tuple[list[str], int, int] | None = None
 
     async def ready_lists(self) -> list[str]:
         """Every ready list of the known routing keys (``bananas:routing_keys`` plus
@@ -140,11 +143,43 @@ class Inventory:
         return missing
 
     async def scan_job_ids(self, cursor: int, count: int = _CHUNK) -> tuple[int, list[str]]:
-        """One SCAN step over ``bananas:job:*``: (next cursor, job ids). Standalone
-        layout only (the reconciler does not search orphans on Redis Cluster yet)."""
-        prefix = self._layout.job("")
-        cursor, found = await self._redis.scan(cursor, match=self._layout.job("*"), count=count)
+        """One SCAN step over the job records: (next cursor, job ids); cursor 0 starts
+        over and a returned 0 says the sweep is complete. On Redis Cluster the step is
+        taken on one master after the other (their SCAN cursors are kept here; the
+        returned cursor only says "not done")."""
+        layout = self._layout
+        if layout.cluster:
+            return await self._scan_masters(cursor, count)
+        prefix = layout.job("")
+        cursor, found = await self._redis.scan(cursor, match=layout.job("*"), count=count)
         return int(cursor), [decode_id(k)[len(prefix) :] for k in found]
+
+    async def _scan_masters(self, cursor: int, count: int) -> tuple[int, list[str]]:
+        client: Any = self._redis
+        if cursor == 0 or self._scan is None:
+            self._scan = ([node.name for node in client.get_primaries()], 0, 0)
+        names, at, node_cursor = self._scan
+        if at >= len(names):
+            self._scan = None
+            return 0, []
+        node = client.get_node(node_name=names[at])
+        ids: list[str] = []
+        if node is not None:
+            # Every record of the cluster layout: bananas:route:{<routing_key>}:job:<id>.
+            reply = await client.execute_command(
+                "SCAN", node_cursor, "MATCH", f"{keys.PREFIX}:route:{{*}}:job:*", "COUNT", count, target_nodes=node
+            )
+            # redis-py's cluster client reports the cursor per node: ({name: cursor}, keys).
+            head, found = reply[0], reply[1]
+            node_cursor = int(next(iter(head.values())) if isinstance(head, dict) else head)
+            ids = [decode_id(k).partition(":job:")[2] for k in found]
+        if node is None or node_cursor == 0:
+            at, node_cursor = at + 1, 0
+        if at >= len(names):
+            self._scan = None
+            return 0, ids
+        self._scan = (names, at, node_cursor)
+        return at + 1, ids
 
     async def held_by_original(self) -> set[str]:
         """Ids in ``bananas:queue:processing``: jobs original Go workers are running
