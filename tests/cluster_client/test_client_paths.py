@@ -343,3 +343,31 @@ def test_running_reader_on_standalone_layout_is_one_read() -> None:
     steps = read_running(None)
     batch = next(steps)
     assert batch == [("ZRANGE", keys.LEASES, 0, -1, "WITHSCORES")]
+
+
+# -- the dashboard's backend -------------------------------------------------------------
+
+
+def test_dashboard_backend_on_cluster(client: Client, cluster: ClusterGroup) -> None:
+    from bananas.dashboard.backend import Backend
+
+    backend = Backend(client)
+    r = connection.sync_client(cluster.url)
+    waiting = client.submit_job("w", None, routing_key="alpha")
+    running = client.submit_job("r", None, routing_key="delta")
+    take(r, running)
+    r.zadd(LAYOUT.leases("delta"), {running: 1})  # a lease past its deadline
+    dead = client.submit_job("d", None, routing_key="beta")
+    bury(r, take(r, dead))
+
+    assert backend.job(waiting)["location"]["place"] == "ready"
+    assert backend.job(running)["location"]["key"] == LAYOUT.leases("delta")
+    assert backend.expired_leases(time.time()) == 1
+    overview = backend.overview(0, 50, None, False)
+    assert {row["routing_key"] for row in overview["routes"]} >= set(KEYS3)
+    assert overview["totals"]["dead"] == 1 and overview["totals"]["expired_leases"] == 1
+    page = backend.dead_page(0, 10, None, None)
+    assert [item["id"] for item in page["items"]] == [dead]
+    assert backend.dead_retry(dead)["retried"] is True
+    assert backend.running(0, 10, None, None).total == 1
+    assert backend.pause("beta", None)["paused"] is True

@@ -76,7 +76,14 @@ class Watch:
                 await within(asyncio.shield(self._notified), remaining)
             except TimeoutError:
                 raise JobTimeoutError(self.job_id, timeout or 0.0) from None
-            found = await fetch_result(self._waiter.client, self.job_id, self._waiter.layout)
+            try:
+                found = await fetch_result(self._waiter.client, self.job_id, self._waiter.layout)
+            except Exception as exc:
+                # Woken by a lost subscription (its server went away: a failover on
+                # Cluster): the listener wakes us again once it has subscribed anew.
+                if not is_connection_error(exc):
+                    raise
+                found = None
             if found is not None:
                 return found
             # Notified but the hash is gone (zero TTL or deleted): keep waiting for a
@@ -200,6 +207,39 @@ class ResultWaiter:
         self._reader = task
         self._stop_listener = weakref.finalize(self, _cancel_soon, task)
 
+    def _moved(self, message: dict[str, Any]) -> bool:
+        """A ``sunsubscribe`` we did not ask for: the channel is still watched, so the
+        server ended it (Redis Cluster: its slot moved to another master)."""
+        return decode_id(message.get("type")) == "sunsubscribe" and decode_id(message.get("channel")) in self._waiters
+
+    async def _resubscribe_sharded(self) -> bool:
+        """Cluster: a new ``ClusterPubSub`` on a fresh slot map, subscribed to every
+        watched channel. False when that failed (a master still down): try again later."""
+        async with self._lock:
+            old, self._pubsub = self._pubsub, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.aclose()
+            client: Any = self.client
+            try:
+                await client.nodes_manager.initialize()  # ask the cluster where slots are now
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.error("result listener: reading the slot map failed: %r", exc)
+                return False
+            self._pubsub = client.pubsub()
+            channels = list(self._waiters)
+            try:
+                if channels:
+                    await self._pubsub.ssubscribe(*channels)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.error("result listener: subscribing again failed: %r", exc)
+                return False
+            finally:
+                self._nodes_changed.set()
+            return True
+
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
             for future in waiters:
@@ -258,7 +298,12 @@ async def _listen(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None:
 async def _listen_sharded(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None:
     """``_listen`` for a ``ClusterPubSub``: it holds one subscription connection per node
     (``node_pubsub_mapping``); this reads every one of them at once, and picks up the
-    connections that later subscriptions open (``_nodes_changed``)."""
+    connections that later subscriptions open (``_nodes_changed``).
+
+    A node's connection that fails (its master died) or a shard subscription the server
+    ends itself (its slot moved to another master) makes the waiter subscribe everything
+    again on a fresh slot map (``_resubscribe_sharded``, retried with backoff until it
+    works), and every waiter reads its hash again: nothing announced meanwhile is missed."""
     backoff = Backoff()
     reads: dict[Any, asyncio.Task[Any]] = {}
     changed: asyncio.Task[Any] | None = None
@@ -267,14 +312,14 @@ async def _listen_sharded(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None
             waiter = owner()
             if waiter is None:
                 return
+            pubsub = waiter._pubsub
             nodes_changed = waiter._nodes_changed
             nodes_changed.clear()
             del waiter
             # A node's connection is readable once its first SSUBSCRIBE went out (it is in
             # the mapping a moment before) and while it holds a subscription.
-            current = [
-                p for p in pubsub.node_pubsub_mapping.values() if p.connection is not None and p.subscribed
-            ]
+            mapping = pubsub.node_pubsub_mapping if pubsub is not None else {}
+            current = [p for p in mapping.values() if p.connection is not None and p.subscribed]
             for node_pubsub in current:
                 if node_pubsub not in reads:
                     reads[node_pubsub] = asyncio.ensure_future(node_pubsub.get_message(timeout=None))
@@ -299,32 +344,47 @@ async def _listen_sharded(owner: weakref.ref[ResultWaiter], pubsub: Any) -> None
                 if waiter is None:
                     return
                 if message is not None:
-                    waiter._on_message(message)
+                    if waiter._moved(message):
+                        failed = _SlotMoved(decode_id(message.get("channel")))
+                    else:
+                        waiter._on_message(message)
                 del waiter
             if failed is None:
                 backoff.reset()
                 continue
-            if not is_connection_error(failed):
+            if is_connection_error(failed) or isinstance(failed, _SlotMoved):
+                log.info("result listener: %s; subscribing again", failed or type(failed).__name__)
+            else:
                 log.error("result listener failed: %r", failed)
-            await backoff.sleep()
-            waiter = owner()
-            if waiter is None:
-                return
-            # A node went away (failover, slot moved): subscribe again where each channel
-            # lives now, and wake every waiter to read its hash (nothing was announced
-            # to us meanwhile).
-            channels = list(waiter._waiters)
-            waiter._wake_all()
-            del waiter
-            if channels:
-                with contextlib.suppress(Exception):
-                    await pubsub.ssubscribe(*channels)
+            for task in reads.values():
+                task.cancel()
+            reads.clear()
+            while True:
+                await backoff.sleep()
+                waiter = owner()
+                if waiter is None:
+                    return
+                resubscribed = await waiter._resubscribe_sharded()
+                # Results stored meanwhile were not announced to us: every waiter reads
+                # its hash again (and waits on, if there is none yet).
+                waiter._wake_all()
+                del waiter
+                if resubscribed:
+                    break
     finally:
         for task in [*reads.values(), *([changed] if changed is not None else [])]:
             task.cancel()
-        if owner() is None:  # collected: nobody else will close the subscription
+        waiter = owner()
+        if waiter is None:  # collected: nobody else will close the subscription
             with contextlib.suppress(BaseException):
                 await pubsub.aclose()
+
+
+class _SlotMoved(Exception):
+    """The server ended a shard subscription itself: its slot now lives on another master."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__(f"the slot of {channel} moved")
 
 
 def _cancel_soon(task: asyncio.Task[None]) -> None:
