@@ -82,6 +82,17 @@ async def test_async_runner_sends_one_batch_per_master(cluster: ClusterGroup) ->
         assert lengths == [3] * len(KEYS)
 
 
+async def test_a_burst_of_calls_waits_for_connections_instead_of_failing(cluster: ClusterGroup) -> None:
+    """The cluster client's node pools raise when they run dry: the runner queues callers
+    per node instead, as the standalone client's blocking pool does."""
+    async with async_runner(cluster) as runner:
+        jobs = [make_job(KEYS[n % 2]) for n in range(1500)]
+        replies = await asyncio.gather(
+            *(runner.run(calls.submit(j, j.to_record(), layout=L)) for j in jobs), return_exceptions=True
+        )
+        assert [r for r in replies if r != 1] == []
+
+
 async def test_noscript_on_every_master_is_reloaded(cluster: ClusterGroup) -> None:
     async with async_runner(cluster) as runner:
         assert await submit_raw(runner, [make_job(k) for k in KEYS]) == [1] * len(KEYS)

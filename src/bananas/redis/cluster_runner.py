@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,20 @@ SETTLE_SECONDS = 0.1
 _LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 #: Error replies that mean "not here / not now": the call did not run; send it again.
 _REDIRECTED = (MovedError, AskError, TryAgainError, redis.exceptions.ClusterDownError)
+
+
+#: Round trips at once per cluster node and client, below the node pool's size
+#: (connection.CLUSTER_MAX_CONNECTIONS), which Pub/Sub and redis-py's own commands share.
+PER_NODE = 128
+_TURNS: weakref.WeakKeyDictionary[Any, dict[str, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
+
+
+def _turns(client: Any, node_name: str) -> asyncio.Semaphore:
+    per_node = _TURNS.setdefault(client, {})
+    turns = per_node.get(node_name)
+    if turns is None:
+        turns = per_node[node_name] = asyncio.Semaphore(PER_NODE)
+    return turns
 
 
 class CrossSlotTransactionError(redis.exceptions.RedisError):
@@ -155,7 +170,14 @@ class AsyncClusterRunner(AsyncRunner):
         return _target(self.client, call, last, transaction)
 
     async def _exchange(self, node: Any, commands: Sequence[tuple[object, ...]]) -> list[Any]:
-        """Commands in one round trip on one connection of ``node``; error replies in place."""
+        """Commands in one round trip on one connection of ``node``; error replies in place.
+        The cluster client's node pools fail when they run dry rather than wait: callers
+        beyond ``PER_NODE`` round trips at once wait here for their turn (as the blocking
+        pool of the standalone client makes them wait)."""
+        async with _turns(self.client, node.name):
+            return await self._exchange_now(node, commands)
+
+    async def _exchange_now(self, node: Any, commands: Sequence[tuple[object, ...]]) -> list[Any]:
         conn = node.acquire_connection()
         try:
             await conn.send_packed_command([pack(commands)])
