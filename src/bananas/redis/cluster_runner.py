@@ -130,6 +130,12 @@ def _target(client: Any, call: Call, last: object, transaction: bool) -> tuple[A
     return client.nodes_manager.get_node_from_slot(_call_slot(call)), False
 
 
+def _wrote(replies: Sequence[Any]) -> bool:
+    """Whether any call of a unit ran (a script that answered with an error did not write,
+    a redirected or NOSCRIPT one did not run)."""
+    return any(not isinstance(reply, Exception) for reply in replies)
+
+
 def _one_slot(calls: Sequence[Call]) -> None:
     slots = {_call_slot(call) for call in calls}
     if len(slots) > 1:
@@ -317,13 +323,13 @@ class AsyncClusterRunner(AsyncRunner):
                 raise answer
             waited = durability if unit[-1][0] == "WAIT" else None
             got, wait = _unit_replies(answer, len(indexes), transaction, waited, asking)
-            redirected = False
             for i, reply in zip(indexes, got, strict=True):
                 replies[i] = reply
                 if isinstance(reply, _REDIRECTED):
-                    redirected = True
                     again.append(i)
-            if waited is not None and not redirected and not any(_is_noscript(r) for r in got):
+            if waited is not None and _wrote(got):
+                # The WAIT followed the writes that ran on this connection: it answers for
+                # them (calls sent again elsewhere get a WAIT of their own there).
                 waited.check(wait)
         return sorted(again), lost
 
@@ -432,13 +438,11 @@ class SyncClusterRunner(SyncRunner):
                     again += indexes
                     continue
                 got, wait = _unit_replies(answer, len(indexes), transaction, wanted, asking)
-                redirected = False
                 for i, reply in zip(indexes, got, strict=True):
                     replies[i] = reply
                     if isinstance(reply, _REDIRECTED):
-                        redirected = True
                         again.append(i)
-                if wanted is not None and not redirected and not any(_is_noscript(r) for r in got):
+                if wanted is not None and _wrote(got):
                     wanted.check(wait)
             todo = sorted(again)
             missing = [i for i in range(len(calls)) if _is_noscript(replies[i])]
