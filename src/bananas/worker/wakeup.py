@@ -157,6 +157,10 @@ class WakeupListener:
 
     async def _read_shard(self, pubsub: Any, node: Any) -> None:
         while True:
+            if node.name not in pubsub.node_pubsub_mapping:
+                # redis-py moved this master's subscriptions itself (a new slot map): read
+                # them where they are now (and never spin on a connection that is gone).
+                raise _Resubscribe(f"the subscriptions on {node.name} moved")
             message = await pubsub.get_sharded_message(target_node=node, timeout=5.0)
             if message is None:
                 continue
