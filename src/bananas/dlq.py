@@ -325,12 +325,13 @@ class DeadLetters:
         nothing never walks a long dead list in one request; ``next_cursor`` says where to
         go on (None at the end). Positions move as entries are added or removed: a page
         is a view of the list as it was read. (Cluster: positions run through the dead
-        lists of the routing keys one after the other.)
+        lists of the routing keys one after the other; with ``routing_key``, through its
+        own list only, and ``total`` is its length.)
         """
         items: list[DeadLetter] = []
         position = max(cursor, 0)
         scanned = 0
-        lists = self._lists()
+        lists = self._lists(routing_key)  # Cluster: a routing key's own list only
         lengths = self._lengths(lists)
         total = sum(lengths)
         while len(items) < limit and scanned < max_scanned:

@@ -417,6 +417,10 @@ class AsyncClient:
             return []
         if isinstance(batch[0], Call):
             return await self._runner.run_many(batch)
+        if self.layout.cluster:
+            # The cluster runner splits raw commands by master, one packed pipeline each
+            # (redis-py's cluster pipeline costs several times more per command).
+            return raise_first_error(await self._runner.send(batch))
         pipe = self.redis.pipeline(transaction=False)
         for command in batch:
             pipe.execute_command(*command)

@@ -100,7 +100,8 @@ class ClientCore:
         if self.compat == ORIGINAL and self.layout.cluster:
             # The original Go fleet reads unrouted lists on one server; they have no slot.
             raise ValidationError(
-                "compat='original' (migration mode) does not run on Redis Cluster: use a redis:// URL"
+                "migration mode (compat='original', $BANANAS_COMPAT) does not run on Redis Cluster:"
+                " the original Go workers read unrouted lists on one server"
             )
 
     def registry_commands(self, routing_keys: Iterable[str], registered: set[str]) -> list[tuple[Any, ...]]:
