@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
 import redis
 from integration.support import Recorder, Workers, eventually
 
+from bananas import WorkerSettings
 from bananas.core.clock import SYSTEM_CLOCK, to_datetime
 from bananas.core.job import Job, new_job
 from bananas.core.limits import FleetLimits
@@ -29,6 +31,7 @@ from bananas.redis.backoff import is_connection_error
 from bananas.redis.broker import Broker
 from bananas.redis.cluster_runner import AsyncClusterRunner, CrossSlotTransactionError, SyncClusterRunner
 from bananas.redis.runner import AsyncRunner, Durability, SyncRunner
+from bananas.worker.fetcher import Fetcher
 from bananas.worker.reconciler import ReconcileLimits, reconcile
 from bananas.worker.wakeup import WakeupListener
 from cluster.group import ClusterGroup, master_index, slot_of, spread_keys
@@ -324,3 +327,37 @@ async def test_a_slot_moving_to_another_master_is_followed(cluster: ClusterGroup
         assert await submit_raw(runner, [first]) == [1]  # MOVED: the slot map is read again
         with contextlib.closing(target.client()) as t:
             assert t.lrange(L.queue(key, "normal"), 0, -1) == [first.id]
+
+
+async def test_weighted_selection_keeps_its_shares_across_masters(cluster: ClusterGroup) -> None:
+    """Weighted selection with one dequeue call per routing key: each key is asked for the
+    slots the weighted draw gave it, so the shares hold as on one server."""
+    weights = {"beta": 6, "alpha": 3, "delta": 1}  # one key on each master
+    assert sorted(master_index(k) for k in weights) == [0, 1, 2]
+    settings = WorkerSettings.from_env(
+        {"REDIS_URL": cluster.url, "WORKER_ROUTING_KEYS": ",".join(f"{k}:{w}" for k, w in weights.items())}
+    )
+    async with async_runner(cluster) as runner:
+        for key in weights:
+            jobs = [make_job(key) for _ in range(1400)]
+            for lo in range(0, len(jobs), 200):
+                chunk = jobs[lo : lo + 200]
+                call = calls.submit_many(
+                    key, Priority.NORMAL, [j.id for j in chunk], [j.to_record() for j in chunk], layout=L
+                )
+                assert await runner.run(call) == len(chunk)
+        fetcher = Fetcher(Broker(runner.client, layout=L), settings, None, SYSTEM_CLOCK)
+        counts: Counter[str] = Counter()
+        sizes = [1, 3, 10, 7, 2, 1, 5]
+        n = 0
+        while sum(counts.values()) < 2000:
+            free = sizes[n % len(sizes)]
+            _, taken = await fetcher.fetch(free, {}, f"test:{n}")
+            assert len(taken) == free, "every key holds jobs: every free slot gets one"
+            counts.update(source.ref.routing_key for source, _ in taken)
+            n += 1
+    total = sum(counts.values())
+    shares = {k: counts[k] / total for k in weights}
+    print(f"\ncluster weighted shares over {total} jobs: { {k: f'{v:.1%}' for k, v in shares.items()} }")
+    for key, weight in weights.items():
+        assert abs(shares[key] - weight / 10) <= 0.03, f"{key}: {shares[key]:.2%}"

@@ -339,15 +339,23 @@ class Fetcher:
         one server; across keys the order is the order of the calls (ADR 0001)."""
         layout = self._broker.layout
         order = list(dict.fromkeys(ref.routing_key for ref in self._order if ref.routing_key in routes))
+        # (routing key, how many to ask it for; None: every slot still free).
+        visits: list[tuple[str, int | None]] = [(key, None) for key in order]
         if self._wrr is not None:
+            # Weighted: each key is first asked for the slots the draw gave it; slots a
+            # key could not fill go to the others in order.
             drawn = [k for k in self._wrr.take(free) if k in routes]
-            order = list(dict.fromkeys([*drawn, *order]))
+            visits = [(key, drawn.count(key)) for key in dict.fromkeys(drawn)] + visits
         taken: list[tuple[Source, str]] = []
         wait_ms = 0.0
-        for key in order:
+        emptied: set[str] = set()
+        for key, share in visits:
             left = free - len(taken)
             if left <= 0:
                 break
+            if key in emptied:
+                continue
+            count = left if share is None else min(share, left)
             plan = self._slot_plans.get(key)
             if plan is None:
                 plan = self._slot_plans[key] = self._plan_alone(key)
@@ -364,7 +372,7 @@ class Fetcher:
                 caps,
                 lease_ms=int(self._settings.lease_seconds * 1000),
                 token=token,
-                count=left,
+                count=count,
                 layout=layout,
             )
             waits, got, dropped = await self._broker.dequeue(call)
@@ -377,8 +385,10 @@ class Fetcher:
                 )
             if waits > 0:
                 wait_ms = waits if wait_ms == 0 else min(wait_ms, waits)
+            if len(got) < count:
+                emptied.add(key)
             if self._unlimited(plan):
-                self._forget_empty(plan, got, left, wakeups_before, weighted=False)
+                self._forget_empty(plan, got, count, wakeups_before, weighted=False)
             taken += [(plan.sources[index], job_id) for index, job_id in got]
         return wait_ms / 1000.0, taken
 
