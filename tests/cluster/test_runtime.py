@@ -21,6 +21,7 @@ import redis
 from integration.support import Recorder, Workers, eventually
 
 from bananas import WorkerSettings
+from bananas.config import QueueSelection
 from bananas.core.clock import SYSTEM_CLOCK, to_datetime
 from bananas.core.job import Job, new_job
 from bananas.core.limits import FleetLimits
@@ -43,8 +44,8 @@ L = keys.CLUSTER
 KEYS = spread_keys(2)
 
 
-def make_job(routing_key: str, payload: Any = None, name: str = "task") -> Job:
-    job = new_job(name, payload, "normal", routing_key, now=to_datetime(time.time()))
+def make_job(routing_key: str, payload: Any = None, name: str = "task", priority: str = "normal") -> Job:
+    job = new_job(name, payload, priority, routing_key, now=to_datetime(time.time()))
     job.id = L.new_job_id(routing_key)
     return job
 
@@ -361,3 +362,22 @@ async def test_weighted_selection_keeps_its_shares_across_masters(cluster: Clust
     print(f"\ncluster weighted shares over {total} jobs: { {k: f'{v:.1%}' for k, v in shares.items()} }")
     for key, weight in weights.items():
         assert abs(shares[key] - weight / 10) <= 0.03, f"{key}: {shares[key]:.2%}"
+
+
+async def test_priority_first_across_masters(cluster: ClusterGroup, workers: Workers) -> None:
+    """Priority-first selection: every key's high list before any key's low one, though
+    the keys live on different masters (one call per key and priority)."""
+    first, second = KEYS[0], KEYS[1]
+    assert master_index(first) != master_index(second)
+    low = [make_job(first, n, priority="low") for n in range(2)]
+    high_second = [make_job(second, n, priority="high") for n in range(2)]
+    high_first = [make_job(first, 9, priority="high")]
+    async with async_runner(cluster) as runner:
+        await submit_raw(runner, [*low, *high_second, *high_first])
+    rec = Recorder()
+    await workers.start(
+        rec.registry, routing_keys=(first, second), concurrency=1, queue_selection=QueueSelection.PRIORITY_FIRST
+    )
+    expected = [j.id for j in (*high_first, *high_second, *low)]
+    await eventually(lambda: len(rec.ids) == len(expected), timeout=10)
+    assert rec.ids == expected

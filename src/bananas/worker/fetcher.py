@@ -71,7 +71,7 @@ class Fetcher:
         self._overdue: set[QueueRef] = set()
         self._plan: DequeuePlan | None = None
         #: Redis Cluster: the plan of each routing key on its own (one slot per call).
-        self._slot_plans: dict[str, DequeuePlan] = {}
+        self._slot_plans: dict[tuple[str, Priority | None], DequeuePlan] = {}
         self._next_refresh = 0.0
         self._next_prune = 0.0
         self._route_cap = dict(settings.route_concurrency)
@@ -339,29 +339,36 @@ class Fetcher:
         one server; across keys the order is the order of the calls (ADR 0001)."""
         layout = self._broker.layout
         order = list(dict.fromkeys(ref.routing_key for ref in self._order if ref.routing_key in routes))
-        # (routing key, how many to ask it for; None: every slot still free).
-        visits: list[tuple[str, int | None]] = [(key, None) for key in order]
+        # (routing key, how many to ask it for (None: every slot still free), the one
+        # priority to ask it for (None: all of its lists, in the worker's order)).
+        visits: list[tuple[str, int | None, Priority | None]] = [(key, None, None) for key in order]
         if self._wrr is not None:
             # Weighted: each key is first asked for the slots the draw gave it; slots a
             # key could not fill go to the others in order.
             drawn = [k for k in self._wrr.take(free) if k in routes]
-            visits = [(key, drawn.count(key)) for key in dict.fromkeys(drawn)] + visits
+            visits = [(key, drawn.count(key), None) for key in dict.fromkeys(drawn)] + visits
+        elif self._settings.queue_selection is QueueSelection.PRIORITY_FIRST:
+            # Priority first: every key's high list before any key's normal one, one call
+            # per key and priority (only keys known to hold jobs are asked).
+            visits = [(key, None, prio) for prio in self._settings.priorities for key in order]
         taken: list[tuple[Source, str]] = []
         wait_ms = 0.0
-        emptied: set[str] = set()
-        for key, share in visits:
+        wakeups_before = self._wakeups
+        emptied: set[tuple[str, Priority | None]] = set()
+        seen_empty: dict[str, int] = {}
+        for key, share, prio in visits:
             left = free - len(taken)
             if left <= 0:
                 break
-            if key in emptied:
+            if (key, prio) in emptied:
                 continue
             count = left if share is None else min(share, left)
-            plan = self._slot_plans.get(key)
+            plan = self._slot_plans.get((key, prio))
             if plan is None:
-                plan = self._slot_plans[key] = self._plan_alone(key)
+                plan = self._slot_plans[key, prio] = self._plan_alone(key, prio)
             if not plan.sources:
+                seen_empty[key] = seen_empty.get(key, 0) + 1
                 continue
-            wakeups_before = self._wakeups
             caps = [
                 max(0, self._route_cap[k] - running_by_route.get(k, 0)) if k in self._route_cap else -1
                 for k in plan.groups
@@ -386,13 +393,22 @@ class Fetcher:
             if waits > 0:
                 wait_ms = waits if wait_ms == 0 else min(wait_ms, waits)
             if len(got) < count:
-                emptied.add(key)
-            if self._unlimited(plan):
+                emptied.add((key, prio))
+                if self._unlimited(plan) and not got:
+                    seen_empty[key] = seen_empty.get(key, 0) + 1
+            if prio is None and self._unlimited(plan):
                 self._forget_empty(plan, got, count, wakeups_before, weighted=False)
             taken += [(plan.sources[index], job_id) for index, job_id in got]
+        if self._settings.queue_selection is QueueSelection.PRIORITY_FIRST and self._wrr is None:
+            # A key every priority of which answered empty (no limit held it back) is empty.
+            tiers = len(self._settings.priorities)
+            for key, empty in seen_empty.items():
+                if empty >= tiers and self._woken_at.get(key, 0) <= wakeups_before:
+                    self._active.discard(key)
         return wait_ms / 1000.0, taken
 
-    def _plan_alone(self, routing_key: str) -> DequeuePlan:
-        """The plan over the lists of one routing key (its parked lists included)."""
-        order = list(self._refs_of.get(routing_key, ()))
+    def _plan_alone(self, routing_key: str, priority: Priority | None = None) -> DequeuePlan:
+        """The plan over the lists of one routing key (its parked lists included), or of
+        one of its priorities."""
+        order = [ref for ref in self._refs_of.get(routing_key, ()) if priority is None or ref.priority is priority]
         return DequeuePlan.build(boost(with_parked(order, self._parked), self._overdue), self.limits)
