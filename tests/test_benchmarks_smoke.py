@@ -154,3 +154,17 @@ def test_submit_cost_times_every_part() -> None:
     expected = {"submit_job", "round_trip", "core_submit", "route", "job_id", "format_time", "validate", "build"}
     assert expected | {"record", "call", "tracing", "python", "bulk_jobs_per_s", "bulk_python_us_per_job"} <= set(parts)
     assert all(parts[name] > 0 for name in expected | {"bulk_jobs_per_s"}), parts
+
+
+@pytest.mark.timeout(150)
+def test_cluster_benchmark_runs() -> None:
+    """benchmarks/cluster.py (standalone vs a 3-master cluster), tiny N: every figure measured."""
+    proc = _run(["benchmarks.cluster", "--n", "300", "--pickup-jobs", "5", "--repeats", "1"], timeout=130)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["masters_of_keys"] == [0, 1, 2, 0, 1]
+    for system, nodes in (("standalone", 1), ("cluster", 3)):
+        row = result[system]
+        assert row["drain_rate"] > 0 and row["submit_rate"] > 0 and 0 < row["pickup_ms_p50"] <= row["pickup_ms_p99"]
+        assert len(row["drain_cpu_us_per_job"]) == nodes and len(row["submit_cpu_us_per_job"]) == nodes
+    assert result["ratio"]["drain_rate"] > 0
+    assert "cluster / standalone: drain" in proc.stdout

@@ -20,7 +20,7 @@ from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.retry import RetryPolicy
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import ConfigurationError, ValidationError
-from bananas.redis.connection import DEFAULT_REDIS_URL, mask_url, validate_url
+from bananas.redis.connection import DEFAULT_REDIS_URL, is_cluster_url, mask_url, validate_url
 from bananas.redis.runner import WAIT_REPLICAS_ENV, parse_wait_replicas
 
 T = TypeVar("T")
@@ -196,7 +196,7 @@ class WorkerSettings:
             base=pick("retry_base", "RETRY_BACKOFF_BASE", _positive_float, d.retry_policy.base),
             cap=pick("retry_cap", "RETRY_BACKOFF_MAX", _positive_float, d.retry_policy.cap),
         )
-        return cls(
+        settings = cls(
             redis_url=pick("redis_url", "REDIS_URL", _redis_url, d.redis_url),
             routing_keys=routing_keys,
             priorities=pick("priorities", "WORKER_PRIORITIES", parse_priorities, d.priorities),
@@ -223,6 +223,19 @@ class WorkerSettings:
             allow_eviction=pick("allow_eviction", "BANANAS_ALLOW_EVICTION", parse_bool, d.allow_eviction),
             wait_replicas=pick("wait_replicas", WAIT_REPLICAS_ENV, parse_wait_replicas, d.wait_replicas),
             compat=pick("compat", COMPAT_ENV, _compat, d.compat),
+        )
+        check_compat_layout(settings.compat, settings.redis_url)
+        return settings
+
+
+def check_compat_layout(compat: str | None, redis_url: str) -> None:
+    """Migration mode shares one server with the original Go fleet (its unrouted lists
+    and processing list): it has no place on Redis Cluster."""
+    if compat and is_cluster_url(redis_url):
+        raise ConfigurationError(
+            COMPAT_ENV,
+            f"migration mode ({compat!r}) shares one Redis server with the original Go workers; "
+            "it is not available on Redis Cluster (a redis+cluster:// URL)",
         )
 
 

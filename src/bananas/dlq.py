@@ -25,11 +25,14 @@ from typing import Any
 import redis
 
 from bananas.client import Client
+from bananas.client.core import layout_of_client
+from bananas.client.inspect import record_reads, records_of, set_owners
 from bananas.core import codec
 from bananas.core.clock import SYSTEM_CLOCK, Clock, format_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
+from bananas.redis.keys import KeyLayout
 from bananas.redis.runner import SyncRunner
 from bananas.redis.scripts import Call
 
@@ -195,31 +198,91 @@ class RetryReport:
 
 
 class DeadLetters:
-    """Dead-letter operations on a sync Redis client (or a ``Client``'s connection)."""
+    """Dead-letter operations on a sync Redis client (or a ``Client``'s connection).
 
-    def __init__(self, source: Client | redis.Redis, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    Standalone there is one dead list; on Redis Cluster one per routing key (in its
+    slot), found through the routing-key registry: listings walk them one after the
+    other (routing keys in name order, each newest first), a ``routing_key`` filter reads
+    only its own."""
+
+    def __init__(
+        self, source: Client | redis.Redis, *, clock: Clock = SYSTEM_CLOCK, layout: KeyLayout | None = None
+    ) -> None:
         self.redis: redis.Redis = source.redis if isinstance(source, Client) else source
+        if layout is None:
+            layout = source.layout if isinstance(source, Client) else layout_of_client(self.redis)
+        self.layout = layout
         self.clock = clock
         self._runner = SyncRunner(self.redis)
+        #: Routing keys this object added to the registry (Cluster: beside a retry).
+        self._registered: set[str] = set()
+
+    # -- the dead lists ------------------------------------------------------------------
+
+    def _lists(self, routing_key: str | None = None) -> list[tuple[str, str]]:
+        """(routing key, dead list) of every dead list to read. Standalone: the one list
+        (routing key ""). Cluster: one per known routing key, or only ``routing_key``'s."""
+        if not self.layout.cluster:
+            return [("", self.layout.dead(""))]
+        if routing_key is not None:
+            return [(routing_key, self.layout.dead(routing_key))]
+        members = self.redis.smembers(keys.ROUTING_KEYS)
+        return [(k, self.layout.dead(k)) for k in set_owners(self.layout, members)]
+
+    def _home(self, job_id: str) -> str | None:
+        """The routing key whose dead list may hold ``job_id`` ("" standalone; None on
+        Cluster for an id without one: it cannot be there)."""
+        return self.layout.routing_key_of(job_id) if self.layout.cluster else ""
+
+    def _lengths(self, lists: Sequence[tuple[str, str]]) -> list[int]:
+        if len(lists) == 1:
+            return [int(self.redis.llen(lists[0][1]))]
+        pipe = self.redis.pipeline(transaction=False)
+        for _, name in lists:
+            pipe.llen(name)
+        return [int(n) for n in pipe.execute()]
+
+    def _range(
+        self, lists: Sequence[tuple[str, str]], lengths: Sequence[int] | None, start: int, size: int
+    ) -> list[str]:
+        """Up to ``size`` ids from position ``start`` of the dead lists read one after the
+        other (``lengths``: theirs, needed only with several lists)."""
+        if len(lists) == 1:
+            return [codec.decode_id(i) for i in self.redis.lrange(lists[0][1], start, start + size - 1)]
+        assert lengths is not None
+        out: list[str] = []
+        offset = 0
+        for (_, name), length in zip(lists, lengths, strict=True):
+            if len(out) >= size:
+                break
+            if start < offset + length:
+                first = max(start - offset, 0)
+                want = size - len(out)
+                out += [codec.decode_id(i) for i in self.redis.lrange(name, first, first + want - 1)]
+            offset += length
+        return out
 
     # -- reading -----------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self.redis.llen(keys.DEAD))
+        return sum(self._lengths(self._lists()))
 
     def ids(self) -> list[str]:
-        """Every id in the dead list, newest first."""
-        return [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, 0, -1)]
+        """Every id in the dead lists, newest first (per routing key on Cluster)."""
+        return [codec.decode_id(i) for _, name in self._lists() for i in self.redis.lrange(name, 0, -1)]
 
     def get(self, job_id: str) -> DeadLetter | None:
         """The entry for ``job_id``, or None when it is not in the dead list."""
-        if self.redis.lpos(keys.DEAD, job_id) is None:
+        home = self._home(job_id)
+        if home is None or self.redis.lpos(self.layout.dead(home), job_id) is None:
             return None
-        return _entry(job_id, self.redis.get(keys.job(job_id)))  # type: ignore[arg-type]
+        return _entry(job_id, self.redis.get(self.layout.job(job_id)))  # type: ignore[arg-type]
 
     def status_of(self, job_id: str) -> str | None:
         """The status a job's record states (any job, dead or not), or None."""
-        raw = self.redis.get(keys.job(job_id))
+        if self._home(job_id) is None:
+            return None
+        raw = self.redis.get(self.layout.job(job_id))
         if raw is None:
             return None
         try:
@@ -235,16 +298,17 @@ class DeadLetters:
         Expired entries (no record) match only when no filter is given. The list is read
         page by page, so a short listing of a long dead list stays cheap.
         """
-        start = 0
-        while True:
-            chunk = [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, start, start + SCAN_CHUNK - 1)]
-            if not chunk:
-                return
-            start += len(chunk)
-            for job_id, raw in zip(chunk, self._records(chunk), strict=True):
-                entry = _entry(job_id, raw)
-                if _matches(entry, routing_key, name):
-                    yield entry
+        for _, dead in self._lists(routing_key):
+            start = 0
+            while True:
+                chunk = [codec.decode_id(i) for i in self.redis.lrange(dead, start, start + SCAN_CHUNK - 1)]
+                if not chunk:
+                    break
+                start += len(chunk)
+                for job_id, raw in zip(chunk, self._records(chunk), strict=True):
+                    entry = _entry(job_id, raw)
+                    if _matches(entry, routing_key, name):
+                        yield entry
 
     def page(
         self,
@@ -260,15 +324,19 @@ class DeadLetters:
         A filtered page reads at most ``max_scanned`` ids, so a filter that matches
         nothing never walks a long dead list in one request; ``next_cursor`` says where to
         go on (None at the end). Positions move as entries are added or removed: a page
-        is a view of the list as it was read.
+        is a view of the list as it was read. (Cluster: positions run through the dead
+        lists of the routing keys one after the other; with ``routing_key``, through its
+        own list only, and ``total`` is its length.)
         """
         items: list[DeadLetter] = []
         position = max(cursor, 0)
         scanned = 0
-        total = self.count()
+        lists = self._lists(routing_key)  # Cluster: a routing key's own list only
+        lengths = self._lengths(lists)
+        total = sum(lengths)
         while len(items) < limit and scanned < max_scanned:
             size = min(SCAN_CHUNK, max_scanned - scanned) if (routing_key or name) else limit - len(items)
-            chunk = [codec.decode_id(i) for i in self.redis.lrange(keys.DEAD, position, position + size - 1)]
+            chunk = self._range(lists, lengths, position, size)
             if not chunk:
                 return DeadPage(items, total, None)
             for offset, (job_id, raw) in enumerate(zip(chunk, self._records(chunk), strict=True)):
@@ -296,39 +364,54 @@ class DeadLetters:
 
     def retry(self, job_id: str) -> RetryResult:
         """Send one dead job back to its own routing key and priority, attempts reset."""
-        if self.redis.lpos(keys.DEAD, job_id) is None:
+        home = self._home(job_id)
+        if home is None or self.redis.lpos(self.layout.dead(home), job_id) is None:
             return RetryResult(job_id, RetryOutcome.NOT_DEAD)
-        raw = self.redis.get(keys.job(job_id))
+        raw = self.redis.get(self.layout.job(job_id))
         planned = self._plan_retry(job_id, raw)  # type: ignore[arg-type]
         if isinstance(planned, RetryResult):
             return planned
         job, call = planned
-        return _retry_result(job, self._runner.run(call))
+        result = _retry_result(job, self._runner.run(call), self.layout)
+        self._register([job])
+        return result
 
     def retry_all(self, *, routing_key: str | None = None, name: str | None = None) -> RetryReport:
         """Retry every dead job (of one routing key / job name); skips what cannot run."""
         report = RetryReport()
-        ids = self.ids()
-        for start in range(0, len(ids), SCAN_CHUNK):
-            chunk = ids[start : start + SCAN_CHUNK]
-            planned: list[tuple[Job, Call]] = []
-            for job_id, raw in zip(chunk, self._records(chunk), strict=True):
-                if not _matches(_entry(job_id, raw), routing_key, name):
+        for _, dead in self._lists(routing_key):
+            ids = [codec.decode_id(i) for i in self.redis.lrange(dead, 0, -1)]
+            for start in range(0, len(ids), SCAN_CHUNK):
+                chunk = ids[start : start + SCAN_CHUNK]
+                planned: list[tuple[Job, Call]] = []
+                for job_id, raw in zip(chunk, self._records(chunk), strict=True):
+                    if not _matches(_entry(job_id, raw), routing_key, name):
+                        continue
+                    plan = self._plan_retry(job_id, raw)
+                    if isinstance(plan, RetryResult):
+                        report.skipped.append(plan)
+                    else:
+                        planned.append(plan)
+                if not planned:
                     continue
-                plan = self._plan_retry(job_id, raw)
-                if isinstance(plan, RetryResult):
-                    report.skipped.append(plan)
-                else:
-                    planned.append(plan)
-            if not planned:
-                continue
-            replies = self._runner.run_many([call for _, call in planned])
-            for (job, _), reply in zip(planned, replies, strict=True):
-                if isinstance(reply, Exception):
-                    raise reply
-                result = _retry_result(job, reply)
-                (report.retried if result.outcome is RetryOutcome.RETRIED else report.skipped).append(result)
+                replies = self._runner.run_many([call for _, call in planned])
+                for (job, _), reply in zip(planned, replies, strict=True):
+                    if isinstance(reply, Exception):
+                        raise reply
+                    result = _retry_result(job, reply, self.layout)
+                    (report.retried if result.outcome is RetryOutcome.RETRIED else report.skipped).append(result)
+                self._register([job for job, _ in planned])
         return report
+
+    def _register(self, jobs: Sequence[Job]) -> None:
+        """Cluster: the retried jobs' routing keys in the fleet-wide registry (the retry
+        script reaches only its slot's stand-in), once per key; idempotent."""
+        if not self.layout.cluster:
+            return
+        new = sorted({job.routing_key for job in jobs} - self._registered)
+        if new:
+            self.redis.sadd(keys.ROUTING_KEYS, *new)
+            self._registered.update(new)
 
     def _plan_retry(self, job_id: str, raw: bytes | None) -> tuple[Job, Call] | RetryResult:
         if raw is None:
@@ -339,8 +422,13 @@ class DeadLetters:
         job = entry.job
         if job.status is not JobStatus.FAILED:
             return RetryResult(job_id, RetryOutcome.NOT_FAILED, detail=f"status is {job.status.value!r}")
+        if self.layout.cluster and job.routing_key != self.layout.routing_key_of(job_id):
+            # Its dead list, record and ready list must share one slot (the id's routing key).
+            return RetryResult(
+                job_id, RetryOutcome.MALFORMED, detail=f"record routing key {job.routing_key!r} is not its id's"
+            )
         reset_for_retry(job, self.clock.now())
-        return job, calls.dlq_retry(job, raw, job.to_record(), layout=keys.STANDALONE)
+        return job, calls.dlq_retry(job, raw, job.to_record(), layout=self.layout)
 
     # -- purge -------------------------------------------------------------------------
 
@@ -348,29 +436,41 @@ class DeadLetters:
         """Delete dead entries (of one routing key / job name) with their records; returns
         how many were removed."""
         removed = 0
-        ids = self.ids()
-        for start in range(0, len(ids), SCAN_CHUNK):
-            chunk = ids[start : start + SCAN_CHUNK]
-            if routing_key is not None or name is not None:
-                chunk = [
-                    i
-                    for i, raw in zip(chunk, self._records(chunk), strict=True)
-                    if _matches(_entry(i, raw), routing_key, name)
-                ]
-            for part in range(0, len(chunk), PURGE_CHUNK):
-                removed += int(
-                    self._runner.run(calls.dlq_purge(chunk[part : part + PURGE_CHUNK], layout=keys.STANDALONE))
-                )
+        for home, dead in self._lists(routing_key):
+            ids = [codec.decode_id(i) for i in self.redis.lrange(dead, 0, -1)]
+            if self.layout.cluster:
+                # The purge script runs in ``home``'s slot; an id of another routing key
+                # (a foreign writer) cannot have its record there.
+                ids = [i for i in ids if self.layout.routing_key_of(i) == home]
+            for start in range(0, len(ids), SCAN_CHUNK):
+                chunk = ids[start : start + SCAN_CHUNK]
+                if routing_key is not None or name is not None:
+                    chunk = [
+                        i
+                        for i, raw in zip(chunk, self._records(chunk), strict=True)
+                        if _matches(_entry(i, raw), routing_key, name)
+                    ]
+                for part in range(0, len(chunk), PURGE_CHUNK):
+                    call = calls.dlq_purge(chunk[part : part + PURGE_CHUNK], layout=self.layout, routing_key=home)
+                    removed += int(self._runner.run(call))
         return removed
 
     def delete(self, job_id: str) -> bool:
         """Remove one dead entry with its record and result; False if it was not dead."""
-        return int(self._runner.run(calls.dlq_purge([job_id], layout=keys.STANDALONE))) > 0
+        home = self._home(job_id)
+        if home is None:
+            return False
+        return int(self._runner.run(calls.dlq_purge([job_id], layout=self.layout, routing_key=home))) > 0
 
     def _records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
             return []
-        return list(self.redis.mget([keys.job(i) for i in job_ids]))  # type: ignore[arg-type]
+        if not self.layout.cluster:
+            return list(self.redis.mget([self.layout.job(i) for i in job_ids]))  # type: ignore[arg-type]
+        pipe = self.redis.pipeline(transaction=False)
+        for command in record_reads(job_ids, self.layout):
+            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+        return records_of(job_ids, self.layout, pipe.execute())
 
 
 def reset_for_retry(job: Job, now: float) -> None:
@@ -391,10 +491,10 @@ def reset_for_retry(job: Job, now: float) -> None:
     job.extra["dlq_retried_at"] = format_time(stamp)
 
 
-def _retry_result(job: Job, reply: Any) -> RetryResult:
+def _retry_result(job: Job, reply: Any, layout: KeyLayout) -> RetryResult:
     code = int(reply)
     if code == 1:
-        return RetryResult(job.id, RetryOutcome.RETRIED, queue=calls.ready_queue_of(job, keys.STANDALONE))
+        return RetryResult(job.id, RetryOutcome.RETRIED, queue=calls.ready_queue_of(job, layout))
     if code == 0:
         return RetryResult(job.id, RetryOutcome.NOT_DEAD)
     return RetryResult(job.id, RetryOutcome.CHANGED)

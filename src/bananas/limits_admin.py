@@ -6,30 +6,45 @@ from dataclasses import dataclass
 
 import redis
 
+from bananas.client.core import layout_of_client
+from bananas.client.inspect import set_owners
 from bananas.core.codec import decode_id
 from bananas.core.limits import FleetLimits, Rate, job_rate_field, route_concurrency_field, route_rate_field
 from bananas.core.routing import validate_routing_key
 from bananas.errors import ValidationError
 from bananas.redis import keys
+from bananas.redis.keys import KeyLayout
 
 
 @dataclass(frozen=True, slots=True)
 class LimitsView:
     limits: FleetLimits
     inflight: dict[str, int]
+    #: Job-name rate limits count per routing key (Redis Cluster), not fleet-wide.
+    per_routing_key: bool = False
 
 
 class LimitsAdmin:
-    def __init__(self, client: redis.Redis) -> None:
+    """The limits themselves are one fleet-wide hash in both layouts; the jobs in flight
+    per routing key are counted in one hash standalone, in each routing key's slot on
+    Redis Cluster (read through the routing-key registry)."""
+
+    def __init__(self, client: redis.Redis, layout: KeyLayout | None = None) -> None:
         self._redis = client
+        self.layout = layout if layout is not None else layout_of_client(client)
 
     def read(self) -> LimitsView:
+        owners = [""]
+        if self.layout.cluster:
+            owners = set_owners(self.layout, self._redis.smembers(keys.ROUTING_KEYS))
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(keys.LIMITS)
-        pipe.hgetall(keys.ROUTE_INFLIGHT)
-        raw, inflight = pipe.execute()
+        for key in owners:
+            pipe.hgetall(self.layout.inflight(key))
+        raw, *counts = pipe.execute()
         limits = FleetLimits.from_hash({decode_id(k): decode_id(v) for k, v in raw.items()})
-        return LimitsView(limits, {decode_id(k): int(v) for k, v in inflight.items()})
+        inflight = {decode_id(k): int(v) for hashed in counts for k, v in hashed.items()}
+        return LimitsView(limits, inflight, per_routing_key=self.layout.cluster)
 
     def set_route(self, routing_key: str, *, concurrency: int | None = None, rate: str | None = None) -> None:
         validate_routing_key(routing_key)

@@ -82,7 +82,6 @@ def test_the_url_picks_the_layout() -> None:
         assert layout_for_url(url) is STANDALONE
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the conversion of src/ to KeyLayout is in progress")
 def test_product_code_asks_its_layout() -> None:
     """The module-level names are the standalone layout's, kept for tests and tools:
     code under src/ that called them would ignore the cluster layout."""

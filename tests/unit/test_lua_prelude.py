@@ -31,3 +31,21 @@ def test_a_flags_line_stays_first() -> None:
         own_first_line = SCRIPT_DIR.joinpath(f"{script.name}.lua").read_text("utf-8").split("\n", 1)[0]
         if own_first_line.startswith("#!"):
             assert script.source.split("\n", 1)[0] == own_first_line, script.name
+
+
+def test_scripts_that_publish_get_the_notify_prelude_once() -> None:
+    users = [s for s in SCRIPTS.values() if "notify(" in s.source]
+    assert len(users) >= 20
+    for script in users:
+        assert script.source.count("local function notify(") == 1, script.name
+        if script.source.startswith("#!"):
+            assert script.compat_source is not None and "local function notify(" in script.compat_source
+
+
+def test_no_script_file_publishes_on_its_own() -> None:
+    """Every notice goes through notify(): on the cluster layout a routing key's channel
+    is a shard channel (SPUBLISH), which a plain PUBLISH would miss."""
+    for entry in SCRIPT_DIR.iterdir():
+        if entry.name.endswith(".lua") and entry.name != "_notify.lua":
+            text = entry.read_text("utf-8")
+            assert "'PUBLISH'" not in text and "'SPUBLISH'" not in text, f"{entry.name} publishes itself: call notify"

@@ -1,4 +1,4 @@
-"""REDIS_URL forms: redis+sentinel:// parsed in one place, Cluster refused, passwords masked."""
+"""REDIS_URL forms: redis+sentinel:// and redis+cluster:// parsed in one place, passwords masked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import re
 import pytest
 
 from bananas import ConfigurationError, WorkerSettings
-from bananas.redis.connection import mask_secrets, mask_url, parse_sentinel_url, validate_url
+from bananas.redis.connection import (
+    is_cluster_url,
+    mask_secrets,
+    mask_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+    validate_url,
+)
 from bananas.redis.runner import parse_wait_replicas, wait_replicas_from
 
 
@@ -52,14 +59,46 @@ def test_bad_sentinel_urls(url: str, fragment: str):
     assert str(info.value).startswith("REDIS_URL: ")
 
 
-@pytest.mark.parametrize("url", ["redis+cluster://a:7000,b:7001", "rediss+cluster://u:pw@a:7000"])
-def test_cluster_urls_are_refused(url: str):
-    with pytest.raises(ConfigurationError, match="Redis Cluster is not supported yet") as info:
+def test_cluster_url_full_and_defaults():
+    target = parse_cluster_url("rediss+cluster://app:p%40ss@10.0.0.1:7000,10.0.0.2,[::1]:7002/0?ssl_cert_reqs=none")
+    assert target.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 6379), ("::1", 7002))
+    assert (target.username, target.password, target.tls, target.ssl_cert_reqs) == ("app", "p@ss", True, "none")
+    plain = parse_cluster_url("redis+cluster://a:7000/")
+    assert (plain.nodes, plain.username, plain.password, plain.tls) == ((("a", 7000),), None, None, False)
+    assert is_cluster_url("redis+cluster://a:7000") and is_cluster_url("REDISS+CLUSTER://a")
+    assert not is_cluster_url("redis://a:7000") and not is_cluster_url("redis+sentinel://a/svc")
+    assert validate_url("redis+cluster://a:7000,b:7001") == "redis+cluster://a:7000,b:7001"
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("redis+cluster://", "no node address"),
+        ("redis+cluster://u:pw@", "no node address"),
+        ("redis+cluster://a:7000/3", "only database 0, not '3'"),
+        ("redis+cluster://a:70000", "node port '70000' is not a port number"),
+        ("redis+cluster://a:x", "node port 'x' is not a port number"),
+        ("redis+cluster://a:1,,b:2", "node address is empty"),
+        ("redis+cluster://a:1?timeout=3", "unknown option 'timeout'"),
+        ("redis+cluster://a:1?ssl_cert_reqs=none", "need rediss+cluster"),
+        ("rediss+cluster://a:1?ssl_cert_reqs=maybe", "ssl_cert_reqs must be one of"),
+        ("redis+cluster://a:1#x", "no #fragment"),
+    ],
+)
+def test_bad_cluster_urls(url: str, fragment: str):
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)) as info:
         validate_url(url, "--redis-url")
     assert "\n" not in str(info.value)
-    assert "pw@" not in str(info.value)
-    with pytest.raises(ConfigurationError, match=r"REDIS_URL: .*not supported yet"):
-        WorkerSettings.from_env({"REDIS_URL": url})
+    assert str(info.value).startswith("--redis-url: ")
+
+
+def test_cluster_url_passwords_are_masked():
+    with pytest.raises(ConfigurationError) as info:
+        validate_url("rediss+cluster://u:secret1@a:7000/2")
+    assert "secret1" not in str(info.value)
+    with pytest.raises(ConfigurationError, match=r"REDIS_URL: .*only database 0"):
+        WorkerSettings.from_env({"REDIS_URL": "redis+cluster://u:secret1@a:7000/1"})
+    assert WorkerSettings.from_env({"REDIS_URL": "redis+cluster://a:7000"}).redis_url == "redis+cluster://a:7000"
 
 
 def test_sentinel_passwords_are_masked():

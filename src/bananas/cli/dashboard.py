@@ -14,10 +14,23 @@ TOKEN_ENV = "BANANAS_API_TOKEN"
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (non-loopback needs BANANAS_API_TOKEN).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on (0: any free one).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (non-loopback needs BANANAS_API_TOKEN).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on (0: any free one).",
+)
 @click.option("--public-read", is_flag=True, help="Serve reads (GET) without the token; writes still need it.")
-@click.option("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default $BANANAS_LOG_LEVEL, then INFO).")
+@click.option(
+    "--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR (default $BANANAS_LOG_LEVEL, then INFO)."
+)
 @redis_url_option
 def dashboard(host: str, port: int, public_read: bool, log_level: str | None, redis_url: str | None) -> None:
     """Serve the dashboard at /, the JSON API under /api/v1/, /openapi.json, /metrics, /healthz and /readyz.
@@ -42,7 +55,9 @@ def serve(url: str, host: str = "127.0.0.1", port: int = 8080, *, public_read: b
     except ImportError as exc:
         fail(f"bananas dashboard needs its extra ({exc.name} is missing): pip install 'bananas[dashboard]'")
     if token is None and not is_loopback(host):
-        fail(f"refusing to serve on {host} (not a loopback address) without {TOKEN_ENV} set; set it, or use --host 127.0.0.1")
+        fail(
+            f"refusing to serve on {host} (not a loopback address) without {TOKEN_ENV} set; set it, or use --host 127.0.0.1"
+        )
     generated = token is None
     token = token or new_token()
     listener = _listen(host, port)

@@ -67,7 +67,12 @@ class Interrupted(Exception):
 @click.option("--jobs", "count", type=click.IntRange(1, 100_000), default=30, show_default=True, help="How many jobs.")
 @click.option("--timeout", type=SECONDS, default=30.0, show_default=True, help="Seconds to wait for every job to run.")
 @click.option(
-    "--dashboard", "dashboard_port", type=click.IntRange(0, 65535), default=None, is_flag=False, flag_value=8080,
+    "--dashboard",
+    "dashboard_port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    is_flag=False,
+    flag_value=8080,
     help="Then keep everything running and serve the dashboard on 127.0.0.1 (port 8080, or the one given) "
     "until Ctrl-C.",
 )

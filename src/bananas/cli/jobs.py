@@ -59,10 +59,16 @@ def _reject_constant(name: str) -> Any:
 @click.command()
 @click.argument("name")
 @click.option(
-    "--payload", default=None, metavar="JSON", help="The job's payload, as JSON ('-': read it from stdin). Default: null."
+    "--payload",
+    default=None,
+    metavar="JSON",
+    help="The job's payload, as JSON ('-': read it from stdin). Default: null.",
 )
 @click.option(
-    "--payload-file", default=None, metavar="PATH", help="Read the payload (JSON) from this file, up to the 1 MiB limit."
+    "--payload-file",
+    default=None,
+    metavar="PATH",
+    help="Read the payload (JSON) from this file, up to the 1 MiB limit.",
 )
 @click.option("--priority", default=None, help="high, normal or low (default: the route table's, else normal).")
 @click.option(
@@ -108,7 +114,12 @@ def submit(
                 )  # fmt: skip
             else:
                 job_id = client.submit_job(
-                    name, value, prio, routing_key=routing_key, max_retries=max_retries, description=description,
+                    name,
+                    value,
+                    prio,
+                    routing_key=routing_key,
+                    max_retries=max_retries,
+                    description=description,
                     expires_in=expires_in,
                 )
     click.echo(job_id)

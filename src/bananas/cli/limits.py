@@ -19,8 +19,12 @@ def limits() -> None:
 @limits.command("set")
 @click.argument("routing_key", required=False)
 @click.option("--job-name", default=None, help="Limit a job name instead of a routing key (rate only).")
-@click.option("--concurrency", default=None, metavar="INTEGER", help="At most N jobs of the routing key running fleet-wide.")
-@click.option("--rate", default=None, metavar="COUNT/UNIT", help="At most COUNT per UNIT fleet-wide: 100/m, 10/s, 5/h, 30/10s.")
+@click.option(
+    "--concurrency", default=None, metavar="INTEGER", help="At most N jobs of the routing key running fleet-wide."
+)
+@click.option(
+    "--rate", default=None, metavar="COUNT/UNIT", help="At most COUNT per UNIT fleet-wide: 100/m, 10/s, 5/h, 30/10s."
+)
 @redis_url_option
 def set_limit(
     routing_key: str | None, job_name: str | None, concurrency: str | None, rate: str | None, redis_url: str | None
@@ -68,7 +72,10 @@ def list_limits(as_json: bool, redis_url: str | None) -> None:
                         }
                         for key in sorted(set(lim.route_concurrency) | set(lim.route_rate))
                     },
-                    "jobs": {name: {"rate": str(rate)} for name, rate in sorted(lim.job_rate.items())},
+                    "jobs": {
+                        name: {"rate": str(rate), **({"scope": "routing_key"} if view.per_routing_key else {})}
+                        for name, rate in sorted(lim.job_rate.items())
+                    },
                 },
                 indent=2,
             )
@@ -84,8 +91,10 @@ def list_limits(as_json: bool, redis_url: str | None) -> None:
         if key in lim.route_rate:
             parts.append(f"rate {lim.route_rate[key]}")
         click.echo(f"routing key {key}: {', '.join(parts)}")
+    # Redis Cluster: a job name's gate lives in each routing key's slot (ADR 0001).
+    scope = " per routing key (Redis Cluster)" if view.per_routing_key else ""
     for name, rate in sorted(lim.job_rate.items()):
-        click.echo(f"job {name}: rate {rate}")
+        click.echo(f"job {name}: rate {rate}{scope}")
 
 
 @limits.command("clear")

@@ -13,7 +13,7 @@ from bananas.cli.types import SECONDS
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_LEASE_SECONDS, WorkerSettings
 from bananas.core.clock import ServerClock
 from bananas.errors import ConfigurationError
-from bananas.redis import clock_sync, connection
+from bananas.redis import clock_sync, connection, keys
 from bananas.redis.broker import Broker
 from bananas.worker.reconciler import ReconcileLimits, ReconcileReport, reconcile
 
@@ -74,7 +74,7 @@ def reconcile_command(
             clock = ServerClock()  # the server's time, as the workers use
             await clock_sync.measure(client, clock)
             return await reconcile(
-                Broker(client),
+                Broker(client, layout=keys.layout_for_url(url)),
                 clock,
                 lease_seconds=lease,
                 limits=limits,

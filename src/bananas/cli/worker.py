@@ -37,13 +37,30 @@ log = logging.getLogger("bananas.cli")
     "--routing-keys", default=None, help="Comma list in order of preference ($WORKER_ROUTING_KEYS, default 'default')."
 )
 @click.option("--priorities", default=None, help="Comma list, e.g. high,normal,low ($WORKER_PRIORITIES).")
-@click.option("--concurrency", default=None, metavar="INTEGER", help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).")
-@click.option("--processes", default=None, metavar="INTEGER", help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).")
-@click.option("--redis-url", default=None, metavar="URL", help="Redis URL ($REDIS_URL, default redis://localhost:6379).")
 @click.option(
-    "--job-timeout", default=None, metavar="SECONDS", help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables)."
+    "--concurrency",
+    default=None,
+    metavar="INTEGER",
+    help="Jobs run at once per process ($WORKER_CONCURRENCY, default 10).",
 )
-@click.option("--lease-seconds", default=None, metavar="SECONDS", help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30).")
+@click.option(
+    "--processes",
+    default=None,
+    metavar="INTEGER",
+    help="Worker processes under one supervisor ($WORKER_PROCESSES, default 1).",
+)
+@click.option(
+    "--redis-url", default=None, metavar="URL", help="Redis URL ($REDIS_URL, default redis://localhost:6379)."
+)
+@click.option(
+    "--job-timeout",
+    default=None,
+    metavar="SECONDS",
+    help="Seconds before an attempt fails ($JOB_TIMEOUT, default 300; 'none' disables).",
+)
+@click.option(
+    "--lease-seconds", default=None, metavar="SECONDS", help="Lease length in seconds ($JOB_LEASE_SECONDS, default 30)."
+)
 @click.option(
     "--shutdown-grace",
     default=None,
@@ -62,7 +79,12 @@ log = logging.getLogger("bananas.cli")
     help="Per routing key caps in this process, e.g. gpu:2 ($WORKER_ROUTE_CONCURRENCY).",
 )
 @click.option("--job-types", default=None, help="Only run these job names, comma list ($WORKER_JOB_TYPES).")
-@click.option("--max-wait", default=None, metavar="KEY:SECONDS,...", help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).")
+@click.option(
+    "--max-wait",
+    default=None,
+    metavar="KEY:SECONDS,...",
+    help="Starvation guard, e.g. low:30,email:60 seconds ($WORKER_MAX_WAIT).",
+)
 @click.option(
     "--mode", default=None, help="default, thin, specialized, job-specialized or scheduler-only ($WORKER_MODE)."
 )

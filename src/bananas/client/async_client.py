@@ -77,12 +77,35 @@ class AsyncClient:
         # Due times and record times are the server's (see ServerClock); a given clock
         # is used as it is (tests).
         self._clock = clock if clock is not None else ServerClock()
-        self._core = ClientCore(
-            max_payload_bytes=max_payload_bytes, clock=self._clock, router=self.router, compat=self.compat
+        # The key names of the server: the cluster layout for a redis+cluster:// URL (or a
+        # cluster client given), the standalone one otherwise (redis/keys.py).
+        self.layout = (
+            keys.CLUSTER if connection.is_cluster_client(redis_client) else keys.layout_for_url(self.redis_url)
         )
+        self._core = ClientCore(
+            max_payload_bytes=max_payload_bytes,
+            clock=self._clock,
+            router=self.router,
+            compat=self.compat,
+            layout=self.layout,
+        )
+        #: Routing keys this client added to the fleet-wide registry (Cluster only).
+        self._registered: set[str] = set()
         self.redis = redis_client or connection.async_client(self.redis_url)
         self._runner = AsyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: ResultWaiter | None = None
+
+    async def _register(self, job_ids: Sequence[str]) -> None:
+        """Cluster layout: add the routing keys of ``job_ids`` to ``bananas:routing_keys``
+        (idempotent), beside the submit script that could not (another slot); once per
+        key per client. Standalone: nothing, the scripts did it."""
+        if not self.layout.cluster:
+            return
+        routing_keys = self._core.routing_keys_of(job_ids)
+        commands = self._core.registry_commands(routing_keys, self._registered)
+        if commands:
+            await self._send_batch(commands)
+            self._registered.update(routing_keys)
 
     async def _measure_clock(self) -> None:
         if isinstance(self._clock, ServerClock):
@@ -129,6 +152,7 @@ class AsyncClient:
             )
             span.submitted([job_id])
             reply = await self._runner.run(call)
+            await self._register([job_id])
         if unique_key is not None and reply:
             return reply.decode() if isinstance(reply, bytes) else str(reply)
         return job_id
@@ -145,11 +169,14 @@ class AsyncClient:
             )
             span.submitted([job.id for stage in plan.stages for job in stage])
             await self._runner.run(call)
+            await self._register([plan.id])
         return AsyncWorkflowHandle(self, plan.id, [[job.id for job in stage] for stage in plan.stages])
 
     async def get_workflow(self, workflow_id: str) -> WorkflowInfo | None:
         """The workflow's state (running, completed, failed) and every step's, or None."""
-        return await self._drive(read_workflow(workflow_id))  # type: ignore[no-any-return]
+        if not self._core.knows(workflow_id):
+            return None
+        return await self._drive(read_workflow(workflow_id, self.layout))  # type: ignore[no-any-return]
 
     async def wait_workflow(self, workflow_id: str, timeout: float | None = 30) -> Any:
         """The workflow's result: the last step's (a list for a final group, the chord
@@ -157,7 +184,7 @@ class AsyncClient:
         ``timeout`` seconds (None: no limit), ``BananasError`` if there is no such workflow."""
         found = await self.get_job_result(workflow_id)
         if found is None:
-            if not await self.redis.exists(keys.workflow(workflow_id)):
+            if not self._core.knows(workflow_id) or not await self.redis.exists(self.layout.workflow(workflow_id)):
                 raise BananasError(f"no workflow {workflow_id!r} (never submitted, or its state expired)")
             found = await self._result_waiter().wait(workflow_id, timeout)
         return found.value()
@@ -199,6 +226,7 @@ class AsyncClient:
             )
             span.submitted([job_id])
             await self._runner.run(call)
+            await self._register([job_id])
         return job_id
 
     async def submit_many(
@@ -216,13 +244,19 @@ class AsyncClient:
         await self._measure_clock()
         with producer_span(name) as span:
             ids, batch = self._core.submit_many(
-                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                name,
+                payloads,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
                 expires_in=expires_in,
                 traceparent=span.traceparent,
             )
             span.submitted(ids)
             if batch:
-                raise_first_error(await self._runner.run_many(batch, transaction=len(batch) > 1))
+                atomic = len(batch) > 1 and self._core.single_slot(batch)
+                raise_first_error(await self._runner.run_many(batch, transaction=atomic))
+                await self._register(ids)
         return ids
 
     async def submit_and_wait(
@@ -254,6 +288,8 @@ class AsyncClient:
                 traceparent=span.traceparent,
             )
             span.submitted([job_id])
+            # Beside the submit, like every submit (the wait is what takes the time).
+            await self._register([job_id])
             found = await submit_then_wait(self._runner, self._result_waiter(), job_id, call, timeout)
         return found.value()
 
@@ -264,7 +300,7 @@ class AsyncClient:
         raise ``JobTimeoutError`` if it does not come; without, return ``None`` if the job
         has not finished. A failed job raises ``JobFailedError``. ``on_progress`` is
         called with each new ``Progress`` the job reports while this waits."""
-        found = await fetch_result(self.redis, job_id)
+        found = await self.get_job_result(job_id)
         if found is None and timeout is not None:
             if on_progress is None:
                 found = await self._result_waiter().wait(job_id, timeout)
@@ -274,11 +310,13 @@ class AsyncClient:
 
     async def get_job_result(self, job_id: str) -> JobResult | None:
         """The stored outcome (status, result or error, timings, worker), or ``None``."""
-        return await fetch_result(self.redis, job_id)
+        if not self._core.knows(job_id):
+            return None
+        return await fetch_result(self.redis, job_id, self.layout)
 
     def _result_waiter(self) -> ResultWaiter:
         if self._waiter is None:
-            self._waiter = ResultWaiter(self.redis)
+            self._waiter = ResultWaiter(self.redis, self.layout)
         return self._waiter
 
     async def cancel(self, job_id: str) -> bool:
@@ -287,8 +325,10 @@ class AsyncClient:
         one sees ``job.cancel_requested``). Its status ends ``cancelled``, with no retry,
         and result waiters get ``JobCancelledError``. False when the job is unknown or
         already finished."""
+        if not self._core.knows(job_id):
+            return False
         for _ in range(CANCEL_TRIES):
-            seen = await self.redis.get(keys.job(job_id))
+            seen = await self.redis.get(self.layout.job(job_id))
             call = self._core.cancel(job_id, seen)
             if call is None:
                 return False
@@ -305,7 +345,9 @@ class AsyncClient:
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
-        raw, progress = await self._drive(read_job_and_progress(job_id))
+        if not self._core.knows(job_id):
+            return None
+        raw, progress = await self._drive(read_job_and_progress(job_id, self.layout))
         if raw is None:
             return None
         job = Job.from_record(raw, job_id=job_id)
@@ -314,7 +356,9 @@ class AsyncClient:
 
     async def get_progress(self, job_id: str) -> Progress | None:
         """The job's last reported progress (``job.set_progress``), or None."""
-        return await self._drive(read_progress(job_id))  # type: ignore[no-any-return]
+        if not self._core.knows(job_id):
+            return None
+        return await self._drive(read_progress(job_id, self.layout))  # type: ignore[no-any-return]
 
     async def queue_stats(self) -> QueueStats:
         """Ready jobs per routing key and priority (every key seen), with per routing key
@@ -322,32 +366,32 @@ class AsyncClient:
         (flagged when no live worker can run them), scheduled, in flight, dead. Four
         round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
         await self._measure_clock()
-        return await self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
+        return await self._drive(read_queue_stats(self._core.clock.now(), self.layout))  # type: ignore[no-any-return]
 
     async def workers(self) -> list[WorkerInfo]:
         """The live workers: each process's announced settings, load and counters. A
         worker that stops leaves at once; one that was killed within 2 x its lease length."""
-        return await self._drive(read_workers())  # type: ignore[no-any-return]
+        return await self._drive(read_workers(self.layout))  # type: ignore[no-any-return]
 
     async def running(self, limit: int | None = None) -> list[RunningJob]:
         """Jobs in flight now (leased by a worker), oldest lease deadline first."""
-        return await self._drive(read_running(limit))  # type: ignore[no-any-return]
+        return await self._drive(read_running(limit, self.layout))  # type: ignore[no-any-return]
 
     async def pause(self, routing_key: str, priority: Priority | str | None = None) -> bool:
         """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
         its ``priority``) until ``resume``. Producers keep queueing; jobs already running
         finish. Once this returns, no dequeue takes from it. True if it was not paused."""
         await self._measure_clock()
-        return await self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
+        return await self._drive(control.pause(routing_key, priority, self._core.clock.now(), self.layout))  # type: ignore[no-any-return]
 
     async def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
         """Undo ``pause`` (the same ``priority``, or None for the whole key); wakes its
         workers. True if it was paused."""
-        return await self._drive(control.resume(routing_key, priority))  # type: ignore[no-any-return]
+        return await self._drive(control.resume(routing_key, priority, self.layout))  # type: ignore[no-any-return]
 
     async def paused(self) -> list[PausedQueue]:
         """Every paused routing key, or routing key and priority."""
-        return await self._drive(read_paused())  # type: ignore[no-any-return]
+        return await self._drive(read_paused(self.layout))  # type: ignore[no-any-return]
 
     async def purge(self, routing_key: str, priority: Priority | str | None = None, *, dry_run: bool = False) -> int:
         """Remove the jobs ready on ``routing_key`` (or one priority of it): its ready and
@@ -356,7 +400,7 @@ class AsyncClient:
         waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
         await self._measure_clock()
-        action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
+        action = control.purge(routing_key, priority, self._core.clock.now(), layout=self.layout, dry_run=dry_run)
         return await self._drive(action)  # type: ignore[no-any-return]
 
     async def _drive(self, steps: Generator[Any, list[Any], Any]) -> Any:
@@ -373,6 +417,10 @@ class AsyncClient:
             return []
         if isinstance(batch[0], Call):
             return await self._runner.run_many(batch)
+        if self.layout.cluster:
+            # The cluster runner splits raw commands by master, one packed pipeline each
+            # (redis-py's cluster pipeline costs several times more per command).
+            return raise_first_error(await self._runner.send(batch))
         pipe = self.redis.pipeline(transaction=False)
         for command in batch:
             pipe.execute_command(*command)

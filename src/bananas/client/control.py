@@ -20,6 +20,7 @@ from bananas.core.result import CANCELLED, result_fields
 from bananas.core.routing import DEFAULT_ROUTING_KEY, validate_routing_key
 from bananas.errors import MalformedJobError
 from bananas.redis import calls, keys
+from bananas.redis.keys import KeyLayout
 from bananas.redis.scripts import Call
 
 Command = tuple[Any, ...]
@@ -41,20 +42,28 @@ def target(routing_key: str, priority: Priority | str | None) -> tuple[str, Prio
     return key, None if priority is None else Priority.parse(priority)
 
 
-def pause(routing_key: str, priority: Priority | str | None, now: float) -> Action:
+def pause(routing_key: str, priority: Priority | str | None, now: float, layout: KeyLayout = keys.STANDALONE) -> Action:
     """Returns True if it was not paused before (a second pause keeps the first time)."""
     key, prio = target(routing_key, priority)
-    (added,) = yield [("HSETNX", keys.PAUSED, keys.paused_field(key, prio), f"{now:.3f}")]
+    command: Command = ("HSETNX", layout.paused(key), keys.paused_field(key, prio), f"{now:.3f}")
+    if not layout.cluster:
+        (added,) = yield [command]
+    else:
+        # The pause flag is in the routing key's slot; readers find it through the
+        # routing-key registry, so the key is added there too (idempotent).
+        added, _ = yield [command, ("SADD", keys.ROUTING_KEYS, key)]
     return bool(added)
 
 
-def resume(routing_key: str, priority: Priority | str | None) -> Action:
+def resume(routing_key: str, priority: Priority | str | None, layout: KeyLayout = keys.STANDALONE) -> Action:
     """Returns True if it was paused. Wakes the workers of the key: the jobs that waited
     while it was paused are taken at once."""
     key, prio = target(routing_key, priority)
+    # Cluster: the wake-up channel is a shard channel of the key's slot (SPUBLISH).
+    publish = "SPUBLISH" if layout.cluster else "PUBLISH"
     removed, _ = yield [
-        ("HDEL", keys.PAUSED, keys.paused_field(key, prio)),
-        ("PUBLISH", keys.route_notify_channel(key), "1"),
+        ("HDEL", layout.paused(key), keys.paused_field(key, prio)),
+        (publish, layout.notify_channel(key), "1"),
     ]
     return bool(removed)
 
@@ -64,6 +73,7 @@ def purge(
     priority: Priority | str | None,
     now: float,
     *,
+    layout: KeyLayout = keys.STANDALONE,
     dry_run: bool = False,
     record_ttl: int = PURGED_RECORD_TTL,
 ) -> Action:
@@ -74,32 +84,34 @@ def purge(
     ``JobCancelledError``. Returns how many were removed (with ``dry_run``: how many
     are ready, removing nothing)."""
     key, prio = target(routing_key, priority)
-    (members,) = yield [("SMEMBERS", keys.parked_index(key))]
-    lists = _lists(key, prio, members)
+    (members,) = yield [("SMEMBERS", layout.parked_index(key))]
+    lists = _lists(key, prio, members, layout)
     depths = yield [("LLEN", name) for name in lists]
     if dry_run:
         return sum(int(d) for d in depths)
     total = 0
     for name, depth in zip(lists, depths, strict=True):
-        total += yield from _purge_list(name, int(depth), now, record_ttl)
+        total += yield from _purge_list(name, int(depth), now, record_ttl, layout)
     return total
 
 
-def _lists(key: str, prio: Priority | None, members: Sequence[Any]) -> list[str]:
+def _lists(key: str, prio: Priority | None, members: Sequence[Any], layout: KeyLayout) -> list[str]:
     priorities = [prio] if prio is not None else list(DEFAULT_PRIORITIES)
     lists: list[str] = []
     for p in priorities:
-        lists.append(keys.route_queue(key, p))
-        if key == DEFAULT_ROUTING_KEY:
-            lists.append(keys.legacy_queue(p))
+        lists.append(layout.queue(key, p))
+        if key == DEFAULT_ROUTING_KEY and not layout.cluster:
+            lists.append(layout.legacy_queue(p))
     for member in sorted(decode_id(m) for m in members):
         member_prio, _, name = member.partition(":")
         if member_prio in {p.value for p in priorities} and name:
-            lists.append(keys.parked_queue(key, member_prio, name))
+            lists.append(layout.parked_queue(key, member_prio, name))
     return lists
 
 
-def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator[Batch, list[Any], int]:
+def _purge_list(
+    name: str, depth: int, now: float, record_ttl: int, layout: KeyLayout
+) -> Generator[Batch, list[Any], int]:
     removed = 0
     stalled = 0
     while removed < depth and stalled < 3:
@@ -107,11 +119,15 @@ def _purge_list(name: str, depth: int, now: float, record_ttl: int) -> Generator
         ids = [decode_id(i) for i in reversed(tail)]
         if not ids:
             break
-        (raw,) = yield [("MGET", *(keys.job(i) for i in ids))]
+        if layout.cluster:
+            # Every id of a routing key's list carries it (the purge script runs in its
+            # slot); a foreign id without one cannot have a record there.
+            ids = [i for i in ids if layout.routing_key_of(i) is not None]
+            if not ids:
+                break
+        (raw,) = yield [("MGET", *(layout.job(i) for i in ids))]
         jobs = [_cancelled(job_id, record, now) for job_id, record in zip(ids, raw, strict=True)]
-        (got,) = yield [
-            calls.purge(name, jobs, record_ttl=record_ttl, result_ttl=PURGED_RESULT_TTL, layout=keys.STANDALONE)
-        ]
+        (got,) = yield [calls.purge(name, jobs, record_ttl=record_ttl, result_ttl=PURGED_RESULT_TTL, layout=layout)]
         if isinstance(got, Exception):
             raise got
         removed += int(got)

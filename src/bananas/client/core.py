@@ -11,10 +11,12 @@ Routing precedence, field by field: a routing key given in the call (even ``"def
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from redis.crc import key_slot
 
 from bananas.config import DEFAULT_FAILED_TTL, DEFAULT_RESULT_FAILURE_TTL
 from bananas.core import codec
@@ -44,9 +46,10 @@ from bananas.core.workflow import (
     Workflow,
     WorkflowPlan,
     plan_workflow,
+    stages_of,
 )
 from bananas.errors import MalformedJobError, PayloadError, ValidationError
-from bananas.redis import calls, keys
+from bananas.redis import calls, connection, keys
 from bananas.redis.keys import KeyLayout
 from bananas.redis.scripts import Call
 
@@ -60,6 +63,17 @@ CANCEL_TRIES = 10
 MAX_EXPIRES_IN_SECONDS = MAX_DELAY_SECONDS
 #: Environment variable naming a route table file, read by clients built without ``router``.
 ROUTES_ENV = "BANANAS_ROUTES"
+#: Why a workflow spanning routing keys is refused on Redis Cluster: its hand-offs are
+#: atomic scripts, and one script runs in one slot (= one routing key).
+CLUSTER_WORKFLOW_ONE_KEY = (
+    "on Redis Cluster every step of a workflow must use one routing key (docs/WORKFLOWS.md)"
+)
+
+
+def layout_of_client(client: object) -> KeyLayout:
+    """The key layout of the server a redis-py client talks to: a cluster client's is
+    the cluster layout, any other's the standalone one."""
+    return keys.CLUSTER if connection.is_cluster_client(client) else keys.STANDALONE
 
 
 def router_from_environment(environ: Mapping[str, str]) -> Router | None:
@@ -83,6 +97,41 @@ class ClientCore:
         limit = self.max_payload_bytes
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValidationError(f"max_payload_bytes must be a whole number of bytes >= 1 (or None), got {limit!r}")
+        if self.compat == ORIGINAL and self.layout.cluster:
+            # The original Go fleet reads unrouted lists on one server; they have no slot.
+            raise ValidationError(
+                "migration mode (compat='original', $BANANAS_COMPAT) does not run on Redis Cluster:"
+                " the original Go workers read unrouted lists on one server"
+            )
+
+    def registry_commands(self, routing_keys: Iterable[str], registered: set[str]) -> list[tuple[Any, ...]]:
+        """Cluster layout: the ``SADD`` that adds ``routing_keys`` to the fleet-wide
+        registry (``bananas:routing_keys``), for those this client has not added yet
+        (``registered``, the caller's cache: mark them once the command succeeded).
+        Inside the submit scripts the routing key only reaches a slot-local stand-in
+        (``layout.known``): the registry lives in another slot. Standalone: nothing
+        (the scripts add to the registry itself)."""
+        if not self.layout.cluster:
+            return []
+        new = [key for key in dict.fromkeys(routing_keys) if key not in registered]
+        return [("SADD", keys.ROUTING_KEYS, *new)] if new else []
+
+    def routing_keys_of(self, job_ids: Iterable[str]) -> list[str]:
+        """The routing keys the ids carry (Cluster layout; standalone ids carry none)."""
+        found = {self.layout.routing_key_of(job_id) for job_id in job_ids}
+        return sorted(key for key in found if key is not None)
+
+    def knows(self, job_id: str) -> bool:
+        """Whether ``job_id`` can name a job of this layout: on Cluster an id carries its
+        routing key (``<routing_key>~<uuid>``); one without cannot exist there."""
+        return not self.layout.cluster or self.layout.routing_key_of(job_id) is not None
+
+    def single_slot(self, batch: Sequence[Call]) -> bool:
+        """Whether ``batch`` may run as one transaction: always standalone; on Cluster
+        only when every call's keys share one slot (one routing key)."""
+        if not self.layout.cluster:
+            return True
+        return len({key_slot(key.encode()) for call in batch for key in call.keys}) <= 1
 
     def build(
         self,
@@ -102,6 +151,8 @@ class ClientCore:
             max_retries=max_retries,
             description=description,
             max_payload_bytes=self.max_payload_bytes,
+            # Standalone: today's uuid4 (made by new_job); Cluster: <routing_key>~<uuid>.
+            job_id=self.layout.new_job_id(routing_key) if self.layout.cluster else None,
         )
 
     def route(
@@ -175,7 +226,20 @@ class ClientCore:
             _set_traceparent(job, traceparent)
             return job
 
-        plan = plan_workflow(workflow, build)
+        workflow_id: str | None = None
+        if self.layout.cluster:
+            # The workflow's id carries its first step's routing key: its state lives there.
+            stages = stages_of(workflow)
+            first_step = stages[0].steps[0] if stages and stages[0].steps else None
+            if first_step is not None:
+                first_key, _ = self.route(
+                    first_step.name, first_step.payload, first_step.routing_key, first_step.priority
+                )
+                validate_routing_key(first_key)
+                workflow_id = self.layout.new_workflow_id(first_key)
+        plan = plan_workflow(workflow, build, workflow_id)
+        if self.layout.cluster and len({job.routing_key for stage in plan.stages for job in stage}) > 1:
+            raise ValidationError(CLUSTER_WORKFLOW_ONE_KEY)
         if result_ttl is not None:
             for stage in plan.stages:
                 for job in stage:
@@ -213,7 +277,8 @@ class ClientCore:
         route = self._bulk_route(name, routing_key, priority)
         now = to_datetime(self.clock.now())
         expiry = self.expiry_fields(expires_in)
-        ids = new_job_ids(len(payloads))
+        cluster = self.layout.cluster
+        ids = [""] * len(payloads) if cluster else new_job_ids(len(payloads))
         groups: dict[tuple[str, Priority], tuple[RecordTemplate, list[str], list[bytes]]] = {}
         last_chosen: Priority | str | None = None
         prio = Priority.NORMAL
@@ -234,7 +299,10 @@ class ClientCore:
                 encoded = encode_payload(payload, max_bytes=limit)
             except PayloadError as exc:
                 raise PayloadError(f"payloads[{index}]: {exc}") from None
-            job_id = ids[index]
+            if cluster:  # the id carries its routing key (<routing_key>~<uuid>)
+                ids[index] = job_id = self.layout.new_job_id(key)
+            else:
+                job_id = ids[index]
             group[1].append(job_id)
             group[2].append(group[0].encode(job_id, encoded))
         batch: list[Call] = []
@@ -257,7 +325,7 @@ class ClientCore:
         """The list a new job goes to when it is not its routing key's own ready list:
         in migration mode, the legacy list of its priority for ``default`` jobs."""
         if self.compat == ORIGINAL and routing_key == DEFAULT_ROUTING_KEY:
-            return keys.legacy_queue(priority)
+            return self.layout.legacy_queue(priority)
         return None
 
     def schedule(

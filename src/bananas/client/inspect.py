@@ -22,6 +22,7 @@ from bananas.core.fleet import PausedQueue, RunningJob, WorkerInfo, parse_paused
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY, QueueRef
 from bananas.redis import keys
+from bananas.redis.keys import KeyLayout
 
 Command = tuple[Any, ...]
 #: Yields batches of commands, receives each batch's replies, returns the result.
@@ -45,10 +46,8 @@ class QueueDepth:
     legacy: bool = False
     oldest_age_seconds: float | None = None
     paused: bool = False
-
-    @property
-    def key(self) -> str:
-        return keys.queue(QueueRef(self.routing_key, self.priority, self.legacy))
+    #: The list's key name (of the server's layout).
+    key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,10 +75,8 @@ class ParkedDepth:
     waiting: int
     runnable: bool = True
     oldest_age_seconds: float | None = None
-
-    @property
-    def key(self) -> str:
-        return keys.parked_queue(self.routing_key, self.priority, self.job_name)
+    #: The parked list's key name (of the server's layout).
+    key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -222,13 +219,40 @@ def _jobs(n: int) -> str:
 
 
 # -- readers ---------------------------------------------------------------------------
+# Each takes the server's key layout. Standalone: the fleet-wide sets (leases, scheduled,
+# dead letters, paused) are one key each, read as always. Cluster: they are one per
+# routing key (its slot), so a reader first reads the known routing keys
+# (``bananas:routing_keys``) and then every set of ``layout.slot_groups``.
 
 
-def read_workers() -> Reader:
+def set_owners(layout: KeyLayout, routing_keys: Iterable[Any] = ()) -> list[str]:
+    """The routing key to name each fleet set with: standalone one (``""``: the sets are
+    fleet-wide), Cluster one per routing key in ``routing_keys`` (and ``default``)."""
+    if not layout.cluster:
+        return [""]
+    known = sorted({decode_id(k) for k in routing_keys} | {DEFAULT_ROUTING_KEY})
+    return [group[0] for group in layout.slot_groups(known)]
+
+
+def read_routing_keys(layout: KeyLayout) -> Generator[list[Command], list[Any], list[str]]:
+    """``set_owners`` of the server: on Cluster one round trip for the known routing keys,
+    standalone none."""
+    if not layout.cluster:
+        return set_owners(layout)
+    (members,) = yield [("SMEMBERS", keys.ROUTING_KEYS)]
+    return set_owners(layout, members)
+
+
+def read_workers(layout: KeyLayout = keys.STANDALONE) -> Reader:
     """Live workers (their entry has not expired), sorted by host, pid and id. ``running``
     is counted from the leases at the time of the read (the entry's own figure can be
     a beat old)."""
-    ids, owners = yield [("ZRANGE", keys.WORKERS, 0, -1), ("HVALS", keys.LEASE_OWNERS)]
+    if layout.cluster:
+        ids, members = yield [("ZRANGE", keys.WORKERS, 0, -1), ("SMEMBERS", keys.ROUTING_KEYS)]
+        owners_lists = yield [("HVALS", layout.lease_owners(k)) for k in set_owners(layout, members)]
+        owners = [token for chunk in owners_lists for token in chunk]
+    else:
+        ids, owners = yield [("ZRANGE", keys.WORKERS, 0, -1), ("HVALS", layout.lease_owners(""))]
     found = yield from _worker_entries([decode_id(i) for i in ids])
     held = Counter(worker_of_token(decode_id(token)) for token in owners)
     return [replace(w, running=held.get(w.id, 0)) for w in found]
@@ -248,29 +272,35 @@ def _parse_workers(ids: Sequence[str], replies: Sequence[Any]) -> list[WorkerInf
     return found
 
 
-def read_paused() -> Reader:
-    (data,) = yield [("HGETALL", keys.PAUSED)]
-    return parse_paused(_mapping(data))
+def read_paused(layout: KeyLayout = keys.STANDALONE) -> Reader:
+    owners = yield from read_routing_keys(layout)
+    hashes = yield [("HGETALL", layout.paused(k)) for k in owners]
+    return parse_paused(_merged(hashes))
 
 
-def read_running(limit: int | None = None) -> Reader:
+def read_running(limit: int | None = None, layout: KeyLayout = keys.STANDALONE) -> Reader:
     """Jobs in flight (leased), oldest lease first."""
     stop = -1 if limit is None else max(0, limit) - 1
     if stop < -1 or limit == 0:
         return []
-    (leases,) = yield [("ZRANGE", keys.LEASES, 0, stop, "WITHSCORES")]
-    pairs = _pairs(leases)
+    owners = yield from read_routing_keys(layout)
+    sets = yield [("ZRANGE", layout.leases(k), 0, stop, "WITHSCORES") for k in owners]
+    pairs = sorted((p for reply in sets for p in _pairs(reply)), key=lambda p: p[1]) if len(sets) > 1 else _pairs(
+        sets[0]
+    )
+    if limit is not None:
+        pairs = pairs[:limit]
     ids = [decode_id(i) for i, _ in pairs]
     if not ids:
         return []
-    commands: list[Command] = [("HMGET", keys.LEASE_OWNERS, *ids[s : s + CHUNK]) for s in range(0, len(ids), CHUNK)]
-    commands += _mget_records(ids)
+    runs = _runs(ids, layout)
+    commands: list[Command] = [("HMGET", layout.lease_owners(k), *run) for k, run in runs]
+    commands += _mget_records(ids, layout)
     replies = yield commands
-    n_owner = (len(ids) + CHUNK - 1) // CHUNK
-    owners = [o for chunk in replies[:n_owner] for o in chunk]
-    records = [r for chunk in replies[n_owner:] for r in chunk]
+    owners_of = _aligned(ids, layout, replies[: len(runs)])
+    records = _aligned(ids, layout, replies[len(runs) :])
     out: list[RunningJob] = []
-    for (job_id, (_, score)), owner, raw in zip(zip(ids, pairs, strict=True), owners, records, strict=True):
+    for (job_id, (_, score)), owner, raw in zip(zip(ids, pairs, strict=True), owners_of, records, strict=True):
         fields = _record_fields(raw)
         if fields is None:
             continue
@@ -291,14 +321,20 @@ def read_running(limit: int | None = None) -> Reader:
     return out
 
 
-def read_queue_stats(now: float) -> Reader:
-    """Everything ``bananas queues`` shows, in at most four round trips."""
-    routing_keys, worker_ids, paused_raw, lease_ids = yield [
-        ("SMEMBERS", keys.ROUTING_KEYS),
-        ("ZRANGE", keys.WORKERS, 0, -1),
-        ("HGETALL", keys.PAUSED),
-        ("ZRANGE", keys.LEASES, 0, -1),
-    ]
+def read_queue_stats(now: float, layout: KeyLayout = keys.STANDALONE) -> Reader:
+    """Everything ``bananas queues`` shows, in at most four round trips (either layout)."""
+    if layout.cluster:
+        # The per-routing-key sets (pause, leases) are read in round 2, with the lists.
+        routing_keys, worker_ids = yield [("SMEMBERS", keys.ROUTING_KEYS), ("ZRANGE", keys.WORKERS, 0, -1)]
+        paused_raw: Any = {}
+        lease_ids: list[Any] = []
+    else:
+        routing_keys, worker_ids, paused_raw, lease_ids = yield [
+            ("SMEMBERS", keys.ROUTING_KEYS),
+            ("ZRANGE", keys.WORKERS, 0, -1),
+            ("HGETALL", layout.paused("")),
+            ("ZRANGE", layout.leases(""), 0, -1),
+        ]
     workers_ids = [decode_id(i) for i in worker_ids]
     paused = parse_paused(_mapping(paused_raw))
     leased = [decode_id(i) for i in lease_ids]
@@ -306,26 +342,42 @@ def read_queue_stats(now: float) -> Reader:
     # Round 2: every list's depth and next job, counters, parked indexes, workers, and
     # the records of the jobs in flight (their routing key).
     produced = {decode_id(k) for k in routing_keys}
-    plan = depth_plan(sorted(produced | {p.routing_key for p in paused}))
+    plan = depth_plan(sorted(produced | {p.routing_key for p in paused}), layout)
+    owners = set_owners(layout, produced)
     commands: list[Command] = []
     for key in plan.list_keys:
         commands += [("LLEN", key), ("LINDEX", key, -1)]
-    commands += [("ZCARD", keys.SCHEDULED), ("ZCARD", keys.LEASES), ("LLEN", keys.DEAD)]
-    commands += [("LLEN", keys.ORIGINAL_PROCESSING)]
-    commands += [("SMEMBERS", keys.parked_index(k)) for k in plan.routing_keys]
+    for k in owners:
+        commands += [("ZCARD", layout.scheduled(k)), ("ZCARD", layout.leases(k)), ("LLEN", layout.dead(k))]
+    if not layout.cluster:
+        commands += [("LLEN", keys.ORIGINAL_PROCESSING)]
+    else:
+        commands += [("HGETALL", layout.paused(k)) for k in owners]
+    commands += [("SMEMBERS", layout.parked_index(k)) for k in plan.routing_keys]
     commands += [("HGETALL", keys.worker_info(i)) for i in workers_ids]
-    commands += _mget_records(leased)
+    commands += _mget_records(leased, layout)
     replies = yield commands
     n = len(plan.refs)
     depths = [int(replies[2 * i]) for i in range(n)]
     heads = [decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(n)]
-    scheduled, processing, dead, original = (int(v) for v in replies[2 * n : 2 * n + 4])
-    at = 2 * n + 4
+    at = 2 * n
+    counts = [int(v) for v in replies[at : at + 3 * len(owners)]]
+    at += 3 * len(owners)
+    scheduled, processing, dead = sum(counts[0::3]), sum(counts[1::3]), sum(counts[2::3])
+    in_flight: Counter[str] = Counter()
+    original = 0
+    if layout.cluster:
+        # A routing key's lease set holds its own jobs only: no record to read.
+        in_flight.update({k: c for k, c in zip(owners, counts[1::3], strict=True) if c})
+        paused = parse_paused(_merged(replies[at : at + len(owners)]))
+        at += len(owners)
+    else:
+        original = int(replies[at])
+        at += 1
     indexes = replies[at : at + len(plan.routing_keys)]
     at += len(plan.routing_keys)
     workers = _parse_workers(workers_ids, replies[at : at + len(workers_ids)])
     at += len(workers_ids)
-    in_flight: Counter[str] = Counter()
     for chunk in replies[at:]:
         for raw in chunk:
             fields = _record_fields(raw)
@@ -333,23 +385,23 @@ def read_queue_stats(now: float) -> Reader:
                 in_flight[fields[1]] += 1
 
     # Round 3: parked lists (depth and next job) and the records of the main lists' next jobs.
-    parked = _parked_candidates(plan.routing_keys, indexes)
+    parked = _parked_candidates(plan.routing_keys, indexes, layout)
     main_heads = [h for h in heads if h is not None]
     commands = []
     for p in parked:
         commands += [("LLEN", p.key), ("LINDEX", p.key, -1)]
-    commands += _mget_records(main_heads)
+    commands += _mget_records(main_heads, layout)
     replies = yield commands
     parked_depths = [int(replies[2 * i]) for i in range(len(parked))]
     parked_heads = [
         decode_id(replies[2 * i + 1]) if replies[2 * i + 1] is not None else None for i in range(len(parked))
     ]
-    ready_since = _ready_times(main_heads, replies[2 * len(parked) :])
+    ready_since = _ready_times(main_heads, _aligned(main_heads, layout, replies[2 * len(parked) :]))
 
     # Round 4 (only with parked jobs): when the parked lists' next jobs became ready.
     present = [h for h in parked_heads if h is not None]
     if present:
-        ready_since.update(_ready_times(present, (yield _mget_records(present))))
+        ready_since.update(_ready_times(present, _aligned(present, layout, (yield _mget_records(present, layout)))))
 
     stats = _assemble(
         now,
@@ -404,8 +456,9 @@ def _assemble(
             ref.legacy,
             age(head) if depth else None,
             is_paused(ref.routing_key, ref.priority),
+            key,
         )
-        for ref, depth, head in zip(plan.refs, depths, heads, strict=True)
+        for ref, key, depth, head in zip(plan.refs, plan.list_keys, depths, heads, strict=True)
     ]
     waiting = [
         ParkedDepth(
@@ -415,6 +468,7 @@ def _assemble(
             depth,
             any(w.can_run(p.routing_key, p.job_name) for w in workers),
             age(head),
+            p.key,
         )
         for p, depth, head in zip(parked, parked_depths, parked_heads, strict=True)
         if depth > 0
@@ -453,42 +507,92 @@ class DepthPlan:
 
     refs: list[QueueRef]
     routing_keys: list[str]
-
-    @property
-    def list_keys(self) -> list[str]:
-        return [keys.queue(r) for r in self.refs]
+    #: The key name of each of ``refs``.
+    list_keys: list[str]
 
 
-def depth_plan(routing_keys: Sequence[str]) -> DepthPlan:
+def depth_plan(routing_keys: Sequence[str], layout: KeyLayout = keys.STANDALONE) -> DepthPlan:
     names = sorted(set(routing_keys) | {DEFAULT_ROUTING_KEY})
     refs = [QueueRef(k, p) for k in names for p in DEFAULT_PRIORITIES]
-    refs += [QueueRef(DEFAULT_ROUTING_KEY, p, legacy=True) for p in DEFAULT_PRIORITIES]
-    return DepthPlan(refs, names)
+    if not layout.cluster:  # the original Go fleet's unrouted lists: one server only
+        refs += [QueueRef(DEFAULT_ROUTING_KEY, p, legacy=True) for p in DEFAULT_PRIORITIES]
+    return DepthPlan(refs, names, [layout.ref_queue(r) for r in refs])
 
 
-def _parked_candidates(routing_keys: Sequence[str], indexes: Sequence[Any]) -> list[ParkedDepth]:
+def _parked_candidates(
+    routing_keys: Sequence[str], indexes: Sequence[Any], layout: KeyLayout = keys.STANDALONE
+) -> list[ParkedDepth]:
     """Parked lists named by the indexes (their depth still to be read)."""
     out: list[ParkedDepth] = []
     for key, members in zip(routing_keys, indexes, strict=True):
         for member in sorted(decode_id(m) for m in members):
             prio, _, name = member.partition(":")
             try:
-                out.append(ParkedDepth(key, Priority.parse(prio), name, 0))
+                priority = Priority.parse(prio)
             except ValueError:
                 continue
+            out.append(ParkedDepth(key, priority, name, 0, key=layout.parked_queue(key, priority, name)))
     return out
 
 
 # -- reply helpers -----------------------------------------------------------------------
 
 
-def _mget_records(job_ids: Sequence[str]) -> list[Command]:
-    return [("MGET", *(keys.job(i) for i in job_ids[s : s + CHUNK])) for s in range(0, len(job_ids), CHUNK)]
+def _runs(job_ids: Sequence[str], layout: KeyLayout, size: int = CHUNK) -> list[tuple[str, list[str]]]:
+    """``job_ids`` cut into runs of at most ``size`` consecutive ids of one slot: one run
+    per ``size`` ids standalone; on Cluster a run also ends where the routing key changes
+    (a multi-key command stays in one slot). Ids that cannot exist on Cluster (no routing
+    key) are left out; ``_aligned`` puts None in their place."""
+    if not layout.cluster:
+        return [("", list(job_ids[s : s + size])) for s in range(0, len(job_ids), size)]
+    out: list[tuple[str, list[str]]] = []
+    for job_id in job_ids:
+        key = layout.routing_key_of(job_id)
+        if key is None:
+            continue
+        if out and out[-1][0] == key and len(out[-1][1]) < size:
+            out[-1][1].append(job_id)
+        else:
+            out.append((key, [job_id]))
+    return out
 
 
-def _ready_times(job_ids: Sequence[str], chunks: Iterable[Any]) -> dict[str, float]:
+def _mget_records(job_ids: Sequence[str], layout: KeyLayout = keys.STANDALONE) -> list[Command]:
+    """MGETs of the records of ``job_ids``; ``_aligned`` reads their replies back."""
+    return [("MGET", *(layout.job(i) for i in run)) for _, run in _runs(job_ids, layout)]
+
+
+def _aligned(job_ids: Sequence[str], layout: KeyLayout, chunks: Iterable[Any]) -> list[Any]:
+    """The replies of ``_runs``' commands, one value per id of ``job_ids`` (None for an id
+    left out)."""
+    values = iter([v for chunk in chunks for v in chunk])
+    if not layout.cluster:
+        return list(values)
+    return [next(values) if layout.routing_key_of(i) is not None else None for i in job_ids]
+
+
+#: For other readers of records (the dead letters): the commands and their replies.
+record_reads = _mget_records
+records_of = _aligned
+
+
+def _merged(hashes: Iterable[Any]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for data in hashes:
+        out.update(_mapping(data))
+    return out
+
+
+def read_records(job_ids: Sequence[str], layout: KeyLayout) -> Generator[list[Command], list[Any], list[Any]]:
+    """The records of ``job_ids`` (None where there is none), in one round trip."""
+    if not job_ids:
+        return []
+    replies = yield _mget_records(job_ids, layout)
+    return _aligned(job_ids, layout, replies)
+
+
+def _ready_times(job_ids: Sequence[str], records: Sequence[Any]) -> dict[str, float]:
     out: dict[str, float] = {}
-    records = [r for chunk in chunks for r in chunk]
     for job_id, raw in zip(job_ids, records, strict=True):
         fields = _record_fields(raw)
         if fields is not None and fields[5] is not None:

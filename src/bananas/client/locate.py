@@ -16,6 +16,7 @@ from bananas.core.clock import format_time, to_datetime
 from bananas.core.job import Job, JobStatus
 from bananas.core.routing import DEFAULT_ROUTING_KEY, QueueRef
 from bananas.redis import keys
+from bananas.redis.keys import KeyLayout
 
 #: Most list entries searched for a job's position (LPOS MAXLEN).
 SEARCH_BOUND = 100_000
@@ -50,20 +51,25 @@ def _ahead(index: Any, length: Any) -> int | None:
     return None if index is None else max(int(length) - 1 - int(index), 0)
 
 
-def locate(client: redis.Redis, job: Job) -> JobLocation:
-    """Where ``job`` (its current record) is now, read in one round trip."""
-    ready_key = keys.route_queue(job.routing_key, job.priority)
-    legacy_key = keys.queue(QueueRef(DEFAULT_ROUTING_KEY, job.priority, legacy=True))
-    parked_key = keys.parked_queue(job.routing_key, job.priority, job.name)
+def locate(client: redis.Redis, job: Job, layout: KeyLayout = keys.STANDALONE) -> JobLocation:
+    """Where ``job`` (its current record) is now, read in one round trip (on Cluster: in
+    the slot of the routing key its id carries, where its lease and schedule entries are)."""
+    home = layout.routing_key_of(job.id) or job.routing_key
+    ready_key = layout.queue(job.routing_key, job.priority)
+    parked_key = layout.parked_queue(job.routing_key, job.priority, job.name)
+    scheduled_key, leases_key, dead_key = layout.scheduled(home), layout.leases(home), layout.dead(home)
+    # The original Go fleet's unrouted lists exist on one server only.
+    has_legacy = job.routing_key == DEFAULT_ROUTING_KEY and not layout.cluster
+    legacy_key = layout.ref_queue(QueueRef(DEFAULT_ROUTING_KEY, job.priority, legacy=True)) if has_legacy else ""
     pipe = client.pipeline(transaction=False)
-    pipe.zscore(keys.SCHEDULED, job.id)
-    pipe.zscore(keys.LEASES, job.id)
+    pipe.zscore(scheduled_key, job.id)
+    pipe.zscore(leases_key, job.id)
     pipe.execute_command("LPOS", ready_key, job.id, "RANK", -1, "MAXLEN", SEARCH_BOUND)  # type: ignore[no-untyped-call]
     pipe.execute_command("LPOS", parked_key, job.id, "RANK", -1, "MAXLEN", SEARCH_BOUND)  # type: ignore[no-untyped-call]
-    pipe.execute_command("LPOS", keys.DEAD, job.id, "MAXLEN", SEARCH_BOUND)  # type: ignore[no-untyped-call]
+    pipe.execute_command("LPOS", dead_key, job.id, "MAXLEN", SEARCH_BOUND)  # type: ignore[no-untyped-call]
     pipe.llen(ready_key)
     pipe.llen(parked_key)
-    if job.routing_key == DEFAULT_ROUTING_KEY:
+    if has_legacy:
         pipe.execute_command("LPOS", legacy_key, job.id, "RANK", -1, "MAXLEN", SEARCH_BOUND)  # type: ignore[no-untyped-call]
         pipe.llen(legacy_key)
     replies = pipe.execute()
@@ -74,12 +80,12 @@ def locate(client: redis.Redis, job: Job) -> JobLocation:
     if lease is not None:
         deadline = float(lease) / 1000.0
         return JobLocation(
-            "running", keys.LEASES, f"running (attempt {job.attempts}) on {where}; leased until its worker "
+            "running", leases_key, f"running (attempt {job.attempts}) on {where}; leased until its worker "
             "renews or finishes it", until=deadline,
         )  # fmt: skip
     if due is not None:
         why = "a retry after a failed attempt" if job.attempts > 0 else "scheduled by its producer"
-        return JobLocation("scheduled", keys.SCHEDULED, f"scheduled ({why}); it moves to {ready_key} when due",
+        return JobLocation("scheduled", scheduled_key, f"scheduled ({why}); it moves to {ready_key} when due",
                            until=float(due))  # fmt: skip
     if ready is not None:
         return JobLocation("ready", ready_key, f"waiting in {ready_key} with {ready} job(s) ahead of it",
@@ -96,7 +102,7 @@ def locate(client: redis.Redis, job: Job) -> JobLocation:
         )  # fmt: skip
     if dead is not None:
         first = (job.error or "").split("\n", 1)[0]
-        return JobLocation("dead", keys.DEAD, f"in the dead letters after {job.attempts} attempt(s): {first}")
+        return JobLocation("dead", dead_key, f"in the dead letters after {job.attempts} attempt(s): {first}")
     if job.status in (JobStatus.COMPLETED, JobStatus.FAILED) or job.status.value in ("cancelled", "expired"):
         return JobLocation("finished", None, f"finished: {job.status.value}; it is in no list any more")
     return JobLocation(

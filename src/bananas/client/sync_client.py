@@ -80,13 +80,36 @@ class Client:
         # Due times and record times are the server's (see ServerClock); a given clock
         # is used as it is (tests).
         self._clock = clock if clock is not None else ServerClock()
-        self._core = ClientCore(
-            max_payload_bytes=max_payload_bytes, clock=self._clock, router=self.router, compat=self.compat
+        # The key names of the server: the cluster layout for a redis+cluster:// URL (or a
+        # cluster client given), the standalone one otherwise (redis/keys.py).
+        self.layout = (
+            keys.CLUSTER if connection.is_cluster_client(redis_client) else keys.layout_for_url(self.redis_url)
         )
+        self._core = ClientCore(
+            max_payload_bytes=max_payload_bytes,
+            clock=self._clock,
+            router=self.router,
+            compat=self.compat,
+            layout=self.layout,
+        )
+        #: Routing keys this client added to the fleet-wide registry (Cluster only).
+        self._registered: set[str] = set()
         self.redis = redis_client or connection.sync_client(self.redis_url)
         self._runner = SyncRunner(self.redis, durability=durability(self.wait_replicas))
         self._waiter: BackgroundWaiter | None = None
         self._waiter_lock = threading.Lock()
+
+    def _register(self, job_ids: Sequence[str]) -> None:
+        """Cluster layout: add the routing keys of ``job_ids`` to ``bananas:routing_keys``
+        (idempotent), beside the submit script that could not (another slot); once per
+        key per client. Standalone: nothing, the scripts did it."""
+        if not self.layout.cluster:
+            return
+        routing_keys = self._core.routing_keys_of(job_ids)
+        commands = self._core.registry_commands(routing_keys, self._registered)
+        if commands:
+            self._send_batch(commands)
+            self._registered.update(routing_keys)
 
     def _measure_clock(self) -> None:
         if isinstance(self._clock, ServerClock):
@@ -133,6 +156,7 @@ class Client:
             )
             span.submitted([job_id])
             reply = self._runner.run(call)
+            self._register([job_id])
         if unique_key is not None and reply:
             return reply.decode() if isinstance(reply, bytes) else str(reply)
         return job_id
@@ -149,11 +173,14 @@ class Client:
             )
             span.submitted([job.id for stage in plan.stages for job in stage])
             self._runner.run(call)
+            self._register([plan.id])
         return WorkflowHandle(self, plan.id, [[job.id for job in stage] for stage in plan.stages])
 
     def get_workflow(self, workflow_id: str) -> WorkflowInfo | None:
         """The workflow's state (running, completed, failed) and every step's, or None."""
-        return self._drive(read_workflow(workflow_id))  # type: ignore[no-any-return]
+        if not self._core.knows(workflow_id):
+            return None
+        return self._drive(read_workflow(workflow_id, self.layout))  # type: ignore[no-any-return]
 
     def wait_workflow(self, workflow_id: str, timeout: float | None = 30) -> Any:
         """The workflow's result: the last step's (a list for a final group, the chord
@@ -161,7 +188,7 @@ class Client:
         ``timeout`` seconds (None: no limit), ``BananasError`` if there is no such workflow."""
         found = self.get_job_result(workflow_id)
         if found is None:
-            if not self.redis.exists(keys.workflow(workflow_id)):
+            if not self._core.knows(workflow_id) or not self.redis.exists(self.layout.workflow(workflow_id)):
                 raise BananasError(f"no workflow {workflow_id!r} (never submitted, or its state expired)")
             found = self._background().run(lambda _client, waiter: waiter.wait(workflow_id, timeout))
         return found.value()
@@ -203,6 +230,7 @@ class Client:
             )
             span.submitted([job_id])
             self._runner.run(call)
+            self._register([job_id])
         return job_id
 
     def submit_many(
@@ -220,13 +248,19 @@ class Client:
         self._measure_clock()
         with producer_span(name) as span:
             ids, batch = self._core.submit_many(
-                name, payloads, priority, routing_key=routing_key, max_retries=max_retries,
+                name,
+                payloads,
+                priority,
+                routing_key=routing_key,
+                max_retries=max_retries,
                 expires_in=expires_in,
                 traceparent=span.traceparent,
             )
             span.submitted(ids)
             if batch:
-                raise_first_error(self._runner.run_many(batch, transaction=len(batch) > 1))
+                atomic = len(batch) > 1 and self._core.single_slot(batch)
+                raise_first_error(self._runner.run_many(batch, transaction=atomic))
+                self._register(ids)
         return ids
 
     def submit_and_wait(
@@ -268,6 +302,8 @@ class Client:
             except BaseException:
                 waiting.cancel()  # nothing was queued: stop waiting (it unsubscribes)
                 raise
+            # Beside the submit, like every submit (the wait is what takes the time).
+            self._register([job_id])
             # Not cancelled once the outcome is in: the background task is unsubscribing.
             found = outcome.result()
         return found.value()
@@ -293,7 +329,9 @@ class Client:
 
     def get_job_result(self, job_id: str) -> JobResult | None:
         """The stored outcome (status, result or error, timings, worker), or ``None``."""
-        data = self.redis.hgetall(keys.result(job_id))
+        if not self._core.knows(job_id):
+            return None
+        data = self.redis.hgetall(self.layout.result(job_id))
         return JobResult.from_hash(job_id, data) if data else None
 
     def _background(self) -> BackgroundWaiter:
@@ -301,7 +339,7 @@ class Client:
         # background loop (and so its one subscription connection).
         with self._waiter_lock:
             if self._waiter is None:
-                self._waiter = BackgroundWaiter(self.redis_url)
+                self._waiter = BackgroundWaiter(self.redis_url, self.layout)
             return self._waiter
 
     def cancel(self, job_id: str) -> bool:
@@ -310,8 +348,10 @@ class Client:
         one sees ``job.cancel_requested``). Its status ends ``cancelled``, with no retry,
         and result waiters get ``JobCancelledError``. False when the job is unknown or
         already finished."""
+        if not self._core.knows(job_id):
+            return False
         for _ in range(CANCEL_TRIES):
-            seen = self.redis.get(keys.job(job_id))
+            seen = self.redis.get(self.layout.job(job_id))
             call = self._core.cancel(job_id, seen)
             if call is None:
                 return False
@@ -328,7 +368,9 @@ class Client:
 
     def get_job(self, job_id: str) -> Job | None:
         """The job's current record, or ``None`` if there is none (or it expired)."""
-        raw, progress = self._drive(read_job_and_progress(job_id))
+        if not self._core.knows(job_id):
+            return None
+        raw, progress = self._drive(read_job_and_progress(job_id, self.layout))
         if raw is None:
             return None
         job = Job.from_record(raw, job_id=job_id)
@@ -337,7 +379,9 @@ class Client:
 
     def get_progress(self, job_id: str) -> Progress | None:
         """The job's last reported progress (``job.set_progress``), or None."""
-        return self._drive(read_progress(job_id))  # type: ignore[no-any-return]
+        if not self._core.knows(job_id):
+            return None
+        return self._drive(read_progress(job_id, self.layout))  # type: ignore[no-any-return]
 
     def queue_stats(self) -> QueueStats:
         """Ready jobs per routing key and priority (every key seen), with per routing key
@@ -345,32 +389,32 @@ class Client:
         (flagged when no live worker can run them), scheduled, in flight, dead. Four
         round trips at most, whatever the number of keys (docs/OPERATIONS.md)."""
         self._measure_clock()
-        return self._drive(read_queue_stats(self._core.clock.now()))  # type: ignore[no-any-return]
+        return self._drive(read_queue_stats(self._core.clock.now(), self.layout))  # type: ignore[no-any-return]
 
     def workers(self) -> list[WorkerInfo]:
         """The live workers: each process's announced settings, load and counters. A
         worker that stops leaves at once; one that was killed within 2 x its lease length."""
-        return self._drive(read_workers())  # type: ignore[no-any-return]
+        return self._drive(read_workers(self.layout))  # type: ignore[no-any-return]
 
     def running(self, limit: int | None = None) -> list[RunningJob]:
         """Jobs in flight now (leased by a worker), oldest lease deadline first."""
-        return self._drive(read_running(limit))  # type: ignore[no-any-return]
+        return self._drive(read_running(limit, self.layout))  # type: ignore[no-any-return]
 
     def pause(self, routing_key: str, priority: Priority | str | None = None) -> bool:
         """Stop every worker of the fleet from starting jobs of ``routing_key`` (or only
         its ``priority``) until ``resume``. Producers keep queueing; jobs already running
         finish. Once this returns, no dequeue takes from it. True if it was not paused."""
         self._measure_clock()
-        return self._drive(control.pause(routing_key, priority, self._core.clock.now()))  # type: ignore[no-any-return]
+        return self._drive(control.pause(routing_key, priority, self._core.clock.now(), self.layout))  # type: ignore[no-any-return]
 
     def resume(self, routing_key: str, priority: Priority | str | None = None) -> bool:
         """Undo ``pause`` (the same ``priority``, or None for the whole key); wakes its
         workers. True if it was paused."""
-        return self._drive(control.resume(routing_key, priority))  # type: ignore[no-any-return]
+        return self._drive(control.resume(routing_key, priority, self.layout))  # type: ignore[no-any-return]
 
     def paused(self) -> list[PausedQueue]:
         """Every paused routing key, or routing key and priority."""
-        return self._drive(read_paused())  # type: ignore[no-any-return]
+        return self._drive(read_paused(self.layout))  # type: ignore[no-any-return]
 
     def purge(self, routing_key: str, priority: Priority | str | None = None, *, dry_run: bool = False) -> int:
         """Remove the jobs ready on ``routing_key`` (or one priority of it): its ready and
@@ -379,7 +423,7 @@ class Client:
         waiters get ``JobCancelledError``). Returns how many were removed; with
         ``dry_run``, how many would be, removing nothing. Running jobs are not touched."""
         self._measure_clock()
-        action = control.purge(routing_key, priority, self._core.clock.now(), dry_run=dry_run)
+        action = control.purge(routing_key, priority, self._core.clock.now(), layout=self.layout, dry_run=dry_run)
         return self._drive(action)  # type: ignore[no-any-return]
 
     def _drive(self, steps: Generator[Any, list[Any], Any]) -> Any:
@@ -396,6 +440,10 @@ class Client:
             return []
         if isinstance(batch[0], Call):
             return self._runner.run_many(batch)
+        if self.layout.cluster:
+            # The cluster runner splits raw commands by master, one packed pipeline each
+            # (redis-py's cluster pipeline costs several times more per command).
+            return raise_first_error(self._runner._send_all(batch))
         pipe = self.redis.pipeline(transaction=False)
         for command in batch:
             pipe.execute_command(*command)  # type: ignore[no-untyped-call]

@@ -9,27 +9,28 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from bananas.client.inspect import read_records
 from bananas.core.progress import Progress
 from bananas.core.workflow import WorkflowInfo, spec_step_ids, workflow_info
-from bananas.redis import keys
+from bananas.redis.keys import KeyLayout
 
 if TYPE_CHECKING:
     from bananas.client.async_client import AsyncClient
     from bananas.client.sync_client import Client
 
 
-def read_workflow(workflow_id: str) -> Generator[list[Any], list[Any], WorkflowInfo | None]:
+def read_workflow(workflow_id: str, layout: KeyLayout) -> Generator[list[Any], list[Any], WorkflowInfo | None]:
     """The workflow's state and every step's, in two round trips."""
-    fields, outcome = yield [("HGETALL", keys.workflow(workflow_id)), ("HGETALL", keys.result(workflow_id))]
+    fields, outcome = yield [("HGETALL", layout.workflow(workflow_id)), ("HGETALL", layout.result(workflow_id))]
     if not fields:
         return None
     ids = spec_step_ids(fields)
-    records = (yield [("MGET", *(keys.job(i) for i in ids))])[0] if ids else []
+    records = yield from read_records(ids, layout)
     return workflow_info(workflow_id, fields, records, outcome or {})
 
 
-def read_progress(job_id: str) -> Generator[list[Any], list[Any], Progress | None]:
-    (data,) = yield [("HGETALL", keys.progress(job_id))]
+def read_progress(job_id: str, layout: KeyLayout) -> Generator[list[Any], list[Any], Progress | None]:
+    (data,) = yield [("HGETALL", layout.progress(job_id))]
     return Progress.from_hash(data) if data else None
 
 
@@ -83,7 +84,9 @@ class AsyncWorkflowHandle:
         return f"AsyncWorkflowHandle({self.id!r})"
 
 
-def read_job_and_progress(job_id: str) -> Generator[list[Any], list[Any], tuple[Any, Progress | None]]:
+def read_job_and_progress(
+    job_id: str, layout: KeyLayout
+) -> Generator[list[Any], list[Any], tuple[Any, Progress | None]]:
     """A job's record and its progress, in one round trip."""
-    raw, data = yield [("GET", keys.job(job_id)), ("HGETALL", keys.progress(job_id))]
+    raw, data = yield [("GET", layout.job(job_id)), ("HGETALL", layout.progress(job_id))]
     return raw, (Progress.from_hash(data) if data else None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bananas.client import Client
+from bananas.client.inspect import set_owners
 from bananas.client.locate import locate
 from bananas.core.clock import format_time, to_datetime
 from bananas.core.priority import DEFAULT_PRIORITIES, Priority
@@ -57,7 +58,7 @@ class Backend:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.dead = DeadLetters(client)
-        self.limits_admin = LimitsAdmin(client.redis)
+        self.limits_admin = LimitsAdmin(client.redis, client.layout)
 
     # -- health ---------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ class Backend:
         if job is None:
             raise not_found(f"no job with id {job_id!r} (it never existed, or its record expired)")
         record = job.to_dict()
-        location = locate(self.client.redis, job).to_json()
+        location = locate(self.client.redis, job, self.client.layout).to_json()
         if location["place"] in ("ready", "parked"):
             location["reason"] += self._held_because(job.routing_key, job.priority.value)
         record["location"] = location
@@ -233,7 +234,14 @@ class Backend:
 
     def expired_leases(self, now: float) -> int:
         """Leases past their deadline: jobs of a lost worker waiting for recovery."""
-        return int(self.client.redis.zcount(keys.LEASES, "-inf", f"({int(now * 1000)}"))
+        layout = self.client.layout
+        owners = [""]
+        if layout.cluster:  # one lease set per routing key (its slot)
+            owners = set_owners(layout, self.client.redis.smembers(keys.ROUTING_KEYS))
+        pipe = self.client.redis.pipeline(transaction=False)
+        for key in owners:
+            pipe.zcount(layout.leases(key), "-inf", f"({int(now * 1000)}")
+        return sum(int(n) for n in pipe.execute())
 
     def throughput(self, routing_keys: Sequence[str], now: float, minutes: int = CHART_MINUTES) -> dict[str, list[int]]:
         """Jobs ended per minute for each routing key, oldest minute first, the current
@@ -245,9 +253,7 @@ class Backend:
         for minute in range(current - minutes + 1, current + 1):
             pipe.hmget(keys.throughput(minute), list(routing_keys))
         replies = pipe.execute()
-        return {
-            key: [int(reply[i] or 0) for reply in replies] for i, key in enumerate(routing_keys)
-        }
+        return {key: [int(reply[i] or 0) for reply in replies] for i, key in enumerate(routing_keys)}
 
     def overview(self, offset: int, limit: int, search: str | None, problems_only: bool) -> dict[str, Any]:
         now = time.time()

@@ -8,13 +8,25 @@ import random
 
 import redis.exceptions
 
-_CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_CONNECTION_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+    # Redis Cluster while a master fails over or a slot moves: passes on its own.
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.AskError,  # and MovedError: a slot on its way to another master
+)
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, _CONNECTION_ERRORS) or (
-        isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("LOADING")
-    )
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, redis.exceptions.ResponseError):
+        return str(exc).startswith("LOADING")
+    # The cluster client's "no startup node answers" is not a ConnectionError.
+    return isinstance(exc, redis.exceptions.RedisClusterException) and "cannot be connected" in str(exc)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

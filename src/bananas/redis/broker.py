@@ -4,11 +4,13 @@ never redis-py directly, so storage concerns stay in this package."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.crc import key_slot
 
 from bananas.core.codec import decode_id
 from bananas.redis import calls, keys
@@ -16,19 +18,45 @@ from bananas.redis.keys import STANDALONE, KeyLayout
 from bananas.redis.runner import AsyncRunner, Durability, pack
 from bananas.redis.scripts import Call
 
+#: Seconds the known routing keys (``bananas:routing_keys``) are kept before read again.
+KNOWN_ROUTES_TTL = 5.0
+
 
 class KeyLook:
     """A fixed set of keys looked at often (every second): which of them exist. The
-    request is built and encoded once (a worker may listen on 30,000 lists)."""
+    request is built and encoded once (a worker may listen on 30,000 lists).
+
+    ``by_slot`` (Redis Cluster): a multi-key command must keep to one slot, so the keys
+    are put in slot order and no chunk spans two slots; ``index`` maps a key's place in
+    ``keys`` back to its place in ``key_names``."""
 
     #: Keys per EXISTS command.
     CHUNK = 1000
 
-    def __init__(self, key_names: Sequence[str]) -> None:
+    def __init__(self, key_names: Sequence[str], *, by_slot: bool = False) -> None:
         self.keys = list(key_names)
-        self.chunks = [(lo, min(lo + self.CHUNK, len(self.keys))) for lo in range(0, len(self.keys), self.CHUNK)]
+        #: The keys in the caller's order (``keys`` may be reordered, see ``index``).
+        self.names = self.keys
+        self.index: list[int] | None = None
+        if not by_slot:
+            self.chunks = [(lo, min(lo + self.CHUNK, len(self.keys))) for lo in range(0, len(self.keys), self.CHUNK)]
+        else:
+            slots = [_slot(k) for k in self.keys]
+            self.index = sorted(range(len(self.keys)), key=slots.__getitem__)
+            self.keys = [self.keys[i] for i in self.index]
+            ordered = [slots[i] for i in self.index]
+            self.chunks = []
+            lo = 0
+            for hi in range(1, len(self.keys) + 1):
+                if hi == len(self.keys) or ordered[hi] != ordered[lo] or hi - lo >= self.CHUNK:
+                    self.chunks.append((lo, hi))
+                    lo = hi
         self.commands = [("EXISTS", *self.keys[lo:hi]) for lo, hi in self.chunks]
         self.packed = pack(self.commands)
+
+
+def _slot(key: str) -> int:
+    return int(key_slot(key.encode("utf-8", "surrogateescape")))
 
 
 class Broker:
@@ -44,6 +72,8 @@ class Broker:
         self._fetch_runner = AsyncRunner(client, dedicated=True)
         self._write_runner = AsyncRunner(client, dedicated=True, durability=durability)
         self._parked_look: tuple[Sequence[str], KeyLook] | None = None
+        #: (when read, the known routing keys) on Redis Cluster; see ``slot_groups``.
+        self._known: tuple[float, list[str]] | None = None
 
     async def close(self) -> None:
         await self._fetch_runner.close()
@@ -98,6 +128,8 @@ class Broker:
             if isinstance(reply, Exception):
                 raise reply
             found += [lo + int(i) - 1 for i in reply]
+        if look.index is not None:
+            return sorted(look.index[i] for i in found)
         return found
 
     async def limits_and_parked(self, routing_keys: Sequence[str]) -> tuple[dict[str, str], list[set[str]]]:
@@ -106,9 +138,10 @@ class Broker:
         Few routing keys have parked jobs: one look finds which indexes exist, and only
         those are read (a worker may listen on 10,000 routing keys)."""
         if self._parked_look is None or self._parked_look[0] is not routing_keys:
-            self._parked_look = (routing_keys, KeyLook([keys.parked_index(key) for key in routing_keys]))
+            index_names = [self.layout.parked_index(key) for key in routing_keys]
+            self._parked_look = (routing_keys, KeyLook(index_names, by_slot=self.layout.cluster))
         look = self._parked_look[1]
-        index_keys = look.keys
+        index_keys = look.names
         limits_reply, found = await asyncio.gather(self.redis.hgetall(keys.LIMITS), self.existing(look))
         parked: list[set[str]] = [set() for _ in routing_keys]
         if found:
@@ -132,52 +165,115 @@ class Broker:
     async def records(self, job_ids: Sequence[str]) -> list[bytes | None]:
         if not job_ids:
             return []
-        (reply,) = await self._fetch_runner.send([("MGET", *(keys.job(i) for i in job_ids))])
+        if self.layout.cluster:
+            return await self.mget([self.layout.job(i) for i in job_ids])
+        (reply,) = await self._fetch_runner.send([("MGET", *(self.layout.job(i) for i in job_ids))])
         if isinstance(reply, Exception):
             raise reply
         return list(reply)
 
+    async def mget(self, names: Sequence[str]) -> list[Any]:
+        """MGET of keys of any slots: one MGET per slot on Redis Cluster, all in one
+        round trip per master."""
+        by_slot: dict[int, list[int]] = {}
+        for i, name in enumerate(names):
+            by_slot.setdefault(_slot(name), []).append(i)
+        groups = list(by_slot.values())
+        replies = await self.runner.send([("MGET", *(names[i] for i in group)) for group in groups])
+        values: list[Any] = [None] * len(names)
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            for i, value in zip(group, reply, strict=True):
+                values[i] = value
+        return values
+
+    async def slot_groups(self, own: Sequence[str]) -> list[tuple[str, ...]]:
+        """The routing keys whose lease, scheduled and dead-letter sets a maintenance pass
+        visits, grouped by the sets they share (``layout.slot_groups``): standalone, one
+        group (the fleet-wide sets); Cluster, one per routing key, this worker's own and
+        every known one (``bananas:routing_keys``), so a key nobody listens on any more
+        is still recovered and promoted."""
+        if not self.layout.cluster:
+            return self.layout.slot_groups(list(own) or [""])
+        now = time.monotonic()
+        if self._known is None or now - self._known[0] > KNOWN_ROUTES_TTL:
+            known = sorted(decode_id(k) for k in await self.redis.smembers(keys.ROUTING_KEYS))
+            self._known = (now, known)
+        return self.layout.slot_groups([*own, *self._known[1]])
+
+    async def _zrange_each(self, commands: Sequence[tuple[object, ...]]) -> list[list[Any]]:
+        replies = await self.runner.send(commands)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [list(r) for r in replies]
+
     # -- maintenance reads ---------------------------------------------------------
 
-    async def expired_leases(self, now_ms: int, limit: int) -> list[tuple[str, str]]:
-        """(job id, lease token or '') of leases whose deadline has passed."""
-        ids = [decode_id(i) for i in await self.redis.zrangebyscore(keys.LEASES, "-inf", now_ms, 0, limit)]
-        if not ids:
+    async def expired_leases(self, groups: Sequence[tuple[str, ...]], now_ms: int, limit: int) -> list[tuple[str, str]]:
+        """(job id, lease token or '') of leases whose deadline has passed, at most
+        ``limit`` per lease set (one set per slot group, ``slot_groups``)."""
+        layout = self.layout
+        found = await self._zrange_each(
+            [("ZRANGEBYSCORE", layout.leases(g[0]), "-inf", now_ms, "LIMIT", 0, limit) for g in groups]
+        )
+        asks = [(g, [decode_id(i) for i in ids]) for g, ids in zip(groups, found, strict=True) if ids]
+        if not asks:
             return []
-        owners = await self.redis.hmget(keys.LEASE_OWNERS, ids)
-        return [(i, decode_id(o) if o is not None else "") for i, o in zip(ids, owners, strict=True)]
+        owners = await self._zrange_each([("HMGET", layout.lease_owners(g[0]), *ids) for g, ids in asks])
+        return [
+            (i, decode_id(o) if o is not None else "")
+            for (_, ids), got in zip(asks, owners, strict=True)
+            for i, o in zip(ids, got, strict=True)
+        ]
 
-    async def due_scheduled(self, now: float, limit: int) -> list[str]:
-        return [decode_id(i) for i in await self.redis.zrangebyscore(keys.SCHEDULED, "-inf", now, 0, limit)]
+    async def due_scheduled(self, groups: Sequence[tuple[str, ...]], now: float, limit: int) -> list[str]:
+        """Ids due by ``now``, at most ``limit`` per scheduled set."""
+        found = await self._zrange_each(
+            [("ZRANGEBYSCORE", self.layout.scheduled(g[0]), "-inf", repr(now), "LIMIT", 0, limit) for g in groups]
+        )
+        return [decode_id(i) for ids in found for i in ids]
 
-    async def next_due(self) -> float | None:
-        first = await self.redis.zrange(keys.SCHEDULED, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
+    async def next_due(self, groups: Sequence[tuple[str, ...]]) -> float | None:
+        """The earliest due time over the scheduled sets of ``groups``."""
+        found = await self._zrange_each([("ZRANGE", self.layout.scheduled(g[0]), 0, 0, "WITHSCORES") for g in groups])
+        dues = [float(first[1]) for first in found if first]
+        return min(dues) if dues else None
 
     async def cancel_requests(self, job_ids: Sequence[str]) -> list[str]:
         """Those of ``job_ids`` an operator asked to cancel."""
         if not job_ids:
             return []
-        found = await self.redis.mget([keys.cancel_request(i) for i in job_ids])
+        names = [self.layout.cancel_request(i) for i in job_ids]
+        found = await (self.mget(names) if self.layout.cluster else self.redis.mget(names))
         return [job_id for job_id, mark in zip(job_ids, found, strict=True) if mark is not None]
 
     async def memory_available(self) -> bool:
         """Whether Redis is below ``maxmemory`` (or has none): it accepts writes that grow
         memory. True when INFO is not allowed (a restricted ACL user): the next dequeue
-        finds out, as a full server refuses it whole."""
-        try:
-            info = await self.redis.info("memory")
-        except redis.exceptions.ResponseError:
-            return True
-        limit = int(info.get("maxmemory") or 0)
-        counted = int(info.get("used_memory") or 0) - int(info.get("mem_not_counted_for_evict") or 0)
-        return limit == 0 or counted <= limit
+        finds out, as a full server refuses it whole. On Redis Cluster: every master has
+        room (a full one refuses the dequeues of its slots)."""
+        client: Any = self.redis
+        targets = [{"target_nodes": node} for node in client.get_primaries()] if self.layout.cluster else [{}]
+        for target in targets:
+            try:
+                info = await client.info("memory", **target)
+            except redis.exceptions.ResponseError:
+                continue
+            limit = int(info.get("maxmemory") or 0)
+            counted = int(info.get("used_memory") or 0) - int(info.get("mem_not_counted_for_evict") or 0)
+            if limit and counted > limit:
+                return False
+        return True
 
     # -- worker presence -----------------------------------------------------------
 
     async def announce(self, worker_id: str, now: float, info: dict[str, str], ttl_ms: int) -> None:
         """Refresh this worker's entry; it expires ``ttl_ms`` after the last call."""
-        pipe = self.redis.pipeline(transaction=True)
+        # Atomic where it can be; on Redis Cluster the two keys live in two slots (each
+        # command is idempotent, and the next beat repairs a half-applied one).
+        pipe = self.redis.pipeline(transaction=not self.layout.cluster)
         pipe.zadd(keys.WORKERS, {worker_id: now})
         pipe.hset(keys.worker_info(worker_id), mapping=dict(info))  # type: ignore[arg-type]
         pipe.pexpire(keys.worker_info(worker_id), ttl_ms)

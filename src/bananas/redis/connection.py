@@ -9,20 +9,33 @@ The one place that turns a ``REDIS_URL`` into a client. Besides redis-py's own s
 The user and password are those of the Redis servers; sentinels that require their own
 credentials take ``?sentinel_username=...&sentinel_password=...``. The client asks the
 sentinels for the master on every new connection, so after a failover the next
-reconnect lands on the new master. ``redis+cluster://`` is refused: Cluster is not
-supported yet (see docs/adr/0001-cluster-key-layout.md).
+reconnect lands on the new master.
+
+And its Redis Cluster scheme::
+
+    redis+cluster://[user:pass@]host:port[,host:port...][/0]
+    rediss+cluster://...                        (TLS; ?ssl_cert_reqs=...&ssl_ca_certs=...)
+
+The hosts are startup nodes (any few of the cluster's nodes: the client asks them for
+the slot map and follows it, and re-reads it when a slot moves or a master fails over).
+A cluster has only database 0. Such a URL selects the cluster key layout
+(``keys.layout_for_url``, docs/adr/0001-cluster-key-layout.md); the client built for it is
+a ``redis.cluster.RedisCluster`` (``redis.asyncio.cluster.RedisCluster``), typed as the
+plain client it stands in for: code that must tell them apart asks ``is_cluster_client``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
 import redis.asyncio.sentinel as aiosentinel
+import redis.cluster
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -41,9 +54,12 @@ _QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)[^&#\s]*", re.IGNORE
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_SENTINEL_PORT = 26379
+DEFAULT_CLUSTER_PORT = 6379
 #: Query parameters a Sentinel URL may carry.
 _SENTINEL_QUERY = frozenset({"sentinel_username", "sentinel_password", "ssl_cert_reqs", "ssl_ca_certs"})
 _CERT_REQS = ("none", "optional", "required")
+#: Query parameters a Cluster URL may carry.
+_CLUSTER_QUERY = frozenset({"ssl_cert_reqs", "ssl_ca_certs"})
 
 
 def mask_url(url: str) -> str:
@@ -149,32 +165,96 @@ def parse_sentinel_url(url: str, setting: str = "REDIS_URL") -> SentinelURL:
     )
 
 
-def _host_port(item: str, bad: Any) -> tuple[str, int]:
+def _host_port(
+    item: str, bad: Any, what: str = "sentinel", default_port: int = DEFAULT_SENTINEL_PORT
+) -> tuple[str, int]:
     item = item.strip()
     if item.startswith("["):  # [IPv6]:port
         host, _, tail = item[1:].partition("]")
         port_text = tail[1:] if tail.startswith(":") else ""
         if tail and not tail.startswith(":"):
-            raise bad(f"cannot read the sentinel address {item!r}")
+            raise bad(f"cannot read the {what} address {item!r}")
     else:
         host, _, port_text = item.partition(":")
     if not host:
-        raise bad(f"a sentinel address is empty or has no host ({item!r}); expected host:port[,host:port...]")
+        raise bad(f"a {what} address is empty or has no host ({item!r}); expected host:port[,host:port...]")
     if not port_text:
-        return host, DEFAULT_SENTINEL_PORT
+        return host, default_port
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise bad(f"the sentinel port {port_text!r} is not a port number")
+        raise bad(f"the {what} port {port_text!r} is not a port number")
     return host, int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterURL:
+    """A parsed ``redis+cluster://`` URL."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for ``redis+cluster://`` and ``rediss+cluster://`` (the cluster key layout)."""
+    return _scheme(url) in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str, setting: str = "REDIS_URL") -> ClusterURL:
+    """Parse ``redis+cluster://[user:pass@]host:port[,host:port...][/0]``."""
+
+    def bad(reason: str) -> ConfigurationError:
+        return ConfigurationError(setting, f"{mask_url(url)!r}: {reason}")
+
+    scheme = _scheme(url)
+    if scheme not in CLUSTER_SCHEMES:
+        raise bad("not a redis+cluster:// URL")
+    rest = url.partition("://")[2]
+    rest, _, fragment = rest.partition("#")
+    if fragment:
+        raise bad("a Cluster URL takes no #fragment")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    if not hostlist.strip():
+        raise bad("no node address (expected host:port[,host:port...])")
+    nodes = tuple(_host_port(item, bad, "node", DEFAULT_CLUSTER_PORT) for item in hostlist.split(","))
+    path = path.rstrip("/")
+    if path and path != "0":
+        raise bad(f"a Redis Cluster has only database 0, not {path!r}")
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in _CLUSTER_QUERY:
+            raise bad(f"unknown option {key!r} (known: {', '.join(sorted(_CLUSTER_QUERY))})")
+        options[key] = value
+    cert_reqs = options.get("ssl_cert_reqs")
+    if cert_reqs is not None and cert_reqs not in _CERT_REQS:
+        raise bad(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r}")
+    tls = scheme == "rediss+cluster"
+    if not tls and (cert_reqs is not None or "ssl_ca_certs" in options):
+        raise bad("ssl_cert_reqs and ssl_ca_certs need rediss+cluster://")
+    return ClusterURL(
+        nodes=nodes,
+        username=username,
+        password=password,
+        tls=tls,
+        ssl_cert_reqs=cert_reqs,
+        ssl_ca_certs=options.get("ssl_ca_certs") or None,
+    )
 
 
 def validate_url(url: str, setting: str = "REDIS_URL") -> str:
     scheme = _scheme(url)
     if scheme in CLUSTER_SCHEMES:
-        raise ConfigurationError(
-            setting,
-            f"{mask_url(url)!r}: Redis Cluster is not supported yet"
-            " (use a redis://, rediss:// or redis+sentinel:// URL)",
-        )
+        parse_cluster_url(url, setting)
+        return url
     if scheme in SENTINEL_SCHEMES:
         parse_sentinel_url(url, setting)
         return url
@@ -182,7 +262,8 @@ def validate_url(url: str, setting: str = "REDIS_URL") -> str:
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
             setting,
-            f"{mask_url(url)!r} is not a Redis URL (expected redis://, rediss://, unix:// or redis+sentinel://)",
+            f"{mask_url(url)!r} is not a Redis URL"
+            " (expected redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://)",
         )
     return url
 
@@ -285,8 +366,59 @@ def _sentinel_kwargs(target: SentinelURL) -> tuple[dict[str, Any], dict[str, Any
     return sentinel, server
 
 
+def _cluster_kwargs(target: ClusterURL) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"username": target.username, "password": target.password}
+    if target.tls:
+        kwargs["ssl"] = True
+        if target.ssl_cert_reqs is not None:
+            kwargs["ssl_cert_reqs"] = target.ssl_cert_reqs
+        if target.ssl_ca_certs is not None:
+            kwargs["ssl_ca_certs"] = target.ssl_ca_certs
+    return kwargs
+
+
+def is_cluster_client(client: object) -> bool:
+    """True for a client built from a ``redis+cluster://`` URL (either kind)."""
+    return isinstance(client, redis.cluster.RedisCluster | aiocluster.RedisCluster)
+
+
+#: Connections per client and cluster node; the cluster's own pools do not wait for a
+#: free connection, they fail: keep room for the clients' bursts.
+CLUSTER_MAX_CONNECTIONS = 4 * MAX_CONNECTIONS
+
+
+def _sync_cluster(url: str, overrides: dict[str, Any]) -> redis.Redis:
+    target = parse_cluster_url(url)
+    options = {k: v for k, v in _options().items() if k not in ("retry", "retry_on_timeout")}
+    client = redis.cluster.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in target.nodes],  # type: ignore[no-untyped-call]
+        # The cluster client retries a command on a fresh slot map after a connection
+        # error or a failover, with the same backoff as the plain clients.
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), 5),
+        max_connections=CLUSTER_MAX_CONNECTIONS,
+        **{**options, **_cluster_kwargs(target), **overrides},
+    )
+    # Typed as the plain client it stands in for (the same commands); see the docstring.
+    return cast(redis.Redis, client)
+
+
+def _async_cluster(url: str, overrides: dict[str, Any]) -> aioredis.Redis:
+    target = parse_cluster_url(url)
+    options = {k: v for k, v in _options(asynchronous=True).items() if k not in ("retry", "retry_on_timeout")}
+    client = aiocluster.RedisCluster(
+        startup_nodes=[aiocluster.ClusterNode(host, port) for host, port in target.nodes],
+        retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=2.0), 5),
+        max_connections=CLUSTER_MAX_CONNECTIONS,
+        **{**options, **_cluster_kwargs(target), **overrides},
+    )
+    return cast(aioredis.Redis, client)
+
+
 def sync_client(url: str, **overrides: Any) -> redis.Redis:
+    """A client for ``url``; for a cluster URL a ``redis.cluster.RedisCluster``."""
     validate_url(url)
+    if _scheme(url) in CLUSTER_SCHEMES:
+        return _sync_cluster(url, overrides)
     if _scheme(url) in SENTINEL_SCHEMES:
         target = parse_sentinel_url(url)
         sentinel_kwargs, server_kwargs = _sentinel_kwargs(target)
@@ -308,7 +440,10 @@ def sync_client(url: str, **overrides: Any) -> redis.Redis:
 
 
 def async_client(url: str, **overrides: Any) -> aioredis.Redis:
+    """A client for ``url``; for a cluster URL a ``redis.asyncio.cluster.RedisCluster``."""
     validate_url(url)
+    if _scheme(url) in CLUSTER_SCHEMES:
+        return _async_cluster(url, overrides)
     if _scheme(url) in SENTINEL_SCHEMES:
         target = parse_sentinel_url(url)
         sentinel_kwargs, server_kwargs = _sentinel_kwargs(target)

@@ -19,6 +19,8 @@ from enum import StrEnum
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 
 SAFE_POLICY = "noeviction"
 #: The documented override: run although the policy may evict Bananas' keys.
@@ -83,22 +85,47 @@ _REFUSED = (redis.exceptions.ResponseError,)
 
 
 def read_policy(client: redis.Redis) -> str | None:
-    """The policy, or None when the server will not say. Connection errors propagate."""
+    """The policy, or None when the server will not say. Connection errors propagate.
+    On Redis Cluster the riskiest of every master's."""
+    if isinstance(client, redis.cluster.RedisCluster):
+        return worst([_read(client, node) for node in client.get_primaries()])
+    return _read(client, None)
+
+
+def _read(client: redis.Redis, node: object) -> str | None:
+    target = {} if node is None else {"target_nodes": node}
     with contextlib.suppress(*_REFUSED):
-        found = _from_config(client.config_get("maxmemory-policy"))
+        found = _from_config(client.config_get("maxmemory-policy", **target))
         if found:
             return found
     with contextlib.suppress(*_REFUSED):
-        return _from_info(client.info("memory"))
+        return _from_info(client.info("memory", **target))
     return None
 
 
 async def read_policy_async(client: aioredis.Redis) -> str | None:
-    """``read_policy`` for the asyncio client."""
+    """``read_policy`` for the asyncio client. On Redis Cluster every master is asked
+    and the riskiest answer wins (each master holds the only copy of its slots' jobs)."""
+    if isinstance(client, aiocluster.RedisCluster):
+        found = [await _read_async(client, node) for node in client.get_primaries()]
+        return worst(found)
+    return await _read_async(client, None)
+
+
+async def _read_async(client: aioredis.Redis, node: object) -> str | None:
+    target = {} if node is None else {"target_nodes": node}
     with contextlib.suppress(*_REFUSED):
-        found = _from_config(await client.config_get("maxmemory-policy"))
+        found = _from_config(await client.config_get("maxmemory-policy", **target))
         if found:
             return found
     with contextlib.suppress(*_REFUSED):
-        return _from_info(await client.info("memory"))
+        return _from_info(await client.info("memory", **target))
     return None
+
+
+_RANK = {EvictionRisk.NONE: 0, EvictionRisk.UNKNOWN: 1, EvictionRisk.SOME: 2, EvictionRisk.ANY: 3}
+
+
+def worst(policies: list[str | None]) -> str | None:
+    """The riskiest of several servers' policies (``noeviction`` when there are none)."""
+    return max(policies, key=lambda policy: _RANK[risk(policy)], default=SAFE_POLICY)

@@ -18,6 +18,8 @@ from typing import Any
 import hiredis
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.cluster
 import redis.exceptions
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -137,6 +139,15 @@ class SyncRunner:
     """Runs script calls for the blocking client. One connection is kept for the common
     case of one thread submitting at a time, so a call skips the pool's checkout and
     return; a thread that finds it busy takes a pooled connection as usual."""
+
+    def __new__(cls, client: redis.Redis, **options: Any) -> SyncRunner:
+        # A cluster client gets the cluster runner (redis/cluster_runner.py); the
+        # standalone path is not touched by it.
+        if cls is SyncRunner and isinstance(client, redis.cluster.RedisCluster):
+            from bananas.redis.cluster_runner import SyncClusterRunner
+
+            return super().__new__(SyncClusterRunner)
+        return super().__new__(cls)
 
     def __init__(self, client: redis.Redis, *, durability: Durability | None = None) -> None:
         self.client = client
@@ -301,6 +312,14 @@ class AsyncRunner:
     With ``dedicated``, the runner keeps one connection for itself instead of taking one
     from the pool per call: for a loop that makes one call at a time (the fetcher, the
     writer) that saves the pool's locking on every round trip."""
+
+    def __new__(cls, client: aioredis.Redis, **options: Any) -> AsyncRunner:
+        # As ``SyncRunner.__new__``: a cluster client gets the cluster runner.
+        if cls is AsyncRunner and isinstance(client, aiocluster.RedisCluster):
+            from bananas.redis.cluster_runner import AsyncClusterRunner
+
+            return super().__new__(AsyncClusterRunner)
+        return super().__new__(cls)
 
     def __init__(
         self, client: aioredis.Redis, *, dedicated: bool = False, durability: Durability | None = None

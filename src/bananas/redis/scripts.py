@@ -8,8 +8,9 @@ A script may start with a Redis 7 flags line (``#!lua flags=allow-oom``, or a ba
 Servers that predate script flags reject that line: for them the runner loads the same
 script without it (``compat_source``) and runs that instead.
 
-Code shared by several scripts lives in ``_*.lua`` files (``_lease.lua``: ending a lease)
-that the loader puts in front of each script that uses them; see ``_PRELUDES``.
+Code shared by several scripts lives in ``_*.lua`` files (``_lease.lua``: ending a lease;
+``_notify.lua``: publishing, SPUBLISH for a cluster layout's shard channel) that the loader
+puts in front of each script that uses them; see ``_PRELUDES``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _read(name: str) -> str:
 
 #: Shared Lua functions (files named ``_*.lua``), prepended to each script that calls one.
 #: Redis scripts cannot import: one definition instead of a copy in each of twelve files.
-_PRELUDES = {"end_lease(": "_lease"}
+_PRELUDES = {"end_lease(": "_lease", "notify(": "_notify"}
 
 
 def _with_preludes(source: str) -> str:

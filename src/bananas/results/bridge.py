@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
-from bananas.redis import connection
+from bananas.redis import connection, keys
+from bananas.redis.keys import KeyLayout
 from bananas.results.waiter import ResultWaiter
 
 T = TypeVar("T")
@@ -39,8 +40,9 @@ class _Resources:
 
 
 class BackgroundWaiter:
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, layout: KeyLayout = keys.STANDALONE) -> None:
         self._url = redis_url
+        self._layout = layout
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="bananas-results", daemon=True)
         thread.start()
@@ -58,7 +60,7 @@ class BackgroundWaiter:
         async def call() -> T:
             if resources.client is None or resources.waiter is None:
                 resources.client = connection.async_client(self._url)
-                resources.waiter = ResultWaiter(resources.client)
+                resources.waiter = ResultWaiter(resources.client, self._layout)
             return await work(resources.client, resources.waiter)
 
         coro: Coroutine[Any, Any, T] = call()

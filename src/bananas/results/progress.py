@@ -16,13 +16,16 @@ import redis.asyncio as aioredis
 from bananas.core.progress import Progress
 from bananas.core.result import JobResult
 from bananas.redis import keys
+from bananas.redis.keys import KeyLayout
 from bananas.results.waiter import ResultWaiter
 
 ProgressCallback = Callable[[Progress], None]
 
 
-async def fetch_progress(client: aioredis.Redis, job_id: str) -> Progress | None:
-    data = await client.hgetall(keys.progress(job_id))
+async def fetch_progress(
+    client: aioredis.Redis, job_id: str, layout: KeyLayout = keys.STANDALONE
+) -> Progress | None:
+    data = await client.hgetall(layout.progress(job_id))
     return Progress.from_hash(data) if data else None
 
 
@@ -35,7 +38,7 @@ async def wait_with_progress(
 ) -> JobResult:
     """``waiter.wait(job_id, timeout)``, calling ``on_progress`` with every new progress
     value seen meanwhile (the current one first, if there is one)."""
-    channel = keys.progress_notify_channel(job_id)
+    channel = waiter.layout.progress_channel(job_id)
     loop = asyncio.get_running_loop()
     last: tuple[float, str | None] | None = None
     async with waiter.watch(job_id) as watch:
@@ -46,7 +49,7 @@ async def wait_with_progress(
                 await waiter.subscribe(channel, announced)
                 try:
                     # Subscribed first, then read: a report stored after the read is announced.
-                    progress = await fetch_progress(client, job_id)
+                    progress = await fetch_progress(client, job_id, waiter.layout)
                     if progress is not None and (float(progress), progress.message) != last:
                         last = (float(progress), progress.message)
                         on_progress(progress)

@@ -19,6 +19,7 @@ from bananas.core.job import DEFAULT_MAX_RETRIES, Job, new_job
 from bananas.core.priority import Priority
 from bananas.core.routing import DEFAULT_ROUTING_KEY
 from bananas.errors import ValidationError
+from bananas.redis.keys import ID_ROUTE_SEPARATOR
 from bananas.scheduler.cron import CronError, CronSpec
 
 #: A schedule id is embedded in a Redis key name, so it follows a narrow rule.
@@ -136,13 +137,18 @@ class Schedule:
             description=probe.description,
         )
 
-    def build_job(self, tick: int, now: float) -> Job:
+    def build_job(self, tick: int, now: float, *, cluster: bool = False) -> Job:
         """The job for ``tick`` (Unix seconds): a normal pending job, plus the schedule
-        id and tick time in its record."""
+        id and tick time in its record. Its id is derived from (schedule id, tick); with
+        ``cluster`` (the cluster key layout) it also carries the routing key, as every id
+        there does: ``<routing_key>~<uuid5>``."""
+        job_id = tick_job_id(self.id, tick)
+        if cluster:
+            job_id = f"{self.routing_key}{ID_ROUTE_SEPARATOR}{job_id}"
         job = new_job(
             self.job, self.payload, self.priority, self.routing_key, now=to_datetime(now),
             max_retries=self.max_retries, description=self.description, max_payload_bytes=None,
-            job_id=tick_job_id(self.id, tick),
+            job_id=job_id,
         )  # fmt: skip
         job.extra[RECORD_SCHEDULE_ID] = self.id
         job.extra[RECORD_SCHEDULE_TICK] = format_time(to_datetime(tick))

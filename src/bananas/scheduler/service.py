@@ -23,9 +23,11 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from bananas.aio import wait_event
+from bananas.client.core import layout_of_client
 from bananas.config import DEFAULT_DEAD_LETTER_CAP, DEFAULT_FAILED_TTL
 from bananas.core.clock import Clock, ServerClock, to_datetime
-from bananas.errors import ValidationError
+from bananas.core.compat import ORIGINAL
+from bananas.errors import ConfigurationError, ValidationError
 from bananas.redis import clock_sync, connection, eviction, keys
 from bananas.redis.backoff import Backoff, is_connection_error
 from bananas.redis.broker import Broker
@@ -103,7 +105,11 @@ class Scheduler:
         if self._store is None:
             if self._redis is None:
                 self._redis = connection.async_client(self._redis_url)
-            self._broker = Broker(self._redis)
+            layout = layout_of_client(self._redis)
+            if layout.cluster and self._compat == ORIGINAL:
+                # The original Go fleet's unrouted lists exist on one server only.
+                raise ConfigurationError("compat", "migration mode (original) does not run on Redis Cluster")
+            self._broker = Broker(self._redis, layout=layout)
             self._store = ScheduleStore(self._broker)
         assert self._broker is not None
         await self._broker.load_scripts()

@@ -22,7 +22,7 @@ from bananas.core.priority import Priority
 from bananas.core.routing import QueueRef
 from bananas.core.selection import DequeuePlan, Source, WeightedRoundRobin, base_order, boost, with_parked
 from bananas.errors import MalformedJobError
-from bananas.redis import calls, keys
+from bananas.redis import calls
 from bananas.redis.backoff import loop_log_level
 from bananas.redis.broker import Broker, KeyLook
 
@@ -62,13 +62,16 @@ class Fetcher:
         self._settings = settings
         self._handled = handled
         self._clock = clock
-        legacy = settings.mode is not WorkerMode.SPECIALIZED
+        # The legacy unrouted lists exist on one server only (not in the cluster layout).
+        legacy = settings.mode is not WorkerMode.SPECIALIZED and not broker.layout.cluster
         self._order = base_order(settings.routing_keys, settings.priorities, settings.queue_selection, legacy=legacy)
         self._index_order()
         self.limits = FleetLimits()
         self._parked: dict[tuple[str, Priority], list[str]] = {}
         self._overdue: set[QueueRef] = set()
         self._plan: DequeuePlan | None = None
+        #: Redis Cluster: the plan of each routing key on its own (one slot per call).
+        self._slot_plans: dict[tuple[str, Priority | None], DequeuePlan] = {}
         self._next_refresh = 0.0
         self._next_prune = 0.0
         self._route_cap = dict(settings.route_concurrency)
@@ -106,6 +109,7 @@ class Fetcher:
         self._order = list(order)
         self._index_order()
         self._plan = None
+        self._slot_plans.clear()
         self._look = None
 
     def route_woken(self, routing_key: str) -> None:
@@ -202,6 +206,7 @@ class Fetcher:
         if limits != self.limits or parked != self._parked or overdue != self._overdue:
             self.limits, self._parked, self._overdue = limits, parked, overdue
             self._plan = None
+            self._slot_plans.clear()
             self._look = None
             # A list new to the plan (a parked name, an opened limit) may hold jobs that a
             # dequeue on the old plan could not see: look at every list again, now.
@@ -239,9 +244,10 @@ class Fetcher:
         targets = [ref for ref in self._order if ref.routing_key in limits or ref.priority.value in limits]
         # A parked job waits in its name's list, not the main one: look there too (but not
         # at rate-limited names, whose jobs wait for their rate, not for a free worker).
-        lists = [(ref, keys.queue(ref)) for ref in targets]
+        layout = self._broker.layout
+        lists = [(ref, layout.ref_queue(ref)) for ref in targets]
         lists += [
-            (ref, keys.parked_queue(ref.routing_key, ref.priority, name))
+            (ref, layout.parked_queue(ref.routing_key, ref.priority, name))
             for ref in targets
             if not ref.legacy
             for name in parked.get((ref.routing_key, ref.priority), ())
@@ -265,8 +271,9 @@ class Fetcher:
         """Activate the routing keys that have a non-empty list, woken or not."""
         if self._look is None:
             sources = with_parked([ref for ref in self._order if ref.routing_key in self._all_routes], self._parked)
+            layout = self._broker.layout
             self._look = (
-                KeyLook([calls.source_key(s, self._broker.layout) for s in sources]),
+                KeyLook([calls.source_key(s, layout) for s in sources], by_slot=layout.cluster),
                 [s.ref.routing_key for s in sources],
             )
         look, routes = self._look
@@ -294,6 +301,8 @@ class Fetcher:
         routes = frozenset(self._active)
         if not routes:
             return 0.0, []
+        if self._broker.layout.cluster:
+            return await self._fetch_by_slot(routes, free, running_by_route, token)
         plan = self._plan_for(routes)
         wakeups_before = self._wakeups
         caps = [
@@ -323,3 +332,87 @@ class Fetcher:
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
         return wait_ms / 1000.0, [(plan.sources[index], job_id, raw) for index, job_id, raw in taken]
+
+    async def _fetch_by_slot(
+        self, routes: frozenset[str], free: int, running_by_route: Mapping[str, int], token: str
+    ) -> tuple[float, list[tuple[Source, str, bytes | None]]]:
+        """``fetch`` on Redis Cluster: a dequeue script runs in one slot, one routing key,
+        so the worker asks its active routing keys one call each, in its own order (the
+        weighted draw first with weighted selection), until its free slots are filled.
+        Within a key the script walks the priorities and applies the key's limits as on
+        one server; across keys the order is the order of the calls (ADR 0001)."""
+        layout = self._broker.layout
+        order = list(dict.fromkeys(ref.routing_key for ref in self._order if ref.routing_key in routes))
+        # (routing key, how many to ask it for (None: every slot still free), the one
+        # priority to ask it for (None: all of its lists, in the worker's order)).
+        visits: list[tuple[str, int | None, Priority | None]] = [(key, None, None) for key in order]
+        if self._wrr is not None:
+            # Weighted: each key is first asked for the slots the draw gave it; slots a
+            # key could not fill go to the others in order.
+            drawn = [k for k in self._wrr.take(free) if k in routes]
+            visits = [(key, drawn.count(key), None) for key in dict.fromkeys(drawn)] + visits
+        elif self._settings.queue_selection is QueueSelection.PRIORITY_FIRST:
+            # Priority first: every key's high list before any key's normal one, one call
+            # per key and priority (only keys known to hold jobs are asked).
+            visits = [(key, None, prio) for prio in self._settings.priorities for key in order]
+        taken: list[tuple[Source, str, bytes | None]] = []
+        wait_ms = 0.0
+        wakeups_before = self._wakeups
+        emptied: set[tuple[str, Priority | None]] = set()
+        seen_empty: dict[str, int] = {}
+        for key, share, prio in visits:
+            left = free - len(taken)
+            if left <= 0:
+                break
+            if (key, prio) in emptied:
+                continue
+            count = left if share is None else min(share, left)
+            plan = self._slot_plans.get((key, prio))
+            if plan is None:
+                plan = self._slot_plans[key, prio] = self._plan_alone(key, prio)
+            if not plan.sources:
+                seen_empty[key] = seen_empty.get(key, 0) + 1
+                continue
+            caps = [
+                max(0, self._route_cap[k] - running_by_route.get(k, 0)) if k in self._route_cap else -1
+                for k in plan.groups
+            ]
+            call = calls.dequeue(
+                plan,
+                self.limits,
+                caps,
+                lease_ms=int(self._settings.lease_seconds * 1000),
+                token=token,
+                count=count,
+                layout=layout,
+            )
+            waits, got, dropped = await self._broker.dequeue(call)
+            for index, job_id in dropped:
+                log.warning(
+                    "job %s dropped from %s: it is already leased by another delivery (a duplicate entry; "
+                    "not run twice)",
+                    display_id(job_id),
+                    calls.source_key(plan.sources[index], layout),
+                )
+            if waits > 0:
+                wait_ms = waits if wait_ms == 0 else min(wait_ms, waits)
+            if len(got) < count:
+                emptied.add((key, prio))
+                if self._unlimited(plan) and not got:
+                    seen_empty[key] = seen_empty.get(key, 0) + 1
+            if prio is None and self._unlimited(plan):
+                self._forget_empty(plan, got, count, wakeups_before, weighted=False)
+            taken += [(plan.sources[index], job_id, raw) for index, job_id, raw in got]
+        if self._settings.queue_selection is QueueSelection.PRIORITY_FIRST and self._wrr is None:
+            # A key every priority of which answered empty (no limit held it back) is empty.
+            tiers = len(self._settings.priorities)
+            for key, empty in seen_empty.items():
+                if empty >= tiers and self._woken_at.get(key, 0) <= wakeups_before:
+                    self._active.discard(key)
+        return wait_ms / 1000.0, taken
+
+    def _plan_alone(self, routing_key: str, priority: Priority | None = None) -> DequeuePlan:
+        """The plan over the lists of one routing key (its parked lists included), or of
+        one of its priorities."""
+        order = [ref for ref in self._refs_of.get(routing_key, ()) if priority is None or ref.priority is priority]
+        return DequeuePlan.build(boost(with_parked(order, self._parked), self._overdue), self.limits)

@@ -68,6 +68,8 @@ class Outcomes:
     ) -> None:
         self._settings = settings
         self._writer = writer
+        #: The key names of the worker's server (redis/keys.py).
+        self.layout = writer.layout
         self.clock = clock
         self._worker_id = worker_id
         self.listeners = listeners

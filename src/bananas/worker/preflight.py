@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from bananas.errors import StartupError
-from bananas.redis import connection, eviction
+from bananas.redis import connection, eviction, keys
 from bananas.redis.backoff import Backoff, is_connection_error, is_out_of_memory
 from bananas.redis.broker import Broker
 from bananas.redis.connection import mask_secrets, mask_url
@@ -99,7 +99,7 @@ async def preflight(
 async def check_server(url: str, *, allow_eviction: bool) -> None:
     """``preflight`` on its own connection, for a supervisor before it starts children."""
     client = connection.async_client(url)
-    broker = Broker(client)
+    broker = Broker(client, layout=keys.layout_for_url(url))
     try:
         await preflight(
             client, url, first_writes=broker.load_scripts, allow_eviction=allow_eviction, stopping=asyncio.Event()

@@ -15,7 +15,6 @@ from bananas.core.lifecycle import FailureDecision, Verdict, decide_failure, is_
 from bananas.core.limits import FleetLimits
 from bananas.core.selection import Source
 from bananas.errors import MalformedJobError, PayloadError
-from bananas.redis import keys
 from bananas.worker.executor import Executor, JobTimeoutExceeded
 from bananas.worker.outcomes import Delivery, Outcomes, encode_result
 from bananas.worker.registry import Handler, Registry
@@ -77,7 +76,7 @@ class Processor:
         if job.routing_key != delivery.source.ref.routing_key:
             # E.g. a "gpu" record the original SDKs pushed to a legacy list: it runs only
             # where its routing key is consumed, so it moves there instead of running here.
-            await self._outcomes.reroute(delivery, job, keys.queue(delivery.source.ref))
+            await self._outcomes.reroute(delivery, job, self._outcomes.layout.ref_queue(delivery.source.ref))
             return
         handler = self._registry.get(job.name) if self._handles(job.name) else None
         reason = self._park_reason(job, delivery.source, handler is None)

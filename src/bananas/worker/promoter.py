@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from bananas.aio import raise_if_cancelling, wait_event
@@ -53,7 +54,11 @@ class Promoter:
         dead_letter_cap: int = 0,
         grace: float = 0.0,
         legacy_default: bool = False,
+        routing_keys: Sequence[str] = (),
     ) -> None:
+        """``routing_keys``: this worker's own; on Redis Cluster every known routing key's
+        scheduled set is visited too (``Broker.slot_groups``)."""
+        self._routing_keys = tuple(routing_keys)
         self._grace = grace
         self._legacy_default = legacy_default
         self._failed_ttl = failed_ttl
@@ -64,7 +69,8 @@ class Promoter:
 
     async def promote_due(self) -> int:
         now = self._clock.now()
-        ids = await self._broker.due_scheduled(now - self._grace, BATCH)
+        groups = await self._broker.slot_groups(self._routing_keys)
+        ids = await self._broker.due_scheduled(groups, now - self._grace, BATCH)
         if not ids:
             return 0
         records = await self._broker.records(ids)
@@ -97,7 +103,7 @@ class Promoter:
             try:
                 while await self.promote_due() >= BATCH:
                     pass
-                next_due = await self._broker.next_due()
+                next_due = await self._broker.next_due(await self._broker.slot_groups(self._routing_keys))
                 if next_due is not None:
                     delay = min(MAX_IDLE, max(0.0, next_due + self._grace - self._clock.now()))
             except asyncio.CancelledError:

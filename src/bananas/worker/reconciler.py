@@ -200,7 +200,9 @@ class Reconciler:
         self.limits = limits or ReconcileLimits()
         self._lock_owner = owner or "reconciler"
         self._cursor = 0
-        self._inventory = Inventory(broker.redis)
+        self._inventory = Inventory(broker.redis, broker.layout)
+        #: Cluster: the routing keys whose slots this pass pictured (see _reconcile_slots).
+        self._pictured: set[str] | None = None
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -211,9 +213,57 @@ class Reconciler:
         command); otherwise at most ``records_per_pass`` keys are visited, resuming where
         the previous pass stopped.
         """
+        if self._broker.layout.cluster:
+            return await self._reconcile_slots(dry_run=dry_run, full_sweep=full_sweep)
+        return await self._reconcile_pass(ReconcileReport(), dry_run=dry_run, full_sweep=full_sweep, orphans=True)
+
+    async def _reconcile_slots(self, *, dry_run: bool, full_sweep: bool) -> ReconcileReport:
+        """Redis Cluster: one pass per routing key's slot (every known routing key), each
+        with its own atomic picture; then the orphan search over every master, against
+        the pictures of all those slots (a record of a routing key nobody registered has
+        no picture and is left alone)."""
         report = ReconcileReport()
+        fleet = self._inventory
+        merged = _Snapshot(lists_complete=True, scheduled_complete=True, leases_complete=True)
+        pictured: set[str] = set()
+        try:
+            for group in await self._broker.slot_groups(()):
+                self._inventory = Inventory(self._broker.redis, self._broker.layout, group[0])
+                await self._reconcile_pass(
+                    report, dry_run=dry_run, full_sweep=False, orphans=False, rk=group[0], merged=merged
+                )
+                pictured.add(group[0])
+        finally:
+            self._inventory = fleet
+        self._pictured = pictured
+        try:
+            plans = await self._orphans(merged, report, self._clock.now(), full_sweep, set())
+        finally:
+            self._pictured = None
+        await self._apply(report, plans, dry_run)
+        return report
+
+    async def _reconcile_pass(
+        self,
+        report: ReconcileReport,
+        *,
+        dry_run: bool,
+        full_sweep: bool,
+        orphans: bool,
+        rk: str = "",
+        merged: _Snapshot | None = None,
+    ) -> ReconcileReport:
         now = self._clock.now()
+        sizes_before = (report.leases, report.list_entries, report.scheduled)
         snap = await self._snapshot(report)
+        report.leases += sizes_before[0]
+        report.list_entries += sizes_before[1]
+        report.scheduled += sizes_before[2]
+        if merged is not None:
+            merged.views.update(snap.views)
+            merged.lists_complete &= snap.lists_complete
+            merged.scheduled_complete &= snap.scheduled_complete
+            merged.leases_complete &= snap.leases_complete
         suspects = self._suspects(snap)
         missing_scheduled = await self._scheduled_without_record(snap)
         suspects.update(missing_scheduled)
@@ -230,12 +280,22 @@ class Reconciler:
                 plan = await self._plan_one(report, job_id, raw, snap.views[job_id], now, orphan=False)
                 if plan is not None:
                     plans.append(plan)
-        plans.extend(await self._orphans(snap, report, now, full_sweep, held))
+        if orphans:
+            plans.extend(await self._orphans(snap, report, now, full_sweep, held))
         if dry_run:
             report.repairs.extend(repair for repair, _ in plans)
-            report.skipped.append("fleet concurrency counts: repaired in place, so not checked in a dry run")
+            note = "fleet concurrency counts: repaired in place, so not checked in a dry run"
+            if note not in report.skipped:
+                report.skipped.append(note)
             return report
-        report.repairs.extend(await self._repair_inflight())
+        report.repairs.extend(await self._repair_inflight(rk))
+        await self._apply(report, plans, dry_run)
+        return report
+
+    async def _apply(self, report: ReconcileReport, plans: list[tuple[Repair, Call]], dry_run: bool) -> None:
+        if dry_run:
+            report.repairs.extend(repair for repair, _ in plans)
+            return
         for start in range(0, len(plans), _CHUNK):
             chunk_plans = plans[start : start + _CHUNK]
             replies = await self._broker.run_many([call for _, call in chunk_plans])
@@ -246,7 +306,6 @@ class Reconciler:
                     report.repairs.append(_applied(repair))
                 else:
                     report.raced += 1
-        return report
 
     async def _plan_one(
         self, report: ReconcileReport, job_id: str, raw: bytes | None, view: _View, now: float, *, orphan: bool
@@ -261,8 +320,8 @@ class Reconciler:
             report.skipped.append(f"job {job_id!r}: could not be checked ({exc})")
             return None
 
-    async def _repair_inflight(self) -> list[Repair]:
-        reply = await self._broker.run(calls.repair_inflight(layout=self._broker.layout))
+    async def _repair_inflight(self, rk: str = "") -> list[Repair]:
+        reply = await self._broker.run(calls.repair_inflight(layout=self._broker.layout, routing_key=rk))
         items = [decode_id(v) for v in reply]
         out: list[Repair] = []
         i = 0
@@ -357,6 +416,8 @@ class Reconciler:
             if ids:
                 raws = await self._broker.records(ids)
                 for job_id, raw in zip(ids, raws, strict=True):
+                    if self._pictured is not None and self._broker.layout.routing_key_of(job_id) not in self._pictured:
+                        continue  # Cluster: a slot not pictured in this pass
                     view = snap.views.get(job_id) or _View()
                     if raw is None or view.placements or view.lease is not None or view.owner is not None:
                         continue
@@ -409,7 +470,7 @@ class Reconciler:
                 home = _Home("dead", stub, why="record missing, holder gone; parked with a stand-in record")
                 return self._rehome(LEASE_WITHOUT_RECORD, job_id, view, "", home, seen_owner=view.owner)
             if view.placements:
-                detail = f"leased and also in {_places(view)}; the other copies were removed"
+                detail = f"leased and also in {self._places(job_id, view)}; the other copies were removed"
                 return self._keep_lease(LEASED_AND_QUEUED, job_id, view, seen_sha, view.lease, detail)
             return None
         if view.lease is not None:
@@ -420,16 +481,27 @@ class Reconciler:
             if view.scheduled is None and view.placements < 2:
                 return None  # a lone ready id without a record: the worker parks it when it gets there
             kind = SCHEDULED_WITHOUT_RECORD if view.scheduled is not None else DUPLICATE_PLACEMENT
-            stub = stub_record(job_id, f"record missing (found in {_places(view)})", None, now)
+            stub = stub_record(job_id, f"record missing (found in {self._places(job_id, view)})", None, now)
             home = _Home("dead", stub, why="record missing; parked with a stand-in record")
-            return self._rehome(kind, job_id, view, "", home, what=f"in {_places(view)}")
+            return self._rehome(kind, job_id, view, "", home, what=f"in {self._places(job_id, view)}")
         if orphan:
             home = self._home(job_id, raw, view, now)
             return self._rehome(ORPHAN, job_id, view, seen_sha, home, orphan=True, what="in no queue, set or lease")
         if view.placements >= 2:
             home = self._home(job_id, raw, view, now)
-            return self._rehome(DUPLICATE_PLACEMENT, job_id, view, seen_sha, home, what=f"in {_places(view)}")
+            return self._rehome(
+                DUPLICATE_PLACEMENT, job_id, view, seen_sha, home, what=f"in {self._places(job_id, view)}"
+            )
         return None
+
+    def _places(self, job_id: str, view: _View) -> str:
+        layout = self._broker.layout
+        rk = calls.route_of(job_id, layout)
+        parts: list[str] = [*view.lists]
+        parts += [layout.dead(rk)] * view.dead
+        if view.scheduled is not None:
+            parts.append(layout.scheduled(rk))
+        return ", ".join(parts) or "nowhere"
 
     def _home(self, job_id: str, raw: bytes | None, view: _View, now: float) -> _Home:
         """Where the record's status says the job belongs."""
@@ -549,14 +621,6 @@ class Reconciler:
 
 def _applied(repair: Repair) -> Repair:
     return Repair(repair.kind, repair.job_id, repair.home, repair.detail, applied=True)
-
-
-def _places(view: _View) -> str:
-    parts: list[str] = [*view.lists]
-    parts += [keys.DEAD] * view.dead
-    if view.scheduled is not None:
-        parts.append(keys.SCHEDULED)
-    return ", ".join(parts) or "nowhere"
 
 
 async def reconcile(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bananas.aio import raise_if_cancelling
 from bananas.core import codec
@@ -46,7 +46,11 @@ class Recoverer:
         dead_letter_cap: int = 0,
         listeners: Listeners | None = None,
         worker_id: str = "",
+        routing_keys: Sequence[str] = (),
     ) -> None:
+        """``routing_keys``: this worker's own; on Redis Cluster every known routing key's
+        lease set is visited too (``Broker.slot_groups``)."""
+        self._routing_keys = tuple(routing_keys)
         self._listeners = listeners if listeners is not None else Listeners()
         self._worker_id = worker_id
         self._failed_ttl = failed_ttl
@@ -63,7 +67,8 @@ class Recoverer:
     async def recover_once(self) -> int:
         now = self._clock.now()
         now_ms = int(now * 1000)
-        expired = [(i, t) for i, t in await self._broker.expired_leases(now_ms, BATCH) if not self._is_mine(i)]
+        groups = await self._broker.slot_groups(self._routing_keys)
+        expired = [(i, t) for i, t in await self._broker.expired_leases(groups, now_ms, BATCH) if not self._is_mine(i)]
         if not expired:
             return 0
         records = await self._broker.records([i for i, _ in expired])

@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bananas.aio import within
-from bananas.config import WorkerMode, WorkerSettings
+from bananas.config import WorkerMode, WorkerSettings, check_compat_layout
 from bananas.core.clock import Clock, ServerClock
 from bananas.core.fleet import beat_fields, worker_hash
 from bananas.core.routing import QueueRef
@@ -134,7 +134,11 @@ class Worker:
     def queue_order(self) -> list[QueueRef]:
         if self._queue_order_override is not None:
             return list(self._queue_order_override)
-        legacy = self.settings.mode is not WorkerMode.SPECIALIZED
+        # The legacy unrouted lists exist on one server only (not in the cluster layout).
+        legacy = (
+            self.settings.mode is not WorkerMode.SPECIALIZED
+            and not keys.layout_for_url(self.settings.redis_url).cluster
+        )
         return base_order(
             self.settings.routing_keys, self.settings.priorities, self.settings.queue_selection, legacy=legacy
         )
@@ -155,6 +159,7 @@ class Worker:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig)
+        check_compat_layout(self.settings.compat, self.settings.redis_url)
         client = self._redis or connection.async_client(self.settings.redis_url)
         if isinstance(self.clock, ServerClock):
             with contextlib.suppress(Exception):  # unreachable: the fetch loop reports it
@@ -179,7 +184,8 @@ class Worker:
             handled=self._handled, limits=lambda: fetcher.limits, run_alone=self._alone,
         )  # fmt: skip
         promote_wakeup = asyncio.Event()
-        self._route_channels = {keys.route_notify_channel(k): k for k in self.settings.routing_keys}
+        layout = broker.layout
+        self._route_channels = {layout.notify_channel(k): k for k in self.settings.routing_keys}
         channels = {channel: self._work_ready for channel in self._route_channels}
         channels[keys.SCHEDULED_NOTIFY_CHANNEL] = promote_wakeup
         cancels = CancelWatcher(broker, held=self._held_ids, on_cancel=self._cancel_requested)
@@ -205,6 +211,7 @@ class Worker:
             dead_letter_cap=self.settings.dead_letter_cap,
             listeners=self.listeners,
             worker_id=self.worker_id,
+            routing_keys=self.settings.routing_keys,
         )
         helpers = [
             asyncio.create_task(writer.run(), name="bananas-writer"),
@@ -216,6 +223,8 @@ class Worker:
                     on_message=lambda channel: self._on_wakeup(fetcher, channel),
                     on_data={keys.CANCEL_CHANNEL: cancels.heard},
                     on_subscribed=self._subscribed.set,
+                    # Cluster: the routing keys' channels are shard channels (SSUBSCRIBE).
+                    shard_channels=self._route_channels if layout.cluster else (),
                 ).run(),
                 name="bananas-wakeup",
             ),
@@ -245,6 +254,7 @@ class Worker:
                         promote_wakeup,
                         failed_ttl=self.settings.failed_ttl,
                         dead_letter_cap=self.settings.dead_letter_cap,
+                        routing_keys=self.settings.routing_keys,
                         **promoter_compat(self.settings.compat),
                     ).run(),
                     name="bananas-promoter",

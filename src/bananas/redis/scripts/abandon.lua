@@ -36,6 +36,6 @@ if ARGV[3] == '1' and redis.call('HGET', KEYS[3], 'state') == 'running' then
     'error', ARGV[8], 'finished_at', ARGV[6])
   redis.call('EXPIRE', KEYS[4], kept)
   redis.call('EXPIRE', KEYS[3], kept)
-  redis.call('PUBLISH', ARGV[5], 'failed')
+  notify(ARGV[5], 'failed')
 end
 return 1

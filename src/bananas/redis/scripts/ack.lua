@@ -41,6 +41,6 @@ if result_ttl > 0 then
   redis.call('DEL', KEYS[6])
   redis.call('HSET', KEYS[6], unpack(ARGV, 7))
   redis.call('EXPIRE', KEYS[6], result_ttl)
-  redis.call('PUBLISH', ARGV[6], 'ready')
+  notify(ARGV[6], 'ready')
 end
 return 1

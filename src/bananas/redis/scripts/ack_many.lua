@@ -44,7 +44,7 @@ for i = 1, n do
       redis.call('DEL', result_key)
       redis.call('HSET', result_key, unpack(ARGV, first_field, first_field + f - 1))
       redis.call('EXPIRE', result_key, result_ttl)
-      redis.call('PUBLISH', channel, 'ready')
+      notify(channel, 'ready')
     end
     out[i] = 1
   end

@@ -40,6 +40,6 @@ if result_ttl > 0 then
   redis.call('DEL', KEYS[7])
   redis.call('HSET', KEYS[7], unpack(ARGV, 8))
   redis.call('EXPIRE', KEYS[7], result_ttl)
-  redis.call('PUBLISH', ARGV[7], 'ready')
+  notify(ARGV[7], 'ready')
 end
 return 1

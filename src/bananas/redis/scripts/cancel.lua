@@ -30,7 +30,7 @@ if current ~= ARGV[2] then
 end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
   redis.call('SET', KEYS[4], '1', 'EX', tonumber(ARGV[5]))
-  redis.call('PUBLISH', ARGV[6], ARGV[1])
+  notify(ARGV[6], ARGV[1])
   return 2
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
@@ -48,6 +48,6 @@ if result_ttl > 0 then
   redis.call('DEL', KEYS[5])
   redis.call('HSET', KEYS[5], unpack(ARGV, 9))
   redis.call('EXPIRE', KEYS[5], result_ttl)
-  redis.call('PUBLISH', ARGV[8], 'ready')
+  notify(ARGV[8], 'ready')
 end
 return 1

@@ -225,7 +225,13 @@ local function pop_run(first, last)
     local reply = nil
     if has_lmpop then
       local upto = math.min(last, q + LMPOP_CHUNK - 1)
-      local ok, result = pcall(redis.call, 'LMPOP', upto - q + 1, unpack(KEYS, 4 + q, 4 + upto), 'RIGHT', 'COUNT', wanted)
+      -- The keys go in a table: unpack() spreads all its values only as the last
+      -- argument of a call (in the middle it gives one), which sent 'RIGHT' as a key.
+      local args = {upto - q + 1, unpack(KEYS, 4 + q, 4 + upto)}
+      args[#args + 1] = 'RIGHT'
+      args[#args + 1] = 'COUNT'
+      args[#args + 1] = wanted
+      local ok, result = pcall(redis.call, 'LMPOP', unpack(args))
       if ok then
         reply = result
         if not reply then

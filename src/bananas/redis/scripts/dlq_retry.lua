@@ -26,5 +26,5 @@ redis.call('SET', KEYS[2], ARGV[3])
 redis.call('DEL', KEYS[5])
 redis.call('LPUSH', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('PUBLISH', ARGV[5], '1')
+notify(ARGV[5], '1')
 return 1

@@ -72,7 +72,7 @@ if result_ttl > 0 and tonumber(ARGV[fields_at]) > 0 then
   redis.call('DEL', KEYS[6])
   redis.call('HSET', KEYS[6], unpack(ARGV, fields_at + 1, fields_at + tonumber(ARGV[fields_at])))
   redis.call('EXPIRE', KEYS[6], result_ttl)
-  redis.call('PUBLISH', ARGV[8], 'ready')
+  notify(ARGV[8], 'ready')
 end
 local k = 8
 if ARGV[9] == '1' then
@@ -100,7 +100,7 @@ if not ok then
     redis.call('HSET', outcome, 'status', 'failed', 'name', 'workflow', 'error', reason, 'finished_at', ARGV[20])
     redis.call('EXPIRE', outcome, kept)
     redis.call('EXPIRE', flow, kept)
-    redis.call('PUBLISH', ARGV[19], 'failed')
+    notify(ARGV[19], 'failed')
   end
   return 1
 end
@@ -137,7 +137,7 @@ if n_next == 0 then
   redis.call('HSET', outcome, 'status', 'completed', 'name', 'workflow', 'result', parent, 'finished_at', ARGV[20])
   redis.call('EXPIRE', outcome, kept)
   redis.call('EXPIRE', flow, kept)
-  redis.call('PUBLISH', ARGV[19], 'completed')
+  notify(ARGV[19], 'completed')
   return 1
 end
 local a = 22
@@ -151,7 +151,7 @@ for _ = 1, n_next do
     if redis.call('SET', KEYS[q], record, 'NX') then
       redis.call('LPUSH', KEYS[q + 1], id)
       redis.call('SADD', registry, ARGV[a + 1])
-      redis.call('PUBLISH', ARGV[a + 2], '1')
+      notify(ARGV[a + 2], '1')
     end
     redis.call('HDEL', flow, 'record:' .. id)
   end

@@ -27,5 +27,5 @@ end_lease(ARGV[1])
 redis.call('SET', KEYS[5], ARGV[3])
 redis.call('LPUSH', KEYS[6], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[4])
-redis.call('PUBLISH', ARGV[5], 'parked')
+notify(ARGV[5], 'parked')
 return 1

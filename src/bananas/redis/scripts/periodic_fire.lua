@@ -49,6 +49,6 @@ if ARGV[10] == '1' then
     'last_missed_policy', 'once', 'last_missed_at', ARGV[9])
 end
 if result == 1 then
-  redis.call('PUBLISH', ARGV[7], '1')
+  notify(ARGV[7], '1')
 end
 return {result, ARGV[3]}

@@ -17,5 +17,5 @@ if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[2], 'fraction', ARGV[3], 'message', ARGV[4], 'at', ARGV[5])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6]))
-redis.call('PUBLISH', ARGV[7], ARGV[3])
+notify(ARGV[7], ARGV[3])
 return 1

@@ -14,5 +14,5 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
 end
 redis.call('SET', KEYS[3], ARGV[2])
 redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], '1')
+notify(ARGV[3], '1')
 return 1

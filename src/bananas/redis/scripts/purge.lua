@@ -48,7 +48,7 @@ for _ = 1, n do
       redis.call('DEL', KEYS[1 + n + i])
       redis.call('HSET', KEYS[1 + n + i], unpack(ARGV, p + 4, p + 3 + count))
       redis.call('EXPIRE', KEYS[1 + n + i], result_ttl)
-      redis.call('PUBLISH', ARGV[p + 2], 'ready')
+      notify(ARGV[p + 2], 'ready')
     end
   end
   removed = removed + 1

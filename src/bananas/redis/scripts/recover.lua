@@ -50,7 +50,7 @@ if ARGV[4] ~= '' then
 end
 if ARGV[5] == 'ready' then
   redis.call('RPUSH', KEYS[6], ARGV[1])
-  redis.call('PUBLISH', ARGV[6], '1')
+  notify(ARGV[6], '1')
 else
   redis.call('LREM', KEYS[6], 0, ARGV[1])
   redis.call('LPUSH', KEYS[6], ARGV[1])
@@ -63,7 +63,7 @@ else
     redis.call('DEL', KEYS[7])
     redis.call('HSET', KEYS[7], unpack(ARGV, 11))
     redis.call('EXPIRE', KEYS[7], result_ttl)
-    redis.call('PUBLISH', ARGV[8], 'ready')
+    notify(ARGV[8], 'ready')
   end
 end
 return 1

@@ -73,10 +73,10 @@ if ARGV[5] ~= '' then
 end
 if home == 'ready' then
   redis.call('RPUSH', KEYS[8], id)
-  redis.call('PUBLISH', ARGV[7], '1')
+  notify(ARGV[7], '1')
 elseif home == 'scheduled' then
   redis.call('ZADD', KEYS[6], ARGV[6], id)
-  redis.call('PUBLISH', ARGV[7], ARGV[6])
+  notify(ARGV[7], ARGV[6])
 elseif home == 'dead' then
   redis.call('LPUSH', KEYS[7], id)
   local cap = tonumber(ARGV[9]) or 0

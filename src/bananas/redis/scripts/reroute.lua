@@ -25,5 +25,5 @@ end
 end_lease(ARGV[1])
 redis.call('RPUSH', KEYS[5], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[3])
-redis.call('PUBLISH', ARGV[4], '1')
+notify(ARGV[4], '1')
 return 1

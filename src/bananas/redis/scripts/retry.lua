@@ -19,5 +19,5 @@ end
 end_lease(ARGV[1])
 redis.call('SET', KEYS[5], ARGV[3])
 redis.call('ZADD', KEYS[6], ARGV[4], ARGV[1])
-redis.call('PUBLISH', ARGV[5], ARGV[4])
+notify(ARGV[5], ARGV[4])
 return 1

@@ -15,5 +15,5 @@ if not redis.call('SET', KEYS[1], ARGV[2], 'NX') then
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[3])
+notify(ARGV[5], ARGV[3])
 return 1

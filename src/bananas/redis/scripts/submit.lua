@@ -16,5 +16,5 @@ if not redis.call('SET', KEYS[1], ARGV[2], 'NX') then
 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('PUBLISH', ARGV[4], '1')
+notify(ARGV[4], '1')
 return 1

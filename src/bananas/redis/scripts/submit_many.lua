@@ -34,5 +34,5 @@ if #ids > 0 then
   redis.call('LPUSH', queue, unpack(ids))
 end
 redis.call('SADD', KEYS[n + 2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], '1')
+notify(ARGV[2], '1')
 return n

@@ -29,7 +29,7 @@ while a <= #ARGV do
   if redis.call('SET', KEYS[k], ARGV[a + 1], 'NX') then
     redis.call('LPUSH', KEYS[k + 1], ARGV[a])
     redis.call('SADD', KEYS[2], ARGV[a + 2])
-    redis.call('PUBLISH', ARGV[a + 3], '1')
+    notify(ARGV[a + 3], '1')
   end
   a = a + 4
   k = k + 2
