@@ -145,38 +145,62 @@ async def test_scheduled_jobs_and_retries_keep_their_routing_key(client: Client,
     assert others.runs == [], "a retried or scheduled job reached another routing key's pool"
 
 
-async def test_results_and_submit_and_wait_on_every_master(cluster: ClusterGroup, workers: Workers) -> None:
+def result_registry() -> Registry:
+    """``double`` (after 50 ms, so a waiter is subscribed before the result exists and is
+    woken by its notice, not by its first read) and ``fail``."""
     registry = Registry()
 
     @registry.handler("double")
     async def double(job: Job) -> int:
+        await asyncio.sleep(0.05)
         return int(job.payload) * 2
 
     @registry.handler("fail")
-    def fail(job: Job) -> None:
+    async def fail(job: Job) -> None:
+        await asyncio.sleep(0.05)
         raise ValueError("no good")
 
-    await workers.start(registry, routing_keys=(M0, M1, M2))
+    return registry
+
+
+async def test_results_on_every_master(cluster: ClusterGroup, workers: Workers) -> None:
+    await workers.start(result_registry(), routing_keys=(M0, M1, M2))
 
     def sync_side() -> None:
         with Client(cluster.url) as client:
             for n, key in enumerate((M0, M1, M2)):
-                assert client.submit_and_wait("double", n + 1, routing_key=key, timeout=15) == 2 * (n + 1)
-            job_id = client.submit_job("double", 21, routing_key=M2)
-            assert client.get_result(job_id, timeout=15) == 42
+                job_id = client.submit_job("double", n + 1, routing_key=key)
+                assert client.get_result(job_id, timeout=15) == 2 * (n + 1)
             outcome = client.get_job_result(job_id)
-            assert outcome is not None and outcome.status == JobStatus.COMPLETED
+            assert outcome is not None and outcome.status == JobStatus.COMPLETED and outcome.routing_key == M2
+            failed = client.submit_job("fail", None, routing_key=M1, max_retries=0)
             with pytest.raises(JobFailedError, match="no good"):
-                client.submit_and_wait("fail", None, routing_key=M1, max_retries=0, timeout=15)
+                client.get_result(failed, timeout=15)
 
     await asyncio.to_thread(sync_side)
     async with AsyncClient(cluster.url) as aclient:
+        ids = [await aclient.submit_job("double", n, routing_key=key) for n, key in enumerate((M0, M1, M2))]
+        assert await asyncio.gather(*(aclient.get_result(i, timeout=15) for i in ids)) == [0, 2, 4]
+
+
+async def test_submit_and_wait_on_every_master(cluster: ClusterGroup, workers: Workers) -> None:
+    await workers.start(result_registry(), routing_keys=(M0, M1, M2))
+
+    def sync_side() -> None:
+        with Client(cluster.url) as client:
+            for n, key in enumerate((M0, M1, M2, M0)):
+                assert client.submit_and_wait("double", n + 1, routing_key=key, timeout=10) == 2 * (n + 1), key
+            with pytest.raises(JobFailedError, match="no good"):
+                client.submit_and_wait("fail", None, routing_key=M1, max_retries=0, timeout=10)
+
+    async with AsyncClient(cluster.url) as aclient:
         results = await asyncio.gather(
-            *(aclient.submit_and_wait("double", n, routing_key=key, timeout=15) for n, key in enumerate((M0, M1, M2)))
+            *(aclient.submit_and_wait("double", n, routing_key=key, timeout=10) for n, key in enumerate((M0, M1, M2)))
         )
         assert results == [0, 2, 4]
-        job_id = await aclient.submit_job("double", 5, routing_key=M0)
-        assert await aclient.get_result(job_id, timeout=15) == 10
+        with pytest.raises(JobFailedError, match="no good"):
+            await aclient.submit_and_wait("fail", None, routing_key=M2, max_retries=0, timeout=10)
+    await asyncio.to_thread(sync_side)
 
 
 async def test_cancel_a_waiting_and_a_running_job(
