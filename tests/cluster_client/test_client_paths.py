@@ -33,7 +33,7 @@ from bananas.redis.broker import Broker
 from bananas.redis.runner import SyncRunner
 from bananas.scheduler.definition import Schedule
 from bananas.scheduler.policy import next_step
-from bananas.scheduler.store import FireResult, ScheduleStore, forget, read_states, schedule_index
+from bananas.scheduler.store import FireResult, ScheduleStore, forget, read_states
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -331,7 +331,7 @@ async def test_three_stores_fire_each_tick_exactly_once(cluster: ClusterGroup) -
         assert state.id == schedule.id and state.cursor == cursor and state.run_count == 3
         assert r.zscore(keys.SCHEDULES, schedule.id) == float(cursor + 60)
         assert forget(connection.sync_client(cluster.url), schedule.id) is True
-        assert read_states(sync) == [] and not r.exists(schedule_index(schedule.id, LAYOUT))
+        assert read_states(sync) == [] and not r.exists(LAYOUT.schedule_index(schedule.id))
     finally:
         for c in clients:
             await c.aclose()

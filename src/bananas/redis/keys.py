@@ -165,6 +165,11 @@ class KeyLayout:
         stored like a job's, in ``result(workflow_id)``."""
         return f"{PREFIX}:workflow:{workflow_id}"
 
+    def schedule_index(self, schedule_id: str) -> str:
+        """The schedule index as the periodic scripts write it (their KEYS[2]).
+        Standalone: the fleet-wide ``SCHEDULES`` itself."""
+        return SCHEDULES
+
     def job_prefix(self, routing_key: str) -> str:
         """What ``job(id)`` puts before the id, for a job of ``routing_key`` (scripts that
         read the records of ids they popped build the name from it)."""
@@ -265,6 +270,13 @@ class ClusterLayout(KeyLayout):
 
     def workflow(self, workflow_id: str) -> str:
         return f"{self._of(workflow_id)}:workflow:{workflow_id}"
+
+    def schedule_index(self, schedule_id: str) -> str:
+        # The schedule's state and the fleet-wide index are two slots and a script runs in
+        # one: the scripts write a one-member stand-in in the state's slot (its hash tag
+        # is the state's whole name, brace-free: schedule ids are [A-Za-z0-9_.-]), and
+        # the scheduler copies the entry to SCHEDULES beside them (ZADD, idempotent).
+        return f"{SCHEDULES}:{{{schedule(schedule_id)}}}"
 
     def job_prefix(self, routing_key: str) -> str:
         return f"{self._route(routing_key)}:job:"

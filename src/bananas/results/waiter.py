@@ -409,7 +409,7 @@ async def wait_announced(
     same time (the blocking client, from its own thread and connection). Not a race, for
     the reason given in ``submit_then_wait``. The result (or error) goes to ``outcome``
     before the unsubscribe, so the caller does not wait for that."""
-    channel = keys.result_notify_channel(job_id)
+    channel = waiter.layout.result_channel(job_id)
     notified: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     try:
         await waiter._add(channel, notified)
@@ -431,7 +431,7 @@ async def submit_then_wait(
     then read. Not a race: ``Watch.result`` reads the result hash only after the
     subscription is confirmed, so a result stored before the subscription was live is
     found by that read, and one stored after it is announced on the channel."""
-    channel = keys.result_notify_channel(job_id)
+    channel = waiter.layout.result_channel(job_id)
     notified: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     try:
         confirmation = await waiter._add(channel, notified, confirmed=False)

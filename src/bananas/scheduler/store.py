@@ -44,18 +44,6 @@ def _ts(now: float) -> str:
     return f"{now:.6f}"
 
 
-def schedule_index(schedule_id: str, layout: KeyLayout = keys.STANDALONE) -> str:
-    """The schedule index the periodic scripts write (KEYS[2]). Standalone: the fleet-wide
-    ``bananas:schedules``. Cluster: the schedule's state ``bananas:schedule:<id>`` and the
-    index are two slots, and a script runs in one; the scripts then write a one-member
-    stand-in in the state's slot (its hash tag is the state's whole name, which has no
-    brace: schedule ids are ``[A-Za-z0-9_.-]``) and the store copies the entry to the
-    fleet-wide index beside them (``ZADD``, idempotent; read only by ``bananas schedules``)."""
-    if not layout.cluster:
-        return keys.SCHEDULES
-    return f"{keys.SCHEDULES}:{{{keys.schedule(schedule_id)}}}"
-
-
 def register_call(
     schedule: Schedule, initial_cursor: int, next_run: int | None, now: float, layout: KeyLayout = keys.STANDALONE
 ) -> Call:
@@ -64,7 +52,7 @@ def register_call(
         definition += [name, value]
     return Call(
         ScriptName.PERIODIC_REGISTER,
-        (keys.schedule(schedule.id), schedule_index(schedule.id, layout)),
+        (keys.schedule(schedule.id), layout.schedule_index(schedule.id)),
         (schedule.id, str(initial_cursor), _opt(next_run), _ts(now), *definition),
     )
 
@@ -114,7 +102,7 @@ def advance_call(
         pairs += [name, value]
     return Call(
         ScriptName.PERIODIC_ADVANCE,
-        (keys.schedule(schedule_id), schedule_index(schedule_id, layout)),
+        (keys.schedule(schedule_id), layout.schedule_index(schedule_id)),
         (schedule_id, str(expected_cursor), str(new_cursor), _opt(next_run), _ts(now), *pairs),
     )
 
@@ -203,7 +191,7 @@ class ScheduleStore:
 
     async def _index(self, schedule_id: str, next_run: int | None) -> None:
         """Cluster: copy a schedule's entry to the fleet-wide index (see
-        ``schedule_index``). Standalone: the script wrote it."""
+        ``KeyLayout.schedule_index``). Standalone: the script wrote it."""
         if self.layout.cluster:
             score = float("inf") if next_run is None else float(next_run)
             await self._broker.redis.zadd(keys.SCHEDULES, {schedule_id: score})
@@ -235,7 +223,7 @@ def forget(client: redis.Redis, schedule_id: str) -> bool:
         # Three slots (state, its index stand-in, the index): no transaction; the state
         # goes first, so a scheduler sees the schedule as new whatever happens next.
         deleted = client.delete(keys.schedule(schedule_id))
-        client.delete(schedule_index(schedule_id, keys.CLUSTER))
+        client.delete(keys.CLUSTER.schedule_index(schedule_id))
         client.zrem(keys.SCHEDULES, schedule_id)
         return bool(deleted)
     pipe = client.pipeline(transaction=True)
