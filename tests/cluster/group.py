@@ -15,6 +15,7 @@ tags every key of a routing key with ``{<routing_key>}``, so a routing key's slo
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from bananas.embedded import EmbeddedServer, free_port
+from bananas.embedded import EmbeddedServer, PortInUseError
 
 T = TypeVar("T")
 
@@ -61,6 +62,18 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
         time.sleep(interval)
+
+
+def distinct_free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports: every socket is held until all are chosen, so
+    the OS cannot hand out one twice (a node's bus port equal to another node's port)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def slot_of(routing_key: str) -> int:
@@ -126,9 +139,17 @@ class ClusterGroup:
     def __init__(self, data_dir: Path, *, replicas: bool = True) -> None:
         self.data_dir = data_dir
         self.replicas = replicas
-        self.nodes: list[Node] = []
-        for i in range(2 * MASTERS if replicas else MASTERS):
-            bus_port = free_port()
+        self.attempt = 0
+        self.nodes: list[Node] = self._make_nodes()
+
+    def _make_nodes(self) -> list[Node]:
+        """Fresh nodes on fresh ports, with data dirs of their own (per attempt: a failed
+        start leaves a ``nodes.conf`` that must not be read again)."""
+        count = 2 * MASTERS if self.replicas else MASTERS
+        ports = distinct_free_ports(2 * count)
+        nodes = []
+        for i in range(count):
+            port, bus_port = ports[2 * i], ports[2 * i + 1]
             args = (
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
@@ -142,7 +163,9 @@ class ClusterGroup:
                 # A replica (re)joining is synced at once, not after the default 5 s delay.
                 "--repl-diskless-sync-delay", "0",
             )  # fmt: skip
-            self.nodes.append(Node(EmbeddedServer(data_dir / f"n{i}", extra_args=args), bus_port))
+            data = self.data_dir / f"a{self.attempt}" / f"n{i}"
+            nodes.append(Node(EmbeddedServer(data, port=port, extra_args=args), bus_port))
+        return nodes
 
     # -- topology --------------------------------------------------------------------
 
@@ -198,9 +221,25 @@ class ClusterGroup:
 
     # -- life cycle -------------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> ClusterGroup:
-        for node in self.nodes:
-            node.server.start()
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> ClusterGroup:
+        """Start the nodes and form the cluster. A port taken by another process between
+        its choice and the server's bind (other test sessions share the machine) costs a
+        new attempt on new ports, not the test module."""
+        while True:
+            try:
+                for node in self.nodes:
+                    node.server.start()
+                break
+            except PortInUseError:
+                self.stop()
+                self.attempt += 1
+                if self.attempt >= attempts:
+                    raise
+                self.nodes = self._make_nodes()
+        self._form(timeout)
+        return self
+
+    def _form(self, timeout: float) -> None:
         clients = [node.client() for node in self.nodes]
         try:
             for i, (node, c) in enumerate(zip(self.nodes, clients, strict=True)):
@@ -221,7 +260,6 @@ class ClusterGroup:
             for c in clients:
                 c.close()
         self.wait_healthy(timeout)
-        return self
 
     def _all_known(self) -> bool:
         for node in self.nodes:
