@@ -39,7 +39,7 @@ from bananas.core import codec
 from bananas.core.clock import format_time
 from bananas.core.job import new_job_id, validate_new_job
 from bananas.embedded import EmbeddedServer
-from bananas.redis import calls
+from bananas.redis import calls, keys
 from bananas.tracing import producer_span
 
 
@@ -76,7 +76,7 @@ def measure(url: str, n: int, repeats: int, bulk_batches: int = 10) -> dict[str,
             "validate": validate,
             "build": lambda i: core.build("noop", {"i": i}, "normal", "default", 3, None),
             "record": lambda i: job.to_record(),
-            "call": lambda i: calls.submit(job, b"{}"),
+            "call": lambda i: calls.submit(job, b"{}", layout=keys.STANDALONE),
             "tracing": tracing,
         }
         for fn in parts.values():  # warm-up
