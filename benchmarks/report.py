@@ -246,6 +246,7 @@ def render(data: dict[str, Any]) -> str:
             "Throughput: Bananas ÷ peer. Latency: peer ÷ Bananas.\n\n" + table(["peer"] + [c[0] for c in cols], rows)
         )
     parts.append("#### Targets (issue 5)\n\n" + render_targets(summary, peers))
+    parts.append("#### Goals (issue 15)\n\n" + render_goals(summary, peers))
     return "\n\n".join(parts) + "\n"
 
 
@@ -288,6 +289,54 @@ def render_targets(summary: dict[str, Any], peers: Sequence[str]) -> str:
         status = "met" if p50 < 1 and p99 < 5 else "not met"
         rows.append([f"pickup p50 < 1 ms, p99 < 5 ms ({keys})", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", status])
     return table(["target", "measured", "status"], rows, align="lll")
+
+
+def _lowest_peer(summary: dict[str, Any], case: str, metric: str, peers: Sequence[str]) -> tuple[str, float] | None:
+    found = [(p, median(summary, case, p, metric)) for p in peers]
+    valid = [(p, v) for p, v in found if v is not None]
+    return min(valid, key=lambda pv: pv[1]) if valid else None
+
+
+def render_goals(summary: dict[str, Any], peers: Sequence[str]) -> str:
+    """Issue 15's goals, each as a ratio to the best peer of this same run where it is one."""
+    rows: list[list[str]] = []
+
+    def vs_peers(label: str, case: str, metric: str, factor: float) -> None:
+        ours = median(summary, case, BANANAS, metric)
+        best = _best_peer(summary, case, metric, peers)
+        if ours is None or best is None:
+            rows.append([label, "not measured (Bananas and a peer are both needed)", "–"])
+            return
+        name, value = best
+        got = ours / value
+        status = "met" if got >= factor else "not met"
+        rows.append([label, f"{got:.2f}× ({fmt_rate(ours)}/s against {name} {fmt_rate(value)}/s)", status])
+
+    vs_peers("drain, 1 process ≥ 3× the fastest peer (start→last)", "drain_p1", "rate", 3.0)
+    vs_peers("drain, 1 process ≥ 3× the fastest peer (steady)", "drain_p1", "steady_rate", 3.0)
+    vs_peers("drain, 2 processes ≥ 2.5× the fastest peer (start→last)", "drain_p2", "rate", 2.5)
+    vs_peers("drain, 2 processes ≥ 2.5× the fastest peer (steady)", "drain_p2", "steady_rate", 2.5)
+    for case, keys in (("pickup_rk1", "1 routing key"), ("pickup_rk5", "5 routing keys")):
+        label = f"pickup p50 < 1 ms and p99 < 3 ms, p50 ahead of the best peer ({keys})"
+        p50 = median(summary, case, BANANAS, "p50_ms")
+        p99 = median(summary, case, BANANAS, "p99_ms")
+        # The peers run on 1 routing key (they have none): both rows compare with that.
+        best = _lowest_peer(summary, "pickup_rk1", "p50_ms", peers)
+        if p50 is None or p99 is None:
+            rows.append([label, "not measured", "–"])
+            continue
+        ahead = best is None or p50 < best[1]
+        versus = "" if best is None else f"; best peer {best[0]} p50 {best[1]:.2f} ms"
+        status = "met" if p50 < 1 and p99 < 3 and ahead else "not met"
+        rows.append([label, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms{versus}", status])
+    vs_peers("sync single submit ≥ 1.5× the fastest peer", "submit", "rate", 1.5)
+    bulk = median(summary, "bulk", BANANAS, "rate")
+    rows.append(["bulk submit ≥ 150,000 jobs/s (batches of 1,000)", "–" if bulk is None else f"{fmt_rate(bulk)}/s",
+                 "–" if bulk is None else ("met" if bulk >= 150_000 else "not met")])  # fmt: skip
+    wait = median(summary, "wait", BANANAS, "call_p50_ms")
+    rows.append(["submit-and-wait p50 < 2 ms (idle worker, sync client)", "–" if wait is None else f"{wait:.2f} ms",
+                 "–" if wait is None else ("met" if wait < 2 else "not met")])  # fmt: skip
+    return table(["goal", "measured (medians)", "status"], rows, align="lll")
 
 
 # -- docs ---------------------------------------------------------------------------------------

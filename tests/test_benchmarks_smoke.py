@@ -61,7 +61,7 @@ def test_harness_smoke_runs_every_bananas_figure(tmp_path: Path) -> None:
     meta = data["meta"]
     assert meta["cores"] and meta["server"]["version"] and meta["interpreters"]["bananas"]["python"]
     markdown = (tmp_path / "smoke.md").read_text()
-    for title in ("Submit throughput", "Drain throughput", "Pickup latency", "Targets (issue 5)"):
+    for title in ("Submit throughput", "Drain throughput", "Pickup latency", "Targets (issue 5)", "Goals (issue 15)"):
         assert title in markdown
 
 

@@ -91,35 +91,58 @@ def dequeue(
     ``lease_ms``: the lease length; the script starts it at the server's time of the grant.
     In the cluster layout ``plan`` must cover the routing keys of one slot group
     (``layout.slot_groups``): the script runs in one slot."""
-    rk = plan.sources[0].ref.routing_key
-    args: list[str | int | float] = [lease_ms, token, count, len(plan.sources), len(plan.groups), len(plan.gates)]
-    for index, key in enumerate(plan.groups):
-        rate = limits.route_rate.get(key)
-        args += [
-            key,
-            caps[index],
-            limits.route_concurrency.get(key, 0),
-            rate.interval_ms if rate else 0,
-            rate.tolerance_ms if rate else 0,
-            layout.job_prefix(key),  # the prefix of this routing key's job records: read in the same call
-        ]
-    for name in plan.gates:
-        rate = limits.job_rate[name]
-        args += [rate.interval_ms, rate.tolerance_ms]
-    for group, gate, source in zip(plan.group_of, plan.gate_of, plan.sources, strict=True):
-        args += [group, gate, source.ref.priority.value]
-    args += preferences
-    return Call(
-        ScriptName.DEQUEUE,
-        (
+    return DequeueShape.of(plan, limits, caps, preferences, layout=layout).call(lease_ms, token, count)
+
+
+@dataclass(frozen=True, slots=True)
+class DequeueShape:
+    """A dequeue call without its per-call values (lease length, token, count): what a
+    plan, the limits, the caps and the preferences make of it. The fetcher keeps the
+    last one and reuses it while none of those changed, so a pick-up does not rebuild
+    the keys and arguments of every list it looks at."""
+
+    keys: tuple[str, ...]
+    tail: tuple[str | int | float, ...]
+
+    @classmethod
+    def of(
+        cls,
+        plan: DequeuePlan,
+        limits: FleetLimits,
+        caps: Sequence[int],
+        preferences: Sequence[int] = (),
+        *,
+        layout: KeyLayout,
+    ) -> DequeueShape:
+        rk = plan.sources[0].ref.routing_key
+        args: list[str | int | float] = [len(plan.sources), len(plan.groups), len(plan.gates)]
+        for index, key in enumerate(plan.groups):
+            rate = limits.route_rate.get(key)
+            args += [
+                key,
+                caps[index],
+                limits.route_concurrency.get(key, 0),
+                rate.interval_ms if rate else 0,
+                rate.tolerance_ms if rate else 0,
+                layout.job_prefix(key),  # the prefix of this routing key's job records: read in the same call
+            ]
+        for name in plan.gates:
+            rate = limits.job_rate[name]
+            args += [rate.interval_ms, rate.tolerance_ms]
+        for group, gate, source in zip(plan.group_of, plan.gate_of, plan.sources, strict=True):
+            args += [group, gate, source.ref.priority.value]
+        args += preferences
+        keys = (
             *layout.lease_keys(rk),
             *(source_key(s, layout) for s in plan.sources),
             *(layout.route_rate(k) for k in plan.groups),
             *(layout.job_rate(rk, n) for n in plan.gates),
             layout.paused(rk),
-        ),
-        tuple(args),
-    )
+        )
+        return cls(keys, tuple(args))
+
+    def call(self, lease_ms: int, token: str, count: int) -> Call:
+        return Call(ScriptName.DEQUEUE, self.keys, (lease_ms, token, count, *self.tail))
 
 
 def nonempty(key_names: Sequence[str]) -> Call:

@@ -88,6 +88,8 @@ class Fetcher:
         # The full look's script call and the routing key of each of its lists, built
         # once per plan (a worker may listen on 10,000 routing keys, 30,000 lists).
         self._look: tuple[KeyLook, list[str]] | None = None
+        self._lease_ms = int(settings.lease_seconds * 1000)
+        self._last_shape: tuple[tuple[object, ...], calls.DequeueShape] | None = None
         self._wrr: WeightedRoundRobin | None = None
         if settings.queue_selection is QueueSelection.WEIGHTED:
             weights = dict(settings.route_weights)
@@ -312,16 +314,7 @@ class Fetcher:
         prefs: list[int] = []
         if self._wrr is not None:
             prefs = [plan.groups.index(k) + 1 for k in self._wrr.take(free) if k in plan.groups]
-        call = calls.dequeue(
-            plan,
-            self.limits,
-            caps,
-            lease_ms=int(self._settings.lease_seconds * 1000),
-            token=token,
-            count=free,
-            preferences=prefs,
-            layout=self._broker.layout,
-        )
+        call = self._shape(plan, caps, prefs).call(self._lease_ms, token, free)
         wait_ms, taken, dropped = await self._broker.dequeue(call)
         for index, job_id in dropped:
             log.warning(
@@ -332,6 +325,17 @@ class Fetcher:
         if self._unlimited(plan):
             self._forget_empty(plan, taken, free, wakeups_before, weighted=bool(prefs))
         return wait_ms / 1000.0, [(plan.sources[index], job_id, raw) for index, job_id, raw in taken]
+
+    def _shape(self, plan: DequeuePlan, caps: list[int], prefs: list[int]) -> calls.DequeueShape:
+        """The dequeue call's keys and fixed arguments, rebuilt only when the plan, the
+        limits, the caps or the weighted draw differ from the last fetch's."""
+        inputs = (plan, self.limits, caps, prefs)
+        cached = self._last_shape
+        if cached is not None and all(a is b or a == b for a, b in zip(cached[0], inputs, strict=True)):
+            return cached[1]
+        shape = calls.DequeueShape.of(plan, self.limits, caps, prefs, layout=self._broker.layout)
+        self._last_shape = (inputs, shape)
+        return shape
 
     async def _fetch_by_slot(
         self, routes: frozenset[str], free: int, running_by_route: Mapping[str, int], token: str

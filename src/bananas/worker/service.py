@@ -12,7 +12,6 @@ import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -148,6 +147,9 @@ class Worker:
     def stop(self) -> None:
         """Begin graceful shutdown: stop fetching, let running jobs finish (within grace)."""
         self._stopping.set()
+        # The fetch loop waits on one of these at a time (see ``_until``): wake it.
+        self._work_ready.set()
+        self._slot_free.set()
 
     async def wait_ready(self) -> None:
         """Returns once the worker is subscribed and fetching."""
@@ -346,46 +348,46 @@ class Worker:
 
     async def _fetch_loop(self, fetcher: Fetcher, processor: Processor, broker: Broker) -> None:
         backoff = Backoff()
-        stop_wait = asyncio.create_task(self._stopping.wait())
-        try:
-            while not self._stopping.is_set():
-                free = self.settings.concurrency - len(self._running)
-                if free <= 0 or self._alone_waiting or self._alone_running:
-                    self._slot_free.clear()
-                    await self._first_of(self._slot_free, stop_wait, None)
+        while not self._stopping.is_set():
+            free = self.settings.concurrency - len(self._running)
+            if free <= 0 or self._alone_waiting or self._alone_running:
+                self._slot_free.clear()
+                await self._until(self._slot_free, None)
+                continue
+            # Cleared before looking, so a publish during the look still wakes us.
+            self._work_ready.clear()
+            try:
+                if self._pressure.full and not await self._pressure.check(broker):
+                    # Redis is out of memory: take nothing new until it has room.
+                    await self._until(None, MEMORY_POLL)
                     continue
-                # Cleared before looking, so a publish during the look still wakes us.
-                self._work_ready.clear()
-                try:
-                    if self._pressure.full and not await self._pressure.check(broker):
-                        # Redis is out of memory: take nothing new until it has room.
-                        await self._first_of(None, stop_wait, MEMORY_POLL)
-                        continue
-                    token = f"{self.worker_id}:{next(self._tokens)}"
-                    wait, taken = await fetcher.fetch(free, self._running_by_route, token)
-                    if taken:
-                        self._start(processor, taken, token)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if is_out_of_memory(exc):
-                        self._pressure.refused("taking new jobs")
-                        await self._first_of(None, stop_wait, MEMORY_POLL)
-                        continue
-                    if not is_connection_error(exc):
-                        log.exception("fetching jobs failed")
-                    else:
-                        log.warning("redis unavailable while fetching, retrying: %s", exc)
-                    await self._first_of(None, stop_wait, backoff.next_delay())
+                token = f"{self.worker_id}:{next(self._tokens)}"
+                wait, taken = await fetcher.fetch(free, self._running_by_route, token)
+                if taken:
+                    self._start(processor, taken, token)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    self._pressure.refused("taking new jobs")
+                    await self._until(None, MEMORY_POLL)
                     continue
-                backoff.reset()
-                self._ready.set()
-                if not taken:
-                    # Idle: sleep until a wake-up, a rate limit opening, or the safety poll.
-                    idle = min(wait, IDLE_POLL) if wait > 0 else IDLE_POLL
-                    await self._first_of(self._work_ready, stop_wait, idle)
-        finally:
-            stop_wait.cancel()
+                if not is_connection_error(exc):
+                    log.exception("fetching jobs failed")
+                else:
+                    log.warning("redis unavailable while fetching, retrying: %s", exc)
+                await self._until(None, backoff.next_delay())
+                continue
+            backoff.reset()
+            self._ready.set()
+            if len(taken) < free:
+                # The lists held less than we asked for (or limits held the rest back):
+                # asking again at once would only find them empty. Sleep until a wake-up
+                # (one that came during the look ends this wait at once), a rate limit
+                # opening, or the safety poll. The jobs just taken start meanwhile, so an
+                # idle worker's pick-up costs one dequeue, not a second empty one before it.
+                idle = min(wait, IDLE_POLL) if wait > 0 else IDLE_POLL
+                await self._until(self._work_ready, idle)
 
     def _start(self, processor: Processor, taken: list[tuple[Source, str, bytes | None]], token: str) -> None:
         for source, job_id, raw in taken:
@@ -433,16 +435,15 @@ class Worker:
             self._lost.discard(delivery.job_id)
             self._slot_free.set()
 
-    async def _first_of(self, event: asyncio.Event | None, stop_wait: asyncio.Task[Any], timeout: float | None) -> None:
-        waiters: list[asyncio.Future[Any]] = [stop_wait]
-        event_wait = asyncio.ensure_future(event.wait()) if event is not None else None
-        if event_wait is not None:
-            waiters.append(event_wait)
+    async def _until(self, event: asyncio.Event | None, timeout: float | None) -> None:
+        """Wait for ``event`` (None: for a stop), at most ``timeout`` seconds. ``stop()``
+        sets the loop's events too, so one wait covers both: no task and no ``asyncio.wait``
+        per wait, which an idle worker's pick-up would otherwise pay on every wake-up."""
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if event_wait is not None:
-                event_wait.cancel()
+            async with asyncio.timeout(timeout):
+                await (event or self._stopping).wait()
+        except TimeoutError:
+            pass
 
     # -- shutdown ----------------------------------------------------------------------
 
