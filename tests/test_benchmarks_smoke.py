@@ -156,6 +156,18 @@ def test_submit_cost_times_every_part() -> None:
     assert all(parts[name] > 0 for name in expected | {"bulk_jobs_per_s"}), parts
 
 
+def test_pickup_path_times_every_step() -> None:
+    """benchmarks/pickup_path.py, 30 jobs (the first 20 a warm-up): every step of the
+    pick-up measured."""
+    proc = _run(["benchmarks.pickup_path", "--jobs", "30", "--gap", "0.01"], timeout=100)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    steps = result["steps"]
+    assert result["measured"] == 10
+    assert len(steps) == 9 and "total" in steps
+    assert all(step["p50_ms"] >= 0 for step in steps.values()), steps
+    assert steps["total"]["p50_ms"] > 0
+
+
 @pytest.mark.timeout(150)
 def test_cluster_benchmark_runs() -> None:
     """benchmarks/cluster.py (standalone vs a 3-master cluster), tiny N: every figure measured."""
