@@ -250,36 +250,53 @@ def render(data: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _best_peer(summary: dict[str, Any], case: str, metric: str, peers: Sequence[str]) -> tuple[str, float] | None:
+def _best_peer(
+    summary: dict[str, Any], case: str, metric: str, peers: Sequence[str], *, lowest: bool = False
+) -> tuple[str, float] | None:
+    """The peer with the highest median (the lowest with ``lowest``: latencies)."""
     found = [(p, median(summary, case, p, metric)) for p in peers]
     valid = [(p, v) for p, v in found if v is not None]
-    return max(valid, key=lambda pv: pv[1]) if valid else None
+    if not valid:
+        return None
+    return (min if lowest else max)(valid, key=lambda pv: pv[1])
+
+
+def _vs_peers(
+    summary: dict[str, Any], peers: Sequence[str], label: str, case: str, metric: str, factor: float
+) -> list[str]:
+    """One row: Bananas' median of ``metric`` over the best peer's, met at ``factor``."""
+    ours = median(summary, case, BANANAS, metric)
+    best = _best_peer(summary, case, metric, peers)
+    if ours is None:
+        return [label, "not measured", "–"]
+    if best is None:
+        return [label, f"Bananas {fmt_rate(ours)}/s; no peer results in this run", "pending peers"]
+    name, value = best
+    got = ours / value
+    return [label, f"{got:.2f}× the fastest peer ({name}, {fmt_rate(value)}/s)", "met" if got >= factor else "not met"]
+
+
+def _drain_rows(
+    summary: dict[str, Any], peers: Sequence[str], factor_1p: float, factor_2p: float, the: str = ""
+) -> list[list[str]]:
+    """The four drain rows (1 and 2 processes, start→last and steady) against the fastest peer."""
+    rows: list[list[str]] = []
+    for processes, case, factor in (("1 process", "drain_p1", factor_1p), ("2 processes", "drain_p2", factor_2p)):
+        for metric, kind in (("rate", "start→last"), ("steady_rate", "steady")):
+            label = f"drain, {processes} ≥ {factor:g}× {the}fastest peer ({kind})"
+            rows.append(_vs_peers(summary, peers, label, case, metric, factor))
+    return rows
+
+
+def _threshold(label: str, value: float | None, text: str, met: bool) -> list[str]:
+    return [label, "–", "–"] if value is None else [label, text, "met" if met else "not met"]
 
 
 def render_targets(summary: dict[str, Any], peers: Sequence[str]) -> str:
-    rows: list[list[str]] = []
-
-    def vs_peers(label: str, case: str, metric: str, factor: float) -> None:
-        ours = median(summary, case, BANANAS, metric)
-        best = _best_peer(summary, case, metric, peers)
-        if ours is None:
-            rows.append([label, "not measured", "–"])
-        elif best is None:
-            rows.append([label, f"Bananas {fmt_rate(ours)}/s; no peer results in this run", "pending peers"])
-        else:
-            name, value = best
-            got = ours / value
-            status = "met" if got >= factor else "not met"
-            rows.append([label, f"{got:.2f}× the fastest peer ({name}, {fmt_rate(value)}/s)", status])
-
-    vs_peers("drain, 1 process ≥ 3× fastest peer (start→last)", "drain_p1", "rate", 3.0)
-    vs_peers("drain, 1 process ≥ 3× fastest peer (steady)", "drain_p1", "steady_rate", 3.0)
-    vs_peers("drain, 2 processes ≥ 3× fastest peer (start→last)", "drain_p2", "rate", 3.0)
-    vs_peers("drain, 2 processes ≥ 3× fastest peer (steady)", "drain_p2", "steady_rate", 3.0)
-    vs_peers("single-call submit ≥ 1.5× fastest peer", "submit", "rate", 1.5)
+    rows = _drain_rows(summary, peers, 3.0, 3.0)
+    rows.append(_vs_peers(summary, peers, "single-call submit ≥ 1.5× fastest peer", "submit", "rate", 1.5))
     bulk = median(summary, "bulk", BANANAS, "rate")
-    rows.append(["bulk submit ≥ 100,000 jobs/s", "–" if bulk is None else f"{fmt_rate(bulk)}/s",
-                 "–" if bulk is None else ("met" if bulk >= 100_000 else "not met")])  # fmt: skip
+    rows.append(_threshold("bulk submit ≥ 100,000 jobs/s", bulk, f"{fmt_rate(bulk or 0)}/s", (bulk or 0) >= 100_000))
     for case, keys in (("pickup_rk1", "1 routing key"), ("pickup_rk5", "5 routing keys")):
         p50 = median(summary, case, BANANAS, "p50_ms")
         p99 = median(summary, case, BANANAS, "p99_ms")
@@ -291,51 +308,28 @@ def render_targets(summary: dict[str, Any], peers: Sequence[str]) -> str:
     return table(["target", "measured", "status"], rows, align="lll")
 
 
-def _lowest_peer(summary: dict[str, Any], case: str, metric: str, peers: Sequence[str]) -> tuple[str, float] | None:
-    found = [(p, median(summary, case, p, metric)) for p in peers]
-    valid = [(p, v) for p, v in found if v is not None]
-    return min(valid, key=lambda pv: pv[1]) if valid else None
-
-
 def render_goals(summary: dict[str, Any], peers: Sequence[str]) -> str:
     """Issue 15's goals, each as a ratio to the best peer of this same run where it is one."""
-    rows: list[list[str]] = []
-
-    def vs_peers(label: str, case: str, metric: str, factor: float) -> None:
-        ours = median(summary, case, BANANAS, metric)
-        best = _best_peer(summary, case, metric, peers)
-        if ours is None or best is None:
-            rows.append([label, "not measured (Bananas and a peer are both needed)", "–"])
-            return
-        name, value = best
-        got = ours / value
-        status = "met" if got >= factor else "not met"
-        rows.append([label, f"{got:.2f}× ({fmt_rate(ours)}/s against {name} {fmt_rate(value)}/s)", status])
-
-    vs_peers("drain, 1 process ≥ 3× the fastest peer (start→last)", "drain_p1", "rate", 3.0)
-    vs_peers("drain, 1 process ≥ 3× the fastest peer (steady)", "drain_p1", "steady_rate", 3.0)
-    vs_peers("drain, 2 processes ≥ 2.5× the fastest peer (start→last)", "drain_p2", "rate", 2.5)
-    vs_peers("drain, 2 processes ≥ 2.5× the fastest peer (steady)", "drain_p2", "steady_rate", 2.5)
+    rows = _drain_rows(summary, peers, 3.0, 2.5, the="the ")
+    # The peers have no routing keys and run the pick-up on one list: both rows compare with that.
+    best = _best_peer(summary, "pickup_rk1", "p50_ms", peers, lowest=True)
     for case, keys in (("pickup_rk1", "1 routing key"), ("pickup_rk5", "5 routing keys")):
         label = f"pickup p50 < 1 ms and p99 < 3 ms, p50 ahead of the best peer ({keys})"
         p50 = median(summary, case, BANANAS, "p50_ms")
         p99 = median(summary, case, BANANAS, "p99_ms")
-        # The peers run on 1 routing key (they have none): both rows compare with that.
-        best = _lowest_peer(summary, "pickup_rk1", "p50_ms", peers)
         if p50 is None or p99 is None:
             rows.append([label, "not measured", "–"])
             continue
-        ahead = best is None or p50 < best[1]
         versus = "" if best is None else f"; best peer {best[0]} p50 {best[1]:.2f} ms"
-        status = "met" if p50 < 1 and p99 < 3 and ahead else "not met"
-        rows.append([label, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms{versus}", status])
-    vs_peers("sync single submit ≥ 1.5× the fastest peer", "submit", "rate", 1.5)
+        met = p50 < 1 and p99 < 3 and (best is None or p50 < best[1])
+        rows.append([label, f"p50 {p50:.2f} ms, p99 {p99:.2f} ms{versus}", "met" if met else "not met"])
+    rows.append(_vs_peers(summary, peers, "sync single submit ≥ 1.5× the fastest peer", "submit", "rate", 1.5))
     bulk = median(summary, "bulk", BANANAS, "rate")
-    rows.append(["bulk submit ≥ 150,000 jobs/s (batches of 1,000)", "–" if bulk is None else f"{fmt_rate(bulk)}/s",
-                 "–" if bulk is None else ("met" if bulk >= 150_000 else "not met")])  # fmt: skip
+    label = "bulk submit ≥ 150,000 jobs/s (batches of 1,000)"
+    rows.append(_threshold(label, bulk, f"{fmt_rate(bulk or 0)}/s", (bulk or 0) >= 150_000))
     wait = median(summary, "wait", BANANAS, "call_p50_ms")
-    rows.append(["submit-and-wait p50 < 2 ms (idle worker, sync client)", "–" if wait is None else f"{wait:.2f} ms",
-                 "–" if wait is None else ("met" if wait < 2 else "not met")])  # fmt: skip
+    label = "submit-and-wait p50 < 2 ms (idle worker, sync client)"
+    rows.append(_threshold(label, wait, f"{wait or 0:.2f} ms", wait is not None and wait < 2))
     return table(["goal", "measured (medians)", "status"], rows, align="lll")
 
 
