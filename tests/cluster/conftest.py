@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 
@@ -58,14 +57,6 @@ def cluster_env(cli_env: dict[str, str], cluster: ClusterGroup, redis_url: str) 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """``bananas ARGS`` in a subprocess; returns once it exited."""
     return subprocess.run([*bananas_argv(), *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Immune to the caller's environment: clients read REDIS_URL and BANANAS_* themselves."""
-    for name in list(os.environ):
-        if name == "REDIS_URL" or name.startswith(("BANANAS_", "WORKER_", "JOB_")):
-            monkeypatch.delenv(name)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -4,7 +4,6 @@ ports and stopped by PID (tests/cluster/group.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -36,9 +35,3 @@ def client(cluster: ClusterGroup) -> Iterator[Client]:
         yield c
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Immune to the caller's environment: clients read REDIS_URL and BANANAS_* themselves."""
-    for name in list(os.environ):
-        if name == "REDIS_URL" or name.startswith(("BANANAS_", "WORKER_", "JOB_")):
-            monkeypatch.delenv(name)

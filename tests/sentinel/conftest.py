@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -19,14 +18,6 @@ def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
         yield group
     finally:
         group.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Immune to the caller's environment: clients read REDIS_URL and BANANAS_* themselves."""
-    for name in list(os.environ):
-        if name == "REDIS_URL" or name.startswith(("BANANAS_", "WORKER_", "JOB_")):
-            monkeypatch.delenv(name)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

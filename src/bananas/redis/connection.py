@@ -106,19 +106,34 @@ def _scheme(url: str) -> str:
     return url.partition("://")[0].lower() if "://" in url else ""
 
 
-def parse_sentinel_url(url: str, setting: str = "REDIS_URL") -> SentinelURL:
-    """Parse ``redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE_NAME[/db]``."""
+@dataclass(frozen=True, slots=True)
+class _MultiHostParts:
+    """What ``redis+sentinel://`` and ``redis+cluster://`` URLs share, read and checked."""
 
-    def bad(reason: str) -> ConfigurationError:
-        return ConfigurationError(setting, f"{mask_url(url)!r}: {reason}")
+    username: str | None
+    password: str | None
+    hostlist: str
+    path: str
+    options: dict[str, str]
+    tls: bool
+    ssl_cert_reqs: str | None
+    ssl_ca_certs: str | None
 
+
+def _split_multi_host_url(
+    url: str, kind: str, schemes: tuple[str, str], known_options: frozenset[str], bad: Any
+) -> _MultiHostParts:
+    """``scheme://[user:pass@]host:port[,host:port...][/path][?options]``: the credentials,
+    the host list, the path and the TLS options, each checked (``bad(reason)`` builds the
+    one-line error). ``kind`` names the URL in errors: ``Sentinel``, ``Cluster``."""
     scheme = _scheme(url)
-    if scheme not in SENTINEL_SCHEMES:
-        raise bad("not a redis+sentinel:// URL")
+    plain, secure = schemes  # ("redis+...", "rediss+...")
+    if scheme not in schemes:
+        raise bad(f"not a {plain}:// URL")
     rest = url.partition("://")[2]
     rest, _, fragment = rest.partition("#")
     if fragment:
-        raise bad("a Sentinel URL takes no #fragment")
+        raise bad(f"a {kind} URL takes no #fragment")
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")
@@ -127,8 +142,31 @@ def parse_sentinel_url(url: str, setting: str = "REDIS_URL") -> SentinelURL:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    sentinels = tuple(_host_port(item, bad) for item in hostlist.split(","))
-    segments = path.split("/") if path else []
+    options: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in known_options:
+            raise bad(f"unknown option {key!r} (known: {', '.join(sorted(known_options))})")
+        options[key] = value
+    cert_reqs = options.get("ssl_cert_reqs")
+    if cert_reqs is not None and cert_reqs not in _CERT_REQS:
+        raise bad(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r}")
+    tls = scheme == secure
+    if not tls and (cert_reqs is not None or "ssl_ca_certs" in options):
+        raise bad(f"ssl_cert_reqs and ssl_ca_certs need {secure}://")
+    return _MultiHostParts(
+        username, password, hostlist, path, options, tls, cert_reqs, options.get("ssl_ca_certs") or None
+    )
+
+
+def parse_sentinel_url(url: str, setting: str = "REDIS_URL") -> SentinelURL:
+    """Parse ``redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE_NAME[/db]``."""
+
+    def bad(reason: str) -> ConfigurationError:
+        return ConfigurationError(setting, f"{mask_url(url)!r}: {reason}")
+
+    parts = _split_multi_host_url(url, "Sentinel", SENTINEL_SCHEMES, _SENTINEL_QUERY, bad)
+    sentinels = tuple(_host_port(item, bad) for item in parts.hostlist.split(","))
+    segments = parts.path.split("/") if parts.path else []
     if segments and segments[-1] == "":
         segments.pop()  # a trailing slash
     if not segments or not segments[0]:
@@ -140,28 +178,17 @@ def parse_sentinel_url(url: str, setting: str = "REDIS_URL") -> SentinelURL:
         if not segments[1].isdigit():
             raise bad(f"the database must be a number, not {segments[1]!r}")
         db = int(segments[1])
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-        if key not in _SENTINEL_QUERY:
-            raise bad(f"unknown option {key!r} (known: {', '.join(sorted(_SENTINEL_QUERY))})")
-        options[key] = value
-    cert_reqs = options.get("ssl_cert_reqs")
-    if cert_reqs is not None and cert_reqs not in _CERT_REQS:
-        raise bad(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r}")
-    tls = scheme == "rediss+sentinel"
-    if not tls and (cert_reqs is not None or "ssl_ca_certs" in options):
-        raise bad("ssl_cert_reqs and ssl_ca_certs need rediss+sentinel://")
     return SentinelURL(
         sentinels=sentinels,
         service_name=unquote(segments[0]),
         db=db,
-        username=username,
-        password=password,
-        sentinel_username=options.get("sentinel_username") or None,
-        sentinel_password=options.get("sentinel_password") or None,
-        tls=tls,
-        ssl_cert_reqs=cert_reqs,
-        ssl_ca_certs=options.get("ssl_ca_certs") or None,
+        username=parts.username,
+        password=parts.password,
+        sentinel_username=parts.options.get("sentinel_username") or None,
+        sentinel_password=parts.options.get("sentinel_password") or None,
+        tls=parts.tls,
+        ssl_cert_reqs=parts.ssl_cert_reqs,
+        ssl_ca_certs=parts.ssl_ca_certs,
     )
 
 
@@ -208,45 +235,20 @@ def parse_cluster_url(url: str, setting: str = "REDIS_URL") -> ClusterURL:
     def bad(reason: str) -> ConfigurationError:
         return ConfigurationError(setting, f"{mask_url(url)!r}: {reason}")
 
-    scheme = _scheme(url)
-    if scheme not in CLUSTER_SCHEMES:
-        raise bad("not a redis+cluster:// URL")
-    rest = url.partition("://")[2]
-    rest, _, fragment = rest.partition("#")
-    if fragment:
-        raise bad("a Cluster URL takes no #fragment")
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    if not hostlist.strip():
+    parts = _split_multi_host_url(url, "Cluster", CLUSTER_SCHEMES, _CLUSTER_QUERY, bad)
+    if not parts.hostlist.strip():
         raise bad("no node address (expected host:port[,host:port...])")
-    nodes = tuple(_host_port(item, bad, "node", DEFAULT_CLUSTER_PORT) for item in hostlist.split(","))
-    path = path.rstrip("/")
+    nodes = tuple(_host_port(item, bad, "node", DEFAULT_CLUSTER_PORT) for item in parts.hostlist.split(","))
+    path = parts.path.rstrip("/")
     if path and path != "0":
         raise bad(f"a Redis Cluster has only database 0, not {path!r}")
-    options: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-        if key not in _CLUSTER_QUERY:
-            raise bad(f"unknown option {key!r} (known: {', '.join(sorted(_CLUSTER_QUERY))})")
-        options[key] = value
-    cert_reqs = options.get("ssl_cert_reqs")
-    if cert_reqs is not None and cert_reqs not in _CERT_REQS:
-        raise bad(f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)}, not {cert_reqs!r}")
-    tls = scheme == "rediss+cluster"
-    if not tls and (cert_reqs is not None or "ssl_ca_certs" in options):
-        raise bad("ssl_cert_reqs and ssl_ca_certs need rediss+cluster://")
     return ClusterURL(
         nodes=nodes,
-        username=username,
-        password=password,
-        tls=tls,
-        ssl_cert_reqs=cert_reqs,
-        ssl_ca_certs=options.get("ssl_ca_certs") or None,
+        username=parts.username,
+        password=parts.password,
+        tls=parts.tls,
+        ssl_cert_reqs=parts.ssl_cert_reqs,
+        ssl_ca_certs=parts.ssl_ca_certs,
     )
 
 
