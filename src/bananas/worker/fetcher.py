@@ -385,7 +385,7 @@ class Fetcher:
                 plan,
                 self.limits,
                 caps,
-                lease_ms=int(self._settings.lease_seconds * 1000),
+                lease_ms=self._lease_ms,
                 token=token,
                 count=count,
                 layout=layout,
